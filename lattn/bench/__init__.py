@@ -1,0 +1,26 @@
+"""Measurements with ``torch.utils.benchmark``; ``python -m lattn.bench SUBCOMMAND --help``.
+
+Each submodule of this package is one subcommand and exposes ``register(subparsers)``, which adds its parser and
+sets ``func`` (called with the parsed arguments). Shared timing helpers live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.utils.benchmark as tb
+
+__all__ = ["matmul_flops_per_s", "median_seconds"]
+
+
+def median_seconds(fn: Callable[[], object], min_run_time: float = 0.2, num_threads: int | None = None) -> float:
+    """Median wall time of ``fn()`` in seconds (torch.utils.benchmark: warm-up, then repeated blocks)."""
+    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads or torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def matmul_flops_per_s(n: int = 1024, min_run_time: float = 0.3) -> float:
+    """Measured fp32 matmul throughput of this machine, in multiply-adds per second ((n×n)·(n×n))."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return n**3 / median_seconds(lambda: a @ b, min_run_time)

@@ -1,0 +1,7 @@
+"""``python -m lattn.experiments <subcommand>``: one subcommand per submodule of :mod:`lattn.experiments`."""
+
+import lattn.experiments
+from lattn._cli import run_subcommands
+
+if __name__ == "__main__":
+    run_subcommands(lattn.experiments)

@@ -1,0 +1,192 @@
+"""Latent attention: N tokens talk to each other only through M ≪ N learned latent tokens.
+
+Like :class:`~lattn.attention.MultiHeadAttention`, but no token ever scores another token. Three stages, each a
+cross-attention between tokens x (B, N, D) and latents z (B, M, D):
+
+1. **write** — tokens query the latents; softmax over the *latents* (each token splits itself among them,
+   slot-attention style). Each latent then takes the weighted mean of the token values (its column of the map
+   renormalised over tokens) and adds it to itself.                                   map (B, H, N, M)
+2. **gather** — latents query the tokens; softmax over the *tokens*; latents add what they read.  map (B, H, M, N)
+3. **broadcast** — tokens query the latents; softmax over the *latents*; gives the output.        map (B, H, N, M)
+
+Cost O(N·M·D) instead of O(N²·D). Any non-empty subset of the stages, in this order, is a valid module:
+("gather", "broadcast") is the shape of Set Transformer's ISAB and Luna; ("write", "gather") ends at the
+latents (a Perceiver-style encoder) and then returns them instead of tokens.
+
+Example::
+
+    >>> la = LatentAttention(dim=32, num_latents=4, heads=2)
+    >>> out, maps = la(torch.randn(2, 100, 32), return_maps=True)   # out (2, 100, 32)
+    >>> maps.write.shape, maps.gather.shape, maps.effective().shape  # (2,2,100,4), (2,2,4,100), (2,2,100,100)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .attention import (
+    check_dim_heads,
+    check_mask,
+    check_tokens,
+    fused_attention,
+    masked_softmax,
+    merge_heads,
+    scaled_dot_product,
+    split_heads,
+    upcast,
+)
+
+__all__ = ["STAGES", "LatentAttention", "LatentMaps", "check_stages"]
+
+STAGES = ("write", "gather", "broadcast")
+
+
+def check_stages(stages: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
+    """Validate a stage selection: a non-empty subset of ``STAGES`` in that order. Returns it as a tuple."""
+    if isinstance(stages, str):
+        stages = (stages,)
+    stages = tuple(stages)
+    if not stages:
+        raise ValueError(f"stages must be a non-empty subset of {STAGES}, got ()")
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; choose from {STAGES}")
+    if list(stages) != [s for s in STAGES if s in stages]:
+        raise ValueError(f"stages must appear once each in the order {STAGES}, got {stages}")
+    return stages
+
+
+@dataclass(frozen=True)
+class LatentMaps:
+    """The attention maps of one forward pass (float32 for half inputs; an absent stage is ``None``).
+
+    write (B, H, N, M): rows sum to 1 over latents (0 for padding).
+    gather (B, H, M, N): rows sum to 1 over tokens.
+    broadcast (B, H, N, M): rows sum to 1 over latents.
+    """
+
+    write: Tensor | None = None
+    gather: Tensor | None = None
+    broadcast: Tensor | None = None
+
+    def effective(self) -> Tensor:
+        """Effective token→token map broadcast @ gather, (B, H, N, N); its rank is at most M.
+
+        Entry (i, j): how much of token j's value reaches token i through the latents. Without a gather
+        stage the latents were filled by the write stage, so its column-normalised map takes gather's place.
+        """
+        if self.broadcast is None:
+            raise ValueError("the effective token→token map needs a broadcast stage")
+        into_latents = self.gather if self.gather is not None else _column_normalise(self.write).transpose(-1, -2)
+        if into_latents is None:
+            raise ValueError("the effective token→token map needs a gather or write stage")
+        return self.broadcast @ into_latents  # (B, H, N, N)
+
+
+def _column_normalise(write: Tensor | None, eps: float = 1e-6) -> Tensor | None:
+    """Write map (B, H, N, M) → each latent's column renormalised over tokens (weighted-mean weights)."""
+    if write is None:
+        return None
+    return write / (write.sum(-2, keepdim=True) + eps)
+
+
+class _CrossProjections(nn.Module):
+    """q, k, v and output projections of one stage (queries from one side, keys/values from the other)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.to_out = nn.Linear(dim, dim)
+
+
+class LatentAttention(nn.Module):
+    """Latent attention with learned latents (M, dim), H heads and the chosen stages.
+
+    Args:
+        dim: token width D.  num_latents: M, the size of the bottleneck.  heads: H (dim % H == 0).
+        stages: non-empty subset of ("write", "gather", "broadcast") in this order.
+        eps: added to each latent's column sum in the write stage (a latent nobody writes to stays put).
+
+    ``forward(x (B, N, D), mask (B, N) bool = real token, return_maps=False)`` returns tokens (B, N, D) when the
+    broadcast stage is present, else the updated latents (B, M, D); with ``return_maps=True`` also
+    :class:`LatentMaps`. Padded tokens take no part in write and gather, and their outputs are zero.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_latents: int,
+        heads: int = 1,
+        stages: tuple[str, ...] = STAGES,
+        *,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        check_dim_heads(dim, heads)
+        if not isinstance(num_latents, int) or num_latents < 1:
+            raise ValueError(f"num_latents must be an integer ≥ 1, got {num_latents!r}")
+        self.stages = check_stages(stages)
+        self.dim, self.num_latents, self.heads, self.eps = dim, num_latents, heads, eps
+        self.latents = nn.Parameter(torch.randn(num_latents, dim))  # (M, D), learned
+        self.proj = nn.ModuleDict({s: _CrossProjections(dim) for s in self.stages})
+
+    @property
+    def returns_tokens(self) -> bool:
+        """True when forward returns tokens (B, N, D); False when it returns latents (B, M, D)."""
+        return "broadcast" in self.stages
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, return_maps: bool = False
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
+        check_tokens(x, self.dim)
+        check_mask(mask, x)
+        B, N, D = x.shape
+        H = self.heads
+        scale = 1.0 / math.sqrt(D // H)
+        z = self.latents.to(x.dtype).expand(B, -1, -1)  # (B, M, D)
+        maps: dict[str, Tensor] = {}
+
+        if "write" in self.stages:
+            p = self.proj["write"]
+            q, k, v = split_heads(p.to_q(x), H), split_heads(p.to_k(z), H), split_heads(p.to_v(x), H)
+            scores = torch.einsum("bhnd,bhmd->bhnm", upcast(q), upcast(k)) * scale  # (B, H, N, M)
+            w = masked_softmax(scores, dim=-1)  # softmax over latents
+            if mask is not None:
+                w = w * mask[:, None, :, None]  # padded tokens write nothing
+            upd = torch.einsum("bhnm,bhnd->bhmd", _column_normalise(w, self.eps), upcast(v))  # (B, H, M, dh)
+            z = z + p.to_out(merge_heads(upd.to(x.dtype)))  # (B, M, D)
+            if return_maps:
+                maps["write"] = w
+
+        if "gather" in self.stages:
+            p = self.proj["gather"]
+            q, k, v = split_heads(p.to_q(z), H), split_heads(p.to_k(x), H), split_heads(p.to_v(x), H)
+            key_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N)
+            if return_maps:
+                read, maps["gather"] = scaled_dot_product(q, k, v, key_mask)  # (B, H, M, dh), (B, H, M, N)
+            else:
+                read = fused_attention(q, k, v, key_mask)
+            z = z + p.to_out(merge_heads(read))  # (B, M, D)
+
+        out = z
+        if "broadcast" in self.stages:
+            p = self.proj["broadcast"]
+            q, k, v = split_heads(p.to_q(x), H), split_heads(p.to_k(z), H), split_heads(p.to_v(z), H)
+            if return_maps:
+                read, maps["broadcast"] = scaled_dot_product(q, k, v)  # (B, H, N, dh), (B, H, N, M)
+            else:
+                read = fused_attention(q, k, v)
+            out = p.to_out(merge_heads(read))  # (B, N, D)
+            if mask is not None:
+                out = out * mask[..., None]
+
+        return (out, LatentMaps(**maps)) if return_maps else out
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_latents={self.num_latents}, heads={self.heads}, stages={self.stages}"

@@ -1,0 +1,537 @@
+"""DeepSeek Multi-head Latent Attention (MLA): like multi-head attention, but the keys and values of every token are
+re-created from one small *latent vector* ``c_KV`` (width ``d_c``) — a latent along the feature axis, not latent tokens.
+
+The compute stays O(N²) (every query still scores every earlier key); what shrinks is the KV cache kept while
+generating. Three ideas, each a step in :class:`MultiHeadLatentAttention` (equation numbers of DeepSeek-V2,
+arXiv:2405.04434; presets from DeepSeek-V3, arXiv:2412.19437):
+
+* **low-rank KV compression** (eq. 9-11): ``c_KV = RMSNorm(W_DKV·h)``; ``k_C = W_UK·c_KV``; ``v_C = W_UV·c_KV``.
+* **decoupled RoPE** (eq. 14-17): position enters through a separate rotary part — per-head ``q_R`` and one key
+  ``k_R`` shared by all heads — so ``W_UK`` stays free of position and can be absorbed.
+* **absorption** (matrix associativity): ``q_C·k_C = (q_C·W_UK)·c_KV``, so the cache holds only ``c_KV`` and ``k_R``
+  (``d_c + d_rope`` values per token and layer) and MLA becomes multi-query attention over one 576-wide shared key.
+
+Two modes compute the same function: ``naive`` caches full per-head keys and values (no memory saved), ``absorbed``
+(the default) caches only the latent. Example: DeepSeek-V2 caches 512 + 64 = 576 values per token per layer, 34,560
+over its 60 layers, where multi-head attention with the same heads would cache 1,966,080.
+
+    >>> mla = MultiHeadLatentAttention(MLAConfig.preset("DeepSeek-V2-Lite").scaled(0.125))
+    >>> cache = mla.new_cache(batch=2, max_len=64)
+    >>> y = mla(torch.randn(2, 10, mla.config.dim), cache)              # prefill: (2, 10, dim)
+    >>> y = mla(torch.randn(2, 1, mla.config.dim), cache, start_pos=10)  # decode one token: (2, 1, dim)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .attention import _shape, check_tokens, fused_attention, merge_heads, scaled_dot_product, split_heads
+
+__all__ = [
+    "KV_KINDS",
+    "MODES",
+    "PRESETS",
+    "MLACache",
+    "MLAConfig",
+    "MultiHeadLatentAttention",
+    "RMSNorm",
+    "absorption_gap",
+    "apply_rope",
+    "chunk_causal_mask",
+    "kv_cache_bytes",
+    "kv_elements_per_token",
+]
+
+MODES = ("naive", "absorbed")
+KV_KINDS = ("MHA", "GQA", "MQA", "MLA naive", "MLA")  # the cache layouts the accounting knows
+
+
+# --- configuration ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MLAConfig:
+    """Sizes of one MLA layer (and the layer count, for whole-model cache accounting).
+
+    Example: ``MLAConfig.preset("DeepSeek-V3")`` caches d_c + d_rope = 576 values per token per layer.
+    """
+
+    dim: int  # d: width of the tokens entering and leaving the layer
+    heads: int  # n_h: attention heads
+    d_h: int  # per-head size of the position-free query/key part and of the value
+    d_c: int  # KV compression rank (kv_lora_rank): width of the cached latent c_KV
+    d_rope: int  # d_h^R: per-head rotary query part and the one shared rotary key (even: RoPE rotates pairs)
+    d_cq: int = 0  # query compression rank (q_lora_rank); 0 = queries straight from the tokens
+    layers: int = 1  # transformer layers, only used to account for a whole model's cache
+    rope_theta: float = 10000.0  # RoPE base: pair i turns by position · theta^(-2i/d_rope)
+    name: str = "custom"  # label for tables and plots
+
+    def __post_init__(self) -> None:
+        for field in ("dim", "heads", "d_h", "d_c", "d_rope", "d_cq", "layers"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"MLAConfig.{field} must be an int, got {value!r} ({type(value).__name__})")
+            if value < (0 if field == "d_cq" else 1):
+                rule = "≥ 0 (0 = no query compression)" if field == "d_cq" else "≥ 1"
+                raise ValueError(f"MLAConfig.{field} must be {rule}, got {value}")
+        if self.d_rope % 2:
+            raise ValueError(f"MLAConfig.d_rope must be even (RoPE rotates pairs of features), got {self.d_rope}")
+        if not self.rope_theta > 0:
+            raise ValueError(f"MLAConfig.rope_theta must be > 0, got {self.rope_theta}")
+
+    @property
+    def softmax_scale(self) -> float:
+        """1/√(d_h + d_rope): the query·key width (eq. 18). DeepSeek-V2/V3: 192^-0.5 ≈ 0.0722."""
+        return (self.d_h + self.d_rope) ** -0.5
+
+    @classmethod
+    def preset(cls, name: str) -> MLAConfig:
+        """One of :data:`PRESETS`: ``"DeepSeek-V2"``, ``"DeepSeek-V2-Lite"``, ``"DeepSeek-V3"``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+        return PRESETS[name]
+
+    def scaled(self, width: float = 0.125, heads: float = 1.0, layers: int | None = None) -> MLAConfig:
+        """A smaller copy for CPU experiments that keeps the preset's ratios.
+
+        ``d_h``, ``d_c``, ``d_rope`` and ``d_cq`` are multiplied by ``width``, ``heads`` by ``heads`` and ``dim`` by
+        both (so n_h·d_h / dim stays); sizes are rounded, ``d_rope`` to an even number ≥ 2. With ``heads=1`` the
+        cache ratios to MHA stay exactly those of the preset.
+        Example: DeepSeek-V2-Lite scaled by 0.125 → dim 256, 16 heads, d_h 16, d_c 64, d_rope 8.
+        """
+        if not (width > 0 and heads > 0):
+            raise ValueError(f"scaled() needs width > 0 and heads > 0, got width={width}, heads={heads}")
+
+        def size(v: int, f: float) -> int:
+            return max(1, round(v * f))
+
+        return dataclasses.replace(
+            self,
+            dim=size(self.dim, width * heads),
+            heads=size(self.heads, heads),
+            d_h=size(self.d_h, width),
+            d_c=size(self.d_c, width),
+            d_rope=max(2, 2 * round(self.d_rope * width / 2)),
+            d_cq=size(self.d_cq, width) if self.d_cq else 0,
+            layers=self.layers if layers is None else layers,
+            name=f"{self.name} ×{width:g}" + (f", heads ×{heads:g}" if heads != 1 else ""),
+        )
+
+    def kv_elements_per_token(self, kind: str = "MLA", n_groups: int | None = None) -> int:
+        """Cached values per token per layer for this layer's sizes laid out as ``kind`` (one of :data:`KV_KINDS`)."""
+        return kv_elements_per_token(
+            kind, heads=self.heads, d_h=self.d_h, d_c=self.d_c, d_rope=self.d_rope, n_groups=n_groups
+        )
+
+    def kv_cache_bytes(
+        self, kind: str = "MLA", *, context: int, batch: int = 1, bits: float = 16, n_groups: int | None = None
+    ) -> float:
+        """Bytes of the whole model's cache (all ``layers``) at ``context`` tokens, ``batch`` sequences, ``bits``
+        per element."""
+        per_token = self.kv_elements_per_token(kind, n_groups)
+        return _cache_bytes(per_token, context=context, batch=batch, layers=self.layers, bits=bits)
+
+    def equivalent_gqa_groups(self) -> float:
+        """The GQA group count whose cache equals MLA's: (d_c + d_rope) / (2·d_h). DeepSeek-V2: 576/256 = 2.25."""
+        return (self.d_c + self.d_rope) / (2 * self.d_h)
+
+
+PRESETS: dict[str, MLAConfig] = {
+    "DeepSeek-V2": MLAConfig(
+        dim=5120, heads=128, d_h=128, d_c=512, d_rope=64, d_cq=1536, layers=60, name="DeepSeek-V2"
+    ),
+    "DeepSeek-V2-Lite": MLAConfig(
+        dim=2048, heads=16, d_h=128, d_c=512, d_rope=64, d_cq=0, layers=27, name="DeepSeek-V2-Lite"
+    ),
+    "DeepSeek-V3": MLAConfig(
+        dim=7168, heads=128, d_h=128, d_c=512, d_rope=64, d_cq=1536, layers=61, name="DeepSeek-V3"
+    ),
+}
+
+
+# --- KV-cache accounting -----------------------------------------------------------------------------------------------
+def kv_elements_per_token(
+    kind: str, *, heads: int, d_h: int, d_c: int = 0, d_rope: int = 0, n_groups: int | None = None
+) -> int:
+    """Values cached per token per layer (DeepSeek-V2 Table 1, plus MLA's naive layout).
+
+    * ``MHA``: a key and a value per head, 2·heads·d_h.
+    * ``GQA``: heads share keys/values in ``n_groups`` groups, 2·n_groups·d_h.   ``MQA``: one key/value, 2·d_h.
+    * ``MLA naive``: full per-head keys (d_h + d_rope) and values (d_h), heads·(2·d_h + d_rope).
+    * ``MLA`` (absorbed): the latent and the shared rotary key, d_c + d_rope.
+    Example: heads=128, d_h=128, d_c=512, d_rope=64 → MHA 32,768; MLA naive 40,960; MLA 576.
+    """
+    for name, value in (("heads", heads), ("d_h", d_h), ("d_c", d_c), ("d_rope", d_rope)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name in ("heads", "d_h") else 0):
+            raise ValueError(f"{name} must be an int ≥ {1 if name in ('heads', 'd_h') else 0}, got {value!r}")
+    if kind == "MHA":
+        return 2 * heads * d_h
+    if kind == "GQA":
+        if n_groups is None or not 1 <= n_groups <= heads or heads % n_groups:
+            raise ValueError(f"GQA needs n_groups dividing heads={heads} (1 ≤ n_groups ≤ heads), got {n_groups}")
+        return 2 * n_groups * d_h
+    if kind == "MQA":
+        return 2 * d_h
+    if kind in ("MLA", "MLA naive"):
+        if d_c < 1:
+            raise ValueError(f"{kind} needs d_c ≥ 1, got {d_c}")
+        return d_c + d_rope if kind == "MLA" else heads * (2 * d_h + d_rope)
+    raise ValueError(f"unknown cache kind {kind!r}; choose one of {list(KV_KINDS)}")
+
+
+def _cache_bytes(per_token: int, *, context: int, batch: int, layers: int, bits: float) -> float:
+    for name, value in (("context", context), ("batch", batch), ("layers", layers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int ≥ 0, got {value!r}")
+    if not bits > 0:
+        raise ValueError(f"bits per element must be > 0 (e.g. 16 for BF16, 6 for a quantised cache), got {bits}")
+    return per_token * context * batch * layers * bits / 8
+
+
+def kv_cache_bytes(
+    kind: str,
+    *,
+    context: int,
+    batch: int = 1,
+    layers: int = 1,
+    bits: float = 16,
+    heads: int,
+    d_h: int,
+    d_c: int = 0,
+    d_rope: int = 0,
+    n_groups: int | None = None,
+) -> float:
+    """Bytes of a KV cache: elements per token per layer × context × batch × layers × bits / 8.
+
+    Example: DeepSeek-V2-Lite's MLA cache at 4,096 tokens in BF16: 576·4096·27·2 B = 127.4 MB.
+    """
+    per_token = kv_elements_per_token(kind, heads=heads, d_h=d_h, d_c=d_c, d_rope=d_rope, n_groups=n_groups)
+    return _cache_bytes(per_token, context=context, batch=batch, layers=layers, bits=bits)
+
+
+# --- building blocks -------------------------------------------------------------------------------------------------
+class RMSNorm(nn.Module):
+    """x / rms(x) · weight over the last axis (computed in float32 for half inputs), as on c_KV and c_Q."""
+
+    def __init__(self, width: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+def apply_rope(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
+    """Rotary position embedding: rotate feature pair (i, i + d/2) of the token at position p by p·theta^(-2i/d).
+
+    x: (…, N, d) with d even; positions: (N,) integer positions. Returns (…, N, d). Angles are computed in float64,
+    so a rotation is exact to the working precision. Property: ``rope(q, i)·rope(k, j)`` depends only on j − i.
+    """
+    d = x.shape[-1]
+    if d % 2:
+        raise ValueError(f"apply_rope needs an even last dimension, got shape {_shape(x)}")
+    if positions.shape != (x.shape[-2],):
+        raise ValueError(f"positions must have shape (N,) = ({x.shape[-2]},) to match x {_shape(x)}")
+    inv_freq = theta ** -(torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
+    angles = positions.to(torch.float64)[:, None] * inv_freq  # (N, d/2)
+    work = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    cos, sin = angles.cos().to(work), angles.sin().to(work)
+    x1, x2 = x.to(work).chunk(2, dim=-1)  # (…, N, d/2) each
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+
+
+def chunk_causal_mask(start_pos: int, n: int, device: torch.device | None = None) -> Tensor:
+    """(n, start_pos + n) bool: query i sits at position start_pos + i and may see every key j ≤ start_pos + i.
+
+    For start_pos = 0 this is the usual lower triangle; for a chunk after a cached prefix its left part (the prefix)
+    is all True. Example: start_pos=2, n=2 → [[1, 1, 1, 0], [1, 1, 1, 1]].
+    """
+    keys = torch.arange(start_pos + n, device=device)  # (L,)
+    queries = torch.arange(start_pos, start_pos + n, device=device)  # (n,)
+    return keys[None, :] <= queries[:, None]  # (n, L)
+
+
+# --- the KV cache ------------------------------------------------------------------------------------------------------
+class MLACache:
+    """Preallocated per-layer KV cache; every buffer is (B, max_len, …) with the sequence on axis 1.
+
+    * ``absorbed``: ``kv`` (B, L, d_c + d_rope) — the latent c_KV in the first d_c columns and the shared rotary key
+      k_R in the last d_rope: one shared key per token whose first d_c columns also serve as the value.
+    * ``naive``: ``k`` (B, L, H, d_h + d_rope) and ``v`` (B, L, H, d_h) — full per-head keys and values.
+
+    ``length`` counts the tokens written so far; ``nbytes`` is the memory really allocated.
+    Make one with :meth:`MultiHeadLatentAttention.new_cache`.
+    """
+
+    def __init__(self, mode: str, buffers: dict[str, Tensor], d_rope: int) -> None:
+        self.mode = mode
+        self.buffers = buffers
+        self.d_rope = d_rope  # width of the rotary key, to split the absorbed buffer
+        self.length = 0
+
+    @property
+    def batch(self) -> int:
+        return next(iter(self.buffers.values())).shape[0]
+
+    @property
+    def max_len(self) -> int:
+        return next(iter(self.buffers.values())).shape[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.buffers.values())).dtype
+
+    @property
+    def elements_per_token(self) -> int:
+        """Values held per token (per sequence): d_c + d_rope absorbed, H·(2·d_h + d_rope) naive."""
+        return sum(math.prod(b.shape[2:]) for b in self.buffers.values())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated by the buffers (all max_len slots)."""
+        return sum(b.nbytes for b in self.buffers.values())
+
+    @property
+    def c_kv(self) -> Tensor:
+        """The cached latents (B, length, d_c) (absorbed mode only)."""
+        return self._filled("kv")[..., : -self.d_rope]
+
+    @property
+    def k_rope(self) -> Tensor:
+        """The cached shared rotary keys (B, length, d_rope) (absorbed mode only)."""
+        return self._filled("kv")[..., -self.d_rope :]
+
+    def _filled(self, name: str) -> Tensor:
+        if name not in self.buffers:
+            raise ValueError(f"a {self.mode}-mode cache holds {list(self.buffers)}, not {name!r}")
+        return self.buffers[name][:, : self.length]
+
+    def check(self, x: Tensor, start_pos: int, mode: str) -> None:
+        """Raise a clear error unless ``x`` (B, N, D) can be written at ``start_pos``."""
+        B, N = x.shape[:2]
+        if mode != self.mode:
+            raise ValueError(f"this cache was made for mode={self.mode!r} but the module runs mode={mode!r}")
+        if B != self.batch:
+            raise ValueError(f"x has batch {B} but the cache was allocated for batch {self.batch}")
+        if x.dtype != self.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the cache holds {self.dtype}; make both the same")
+        if start_pos > self.length:
+            raise ValueError(
+                f"start_pos={start_pos} would leave a gap: the cache holds {self.length} tokens "
+                f"(write at start_pos ≤ {self.length})"
+            )
+        if start_pos + N > self.max_len:
+            raise ValueError(
+                f"cache overflow: writing {N} tokens at start_pos={start_pos} needs {start_pos + N} slots, "
+                f"the cache has max_len={self.max_len}"
+            )
+
+    def write(self, start_pos: int, **parts: Tensor) -> list[Tensor]:
+        """Store each part (B, n, …) at positions [start_pos, start_pos + n); return every buffer's filled prefix
+        (B, start_pos + n, …), in the order given. Writing before ``length`` overwrites (e.g. to re-decode)."""
+        end = start_pos + next(iter(parts.values())).shape[1]
+        views = []
+        for name, part in parts.items():
+            buf = self.buffers[name]
+            buf[:, start_pos:end] = part
+            views.append(buf[:, :end])
+        self.length = end
+        return views
+
+
+# --- the module -------------------------------------------------------------------------------------------------------
+class MultiHeadLatentAttention(nn.Module):
+    """Causal multi-head latent attention (DeepSeek-V2/V3) with decoupled RoPE and a KV cache.
+
+    ``forward(x (B, N, dim), cache=None, start_pos=0) → (B, N, dim)``: the N tokens sit at positions
+    start_pos … start_pos + N − 1; with a cache they also attend to the start_pos tokens cached before them
+    (prefill: start_pos = 0; decode: N = 1; chunked prefill: any N at any start_pos ≤ cache.length).
+    ``return_maps=True`` takes the teaching path (explicit float32 softmax) and also returns the weights
+    (B, H, N, start_pos + N) (without a cache: (B, H, N, N)).
+
+    ``mode`` (settable): ``"absorbed"`` (default, caches c_KV and k_R) or ``"naive"`` (caches per-head K and V).
+    Both modes use the same weights and give the same output.
+    """
+
+    def __init__(self, config: MLAConfig, *, mode: str = "absorbed") -> None:
+        super().__init__()
+        if not isinstance(config, MLAConfig):
+            raise TypeError(f"config must be an MLAConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.mode = mode
+        H = c.heads
+        # queries (eq. 12-14): optionally through a compressed c_Q; q_C is position-free, q_R gets RoPE
+        self.w_dq = nn.Linear(c.dim, c.d_cq, bias=False) if c.d_cq else None
+        self.q_norm = RMSNorm(c.d_cq) if c.d_cq else None
+        q_in = c.d_cq or c.dim
+        self.w_uq = nn.Linear(q_in, H * c.d_h, bias=False)  # W_UQ (W_Q without query compression)
+        self.w_qr = nn.Linear(q_in, H * c.d_rope, bias=False)  # W_QR
+        # keys and values (eq. 9-11, 15): one latent per token, one shared rotary key per token
+        self.w_dkv = nn.Linear(c.dim, c.d_c, bias=False)  # W_DKV
+        self.kv_norm = RMSNorm(c.d_c)
+        self.w_kr = nn.Linear(c.dim, c.d_rope, bias=False)  # W_KR
+        self.w_uk = nn.Linear(c.d_c, H * c.d_h, bias=False)  # W_UK
+        self.w_uv = nn.Linear(c.d_c, H * c.d_h, bias=False)  # W_UV
+        self.w_o = nn.Linear(H * c.d_h, c.dim, bias=False)  # W_O (eq. 19)
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {value!r}")
+        self._mode = value
+
+    # --- caches ----------------------------------------------------------------------------------------------------
+    def new_cache(
+        self, batch: int, max_len: int, *, dtype: torch.dtype | None = None, device: torch.device | None = None
+    ) -> MLACache:
+        """An empty cache for ``batch`` sequences of up to ``max_len`` tokens, laid out for the current mode
+        (dtype/device default to the module's weights)."""
+        for name, value in (("batch", batch), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
+        w = self.w_o.weight
+        opts = {"dtype": dtype or w.dtype, "device": device or w.device}
+        shapes = self.cache_shapes(batch, max_len)
+        return MLACache(
+            self.mode, {name: torch.zeros(shape, **opts) for name, shape in shapes.items()}, self.config.d_rope
+        )
+
+    def cache_shapes(self, batch: int, max_len: int) -> dict[str, tuple[int, ...]]:
+        """The buffer shapes of a cache for the current mode: {"kv": (B, L, d_c + d_rope)} when absorbed,
+        {"k": (B, L, H, d_h + d_rope), "v": (B, L, H, d_h)} when naive."""
+        c = self.config
+        if self.mode == "absorbed":
+            return {"kv": (batch, max_len, c.d_c + c.d_rope)}
+        return {"k": (batch, max_len, c.heads, c.d_h + c.d_rope), "v": (batch, max_len, c.heads, c.d_h)}
+
+    # --- the steps -------------------------------------------------------------------------------------------------
+    def queries(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """q_C (B, H, N, d_h) and the rotated q_R (B, H, N, d_rope) (eq. 12-14)."""
+        c, H = self.config, self.config.heads
+        h = self.q_norm(self.w_dq(x)) if self.w_dq is not None else x  # c_Q (B, N, d_cq) or h (B, N, dim)
+        q_c = split_heads(self.w_uq(h), H)  # (B, H, N, d_h)
+        q_r = apply_rope(split_heads(self.w_qr(h), H), positions, c.rope_theta)  # (B, H, N, d_rope)
+        return q_c, q_r
+
+    def latents(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """The per-token latent c_KV (B, N, d_c) and the shared rotated key k_R (B, N, d_rope) (eq. 9, 15)."""
+        c_kv = self.kv_norm(self.w_dkv(x))  # (B, N, d_c)
+        k_r = apply_rope(self.w_kr(x), positions, self.config.rope_theta)  # (B, N, d_rope)
+        return c_kv, k_r
+
+    def forward(
+        self, x: Tensor, cache: MLACache | None = None, start_pos: int = 0, return_maps: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        self._check(x, cache, start_pos)
+        N = x.shape[1]
+        positions = torch.arange(start_pos, start_pos + N, device=x.device)  # (N,)
+        q_c, q_r = self.queries(x, positions)  # (B, H, N, d_h), (B, H, N, d_rope)
+        c_kv, k_r = self.latents(x, positions)  # (B, N, d_c), (B, N, d_rope)
+        past = start_pos if cache is not None else 0  # keys before the chunk that the chunk may see
+        mask = None if N == 1 else chunk_causal_mask(past, N, x.device)  # (N, L)
+        attend = self._attend_naive if self.mode == "naive" else self._attend_absorbed
+        out, maps = attend(q_c, q_r, c_kv, k_r, cache, start_pos, mask, return_maps)  # (B, H, N, d_h)
+        out = self.w_o(merge_heads(out))  # (B, N, dim)  eq. 19
+        return (out, maps) if return_maps else out
+
+    def _attend_naive(self, q_c, q_r, c_kv, k_r, cache, start_pos, mask, return_maps):
+        """Up-project every token's key and value (eq. 10-11, 16-17) and run ordinary multi-head attention."""
+        c = self.config
+        B, N, _ = c_kv.shape
+        k_c = self.w_uk(c_kv).view(B, N, c.heads, c.d_h)  # (B, N, H, d_h)
+        v = self.w_uv(c_kv).view(B, N, c.heads, c.d_h)  # (B, N, H, d_h)
+        k_r = k_r[:, :, None, :].expand(B, N, c.heads, c.d_rope)  # one rotary key copied into every head
+        k = torch.cat([k_c, k_r], dim=-1)  # (B, N, H, d_h + d_rope)
+        if cache is not None:
+            k, v = cache.write(start_pos, k=k, v=v)  # (B, L, H, ·)
+        q = torch.cat([q_c, q_r], dim=-1)  # (B, H, N, d_h + d_rope)
+        return self._sdpa(q, k.transpose(1, 2), v.transpose(1, 2), mask, return_maps)  # (B, H, N, d_h)
+
+    def _attend_absorbed(self, q_c, q_r, c_kv, k_r, cache, start_pos, mask, return_maps):
+        """Fold W_UK into the queries and W_UV into the output; attend over the cached latents directly:
+        multi-query attention with one shared (d_c + d_rope)-wide key and d_c-wide value per token."""
+        c = self.config
+        w_uk = self.w_uk.weight.view(c.heads, c.d_h, c.d_c)  # (H, d_h, d_c)
+        w_uv = self.w_uv.weight.view(c.heads, c.d_h, c.d_c)  # (H, d_h, d_c)
+        q_lat = torch.einsum("bhnd,hdc->bhnc", q_c, w_uk)  # (B, H, N, d_c): q_C·W_UK, the absorbed query
+        kv = torch.cat([c_kv, k_r], dim=-1)  # (B, N, d_c + d_rope)
+        if cache is not None:
+            (kv,) = cache.write(start_pos, kv=kv)  # (B, L, d_c + d_rope)
+        q = torch.cat([q_lat, q_r], dim=-1)  # (B, H, N, d_c + d_rope)
+        key, value = kv[:, None], kv[:, None, :, : c.d_c]  # (B, 1, L, d_c + d_rope), (B, 1, L, d_c)
+        o_lat, maps = self._sdpa(q, key, value, mask, return_maps, shared_kv=True)  # (B, H, N, d_c)
+        return torch.einsum("bhnc,hdc->bhnd", o_lat, w_uv), maps  # (B, H, N, d_h): W_UV applied after attention
+
+    def _sdpa(self, q, k, v, mask, return_maps, shared_kv=False):
+        """softmax(q·kᵀ/√(d_h + d_rope))·v. q (B, H, N, e); k, v (B, H or 1, L, ·); mask (N, L) or None."""
+        scale = self.config.softmax_scale
+        if return_maps:  # teaching path: explicit float32 softmax, weights kept
+            return scaled_dot_product(q, k, v, mask, scale=scale)  # (B, H, N, dv), (B, H, N, L)
+        if not shared_kv:
+            return fused_attention(q, k, v, mask, scale=scale), None
+        # one key/value for all heads: fold the heads into the query axis so the cache is read once for all heads
+        B, H, N, e = q.shape
+        folded_mask = None if mask is None else mask.repeat(H, 1)  # (H·N, L), row h·N + n = mask[n]
+        out = fused_attention(q.reshape(B, 1, H * N, e), k, v, folded_mask, scale=scale)  # (B, 1, H·N, d_c)
+        return out.view(B, H, N, -1), None
+
+    def _check(self, x: Tensor, cache: MLACache | None, start_pos: int) -> None:
+        check_tokens(x, self.config.dim)
+        if x.shape[1] < 1:
+            raise ValueError(f"x must hold at least one token, got shape {_shape(x)}")
+        weight_dtype = self.w_o.weight.dtype
+        if x.dtype != weight_dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the module's weights are {weight_dtype}; convert one of them")
+        if isinstance(start_pos, bool) or not isinstance(start_pos, int) or start_pos < 0:
+            raise ValueError(f"start_pos must be an int ≥ 0, got {start_pos!r}")
+        if cache is not None:
+            if not isinstance(cache, MLACache):
+                raise TypeError(f"cache must be an MLACache (see new_cache), got {type(cache).__name__}")
+            cache.check(x, start_pos, self.mode)
+            expected = self.cache_shapes(cache.batch, cache.max_len)
+            got = {k: tuple(b.shape) for k, b in cache.buffers.items()}
+            if got != expected:
+                raise ValueError(f"cache buffers {got} do not fit this module's config (expected {expected})")
+
+
+# --- why RoPE is decoupled ---------------------------------------------------------------------------------------------
+def absorption_gap(rope: str, *, d_h: int = 8, d_c: int = 16, n: int = 6, seed: int = 0) -> float:
+    """Largest |exact − absorbed| attention score for one head, in float64, when position enters in different ways.
+
+    Exact scores use up-projected keys k_j = W_UK·c_j; the absorbed shortcut folds W_UK into the query once and
+    scores the cached latents directly: (q_i·W_UK)·c_j.
+
+    * ``"none"``: no RoPE → associativity makes the two equal (gap ~1e-15).
+    * ``"on_key"``: RoPE on the up-projected key, k_j = R_j·W_UK·c_j, and on the query → the rotation R_j of the
+      key position sits between W_UK and c_j, so no single absorbed query works: the gap is large.
+    * ``"decoupled"``: position-free q_C·k_C plus a separate rotary part q_R·k_R (k_R cached as is) → equal again.
+    """
+    if rope not in ("none", "on_key", "decoupled"):
+        raise ValueError(f"rope must be 'none', 'on_key' or 'decoupled', got {rope!r}")
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(n, d_h, generator=g, dtype=torch.float64)  # query parts q_C (n, d_h)
+    c = torch.randn(n, d_c, generator=g, dtype=torch.float64)  # cached latents c_KV (n, d_c)
+    w_uk = torch.randn(d_h, d_c, generator=g, dtype=torch.float64) / math.sqrt(d_c)  # W_UK (d_h, d_c)
+    pos = torch.arange(n)
+    k = c @ w_uk.T  # (n, d_h) the up-projected keys
+    if rope == "on_key":
+        exact = apply_rope(q, pos) @ apply_rope(k, pos).T  # (n, n)
+        absorbed = (apply_rope(q, pos) @ w_uk) @ c.T  # the best a cache of c alone allows
+    else:
+        exact = q @ k.T  # (n, n)
+        absorbed = (q @ w_uk) @ c.T  # (n, n): q_lat·c_KV
+        if rope == "decoupled":  # q = [q_C; q_R], k = [k_C; k_R] (eq. 16-17); k_R is cached, q_R is the query's own
+            q_r = apply_rope(torch.randn(n, 4, generator=g, dtype=torch.float64), pos)  # (n, d_rope)
+            k_r = apply_rope(torch.randn(n, 4, generator=g, dtype=torch.float64), pos)  # (n, d_rope)
+            exact = torch.cat([q, q_r], -1) @ torch.cat([k, k_r], -1).T  # (n, n)
+            absorbed = absorbed + q_r @ k_r.T
+    return float((exact - absorbed).abs().max())

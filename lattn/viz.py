@@ -1,0 +1,109 @@
+"""Drawing: arrays in, matplotlib artists out. Knows nothing about widgets or models.
+
+Functions take plain arrays (numpy or torch; converted with :func:`as_array`) with a documented layout, draw on a
+given ``ax`` (or a new figure when ``ax`` is None) and return their artists, so explorers can update them in place
+with :func:`update_heatmap`. Figures are built with the object-oriented API (``matplotlib.figure.Figure``), never
+pyplot, so nothing is shown unless a notebook displays it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+
+__all__ = [
+    "MAP_CMAP",
+    "as_array",
+    "heatmap",
+    "map_grid",
+    "new_axes",
+    "update_heatmap",
+]
+
+MAP_CMAP = "magma"  # attention maps: dark = no weight, bright = strong weight
+
+
+def as_array(a: Any) -> np.ndarray:
+    """torch tensor / list / numpy → float numpy array (detached, on the CPU)."""
+    if hasattr(a, "detach"):
+        a = a.detach().float().cpu().numpy()
+    return np.asarray(a, dtype=float)
+
+
+def new_axes(ax: Axes | None = None, figsize: tuple[float, float] = (4.0, 3.2)) -> Axes:
+    """``ax`` itself, or the single axes of a new constrained-layout figure."""
+    if ax is not None:
+        return ax
+    return Figure(figsize=figsize, layout="constrained").add_subplot()
+
+
+def heatmap(
+    data: Any,
+    ax: Axes | None = None,
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    vmin: float | None = 0.0,
+    vmax: float | None = None,
+    cmap: str = MAP_CMAP,
+    colorbar: bool = True,
+) -> AxesImage:
+    """Draw a 2-D array (rows, cols) as an image; rows are queries, columns keys for attention maps."""
+    ax = new_axes(ax)
+    arr = as_array(data)
+    im = ax.imshow(arr, cmap=cmap, vmin=vmin, vmax=vmax if vmax is not None else max(float(arr.max()), 1e-12),
+                   aspect="auto", interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    return im
+
+
+def update_heatmap(im: AxesImage, data: Any, vmax: float | None = None, vmin: float = 0.0) -> None:
+    """Replace the data of a heatmap in place; the shape may change (the extent follows)."""
+    arr = as_array(data)
+    im.set_data(arr)
+    rows, cols = arr.shape
+    im.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+    im.set_clim(vmin, vmax if vmax is not None else max(float(arr.max()), 1e-12))
+    im.axes.set_xlim(-0.5, cols - 0.5)
+    im.axes.set_ylim(rows - 0.5, -0.5)
+
+
+def map_grid(
+    maps: Any,
+    *,
+    row_titles: Sequence[str] = (),
+    col_titles: Sequence[str] = (),
+    xlabel: str = "key",
+    ylabel: str = "query",
+    cell: float = 2.2,
+    shared_scale: bool = False,
+) -> Figure:
+    """Small multiples of attention maps laid out as (rows, cols, queries, keys) — a list of lists works too,
+    and the maps may differ in shape. Returns the figure."""
+    grid = [[as_array(m) for m in row] for row in maps]
+    nrows, ncols = len(grid), max(len(r) for r in grid)
+    fig = Figure(figsize=(cell * ncols + 0.6, cell * nrows + 0.3), layout="constrained")
+    vmax = max(float(m.max()) for r in grid for m in r) if shared_scale else None
+    for i, row in enumerate(grid):
+        for j, m in enumerate(row):
+            ax = fig.add_subplot(nrows, ncols, i * ncols + j + 1)
+            title = col_titles[j] if i == 0 and j < len(col_titles) else ""
+            im = heatmap(m, ax, title=title, vmax=vmax, colorbar=False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == nrows - 1:
+                ax.set_xlabel(xlabel, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{row_titles[i]}\n{ylabel}" if i < len(row_titles) else ylabel, fontsize=8)
+    fig.colorbar(im, ax=fig.axes, fraction=0.02, pad=0.01)
+    return fig

@@ -1,0 +1,138 @@
+"""The explorer pattern every widget of the course follows.
+
+One matplotlib ``Figure`` (object-oriented API, never pyplot, so no backend ever shows it by itself), drawn in
+place and rendered to PNG bytes into an ``ipywidgets.Image``. Works with ipywidgets 7.6+ (Colab's 7.7.1) and 8.x,
+core widgets only. A subclass provides:
+
+* ``controls()`` → ``{name: widget}``; each becomes an attribute and re-renders on change;
+* ``compute()`` → a dict of plain data (no drawing) stored as ``self.state``;
+* ``setup(fig)`` → create the artists once;  ``draw(state)`` → update them in place;
+* ``describe(state)`` → a short text for the status label (written last, so tests can wait on it).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+from matplotlib.figure import Figure
+
+__all__ = ["Explorer", "png_bytes"]
+
+
+def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
+    """Render a figure to PNG bytes (deterministic metadata, so equal pictures give equal bytes)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+class Explorer:
+    """Base class: controls + one figure updated in place + a status label.
+
+    ``display(explorer)`` (or leaving it last in a cell) shows it; ``render()`` redraws; ``state`` is the data of
+    the last render and ``renders`` counts them; ``save(path)`` exports PNG or SVG.
+    """
+
+    figsize: tuple[float, float] = (8.0, 3.6)
+    dpi: int = 80
+
+    def __init__(self) -> None:
+        self.fig = Figure(figsize=self.figsize, layout="constrained")
+        self._controls: dict[str, W.Widget] = self.controls()
+        for name, control in self._controls.items():
+            setattr(self, name, control)
+            control.observe(self._on_change, names="value")
+        width, height = (int(s * self.dpi) for s in self.figsize)
+        self.image = W.Image(format="png", layout=W.Layout(width=f"{width}px", height=f"{height}px"))
+        self.status = W.Label(value="not rendered yet")
+        self.status.add_class("lattn-status")
+        self.renders = 0
+        self.state: dict[str, Any] = {}
+        self.setup(self.fig)
+        self.render()
+
+    # --- to override -------------------------------------------------------------------------------------------
+    def controls(self) -> dict[str, W.Widget]:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def setup(self, fig: Figure) -> None:
+        raise NotImplementedError
+
+    def draw(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def describe(self, state: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={c.value}" for k, c in self._controls.items() if not isinstance(c, W.Button))
+
+    # --- the machinery -----------------------------------------------------------------------------------------
+    def _on_change(self, _change: dict) -> None:
+        self.render()
+
+    def render(self) -> None:
+        """Recompute, redraw in place, push the PNG, then write the status label (last)."""
+        self.state = self.compute()
+        self.draw(self.state)
+        self.image.value = png_bytes(self.fig, self.dpi)
+        self.renders += 1
+        self.status.value = f"rendered {self.renders}: {self.describe(self.state)}"
+
+    @property
+    def png(self) -> bytes:
+        """The PNG bytes currently shown."""
+        return self.image.value
+
+    def widget(self) -> W.Widget:
+        """The whole explorer as one widget: controls, picture, status."""
+        boxes = [W.HBox(list(self._controls.values())[i : i + 3]) for i in range(0, len(self._controls), 3)]
+        return W.VBox([*boxes, self.image, self.status])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget())
+
+    def save(self, path: str | Path) -> Path:
+        """Export the current figure; the suffix picks the format (.png or .svg)."""
+        path = Path(path)
+        if path.suffix.lower() not in {".png", ".svg"}:
+            raise ValueError(f"save() writes .png or .svg, got {path.name!r}")
+        self.fig.savefig(path, dpi=2 * self.dpi)
+        return path
+
+    def set(self, **values: Any) -> Explorer:
+        """Set several controls at once with a single render (for tests and static figures)."""
+        for name in values:
+            if name not in self._controls:
+                raise ValueError(f"unknown control {name!r}; this explorer has {list(self._controls)}")
+        for control in self._controls.values():
+            control.unobserve(self._on_change, names="value")
+        try:
+            for name, value in values.items():
+                self._controls[name].value = value
+        finally:
+            for control in self._controls.values():
+                control.observe(self._on_change, names="value")
+        self.render()
+        return self
+
+    def snapshots(self, settings: list[dict[str, Any]], ncols: int = 2, titles: list[str] | None = None) -> Figure:
+        """Static fallback: small multiples of the explorer at several settings, as one figure."""
+        import matplotlib.image as mpimg
+
+        pngs = [self.set(**s).png for s in settings]
+        nrows = -(-len(pngs) // ncols)
+        w, h = self.figsize
+        fig = Figure(figsize=(w * ncols * 0.62, h * nrows * 0.62 + 0.3 * nrows), layout="constrained")
+        for i, data in enumerate(pngs):
+            ax = fig.add_subplot(nrows, ncols, i + 1)
+            ax.imshow(mpimg.imread(io.BytesIO(data), format="png"))
+            ax.set_axis_off()
+            label = titles[i] if titles else ", ".join(f"{k}={v}" for k, v in settings[i].items())
+            ax.set_title(label, fontsize=9)
+        return fig

@@ -1,0 +1,143 @@
+"""Fixtures of the real-browser tests: one JupyterLab server and one headless Debian Chromium per test session.
+
+Without Chromium (or Playwright) the tests are skipped with a one-line reason, unless ``CI`` is set, where a missing
+browser is a failure. Screenshots and the latency table go to ``artifacts/browser/`` (``LATTN_ARTIFACTS`` moves it);
+the path is printed at the end of the run. ``LATTN_NOTEBOOKS`` points the suite at another folder of notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import psutil
+import pytest
+
+from labpage import Measurement, latency_table
+from labserver import LabServer
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("LATTN_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+]
+
+
+def notebook_dir() -> Path:
+    return Path(os.environ.get("LATTN_NOTEBOOKS", REPO / "notebooks"))
+
+
+def all_notebooks() -> list[Path]:
+    return sorted(notebook_dir().glob("*.ipynb"))
+
+
+def artifacts_dir() -> Path:
+    return Path(os.environ.get("LATTN_ARTIFACTS", REPO / "artifacts" / "browser")).resolve()
+
+
+def _missing_browser() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is not installed (pip install -e .[test])"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser_ready() -> None:
+    reason = _missing_browser()
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"browser tests need a browser in CI: {reason}", pytrace=False)
+    if reason:
+        pytest.skip(f"browser tests skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    out = artifacts_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("*.png"), *out.glob("latency.*")]:
+        old.unlink()
+    return out
+
+
+@pytest.fixture(scope="session")
+def lab(browser_ready, tmp_path_factory) -> LabServer:
+    notebooks = all_notebooks()
+    workdir = tmp_path_factory.mktemp("lab")
+    # copy the notebooks' neighbours too (data files a notebook may open by a relative path)
+    for extra in notebook_dir().iterdir():
+        if extra.is_dir() and not extra.name.startswith("."):
+            shutil.copytree(extra, workdir / "root" / extra.name)
+    server = LabServer(workdir, notebooks)
+    try:
+        server.start()
+        yield server
+    finally:
+        killed = server.stop()
+        if killed:
+            print(f"\nbrowser tests: killed {len(killed)} leftover process(es) of the JupyterLab server: {killed}")
+
+
+@pytest.fixture(scope="session")
+def browser(browser_ready):
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    try:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        pw.stop()
+        _, alive = psutil.wait_procs(started, timeout=10)
+        for p in alive:  # a browser process that outlived close(): end it ourselves
+            p.kill()
+
+
+@pytest.fixture
+def page(browser, lab):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        yield page
+    finally:
+        context.close()
+        lab.shutdown_kernels()
+
+
+# --- the latency table, printed at the end of the run and saved next to the screenshots ------------------------
+MEASUREMENTS: list[Measurement] = []
+
+
+@pytest.fixture
+def record():
+    return MEASUREMENTS.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not MEASUREMENTS:
+        return
+    table = latency_table(MEASUREMENTS)
+    out = artifacts_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latency.md").write_text(table + "\n")
+    terminalreporter.section("browser: control change → redrawn image (ms)")
+    terminalreporter.write_line(table)
+    terminalreporter.write_line(f"screenshots and latency table: {out}")

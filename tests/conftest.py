@@ -1,0 +1,16 @@
+"""Shared pytest setup: quiet OpenMP threads, deterministic torch, and the reference-comparison helper."""
+
+import os
+
+# Must happen before torch is imported anywhere (nbval kernels and the browser tests' server inherit it too).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,248 @@
+"""LatentAttention: map axes, invariants, fast = teaching path, an independent float64 reference, bad input."""
+
+import math
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from lattn.latent import STAGES, LatentAttention, LatentMaps
+
+SUBSETS = [s for r in range(1, 4) for s in __import__("itertools").combinations(STAGES, r)]
+
+
+def assert_close(a, b, atol, what=""):
+    diff = (a.double() - b.double()).abs()
+    assert diff.max() <= atol, f"{what}: max diff {diff.max():.3e}, mean {diff.mean():.3e} > {atol}"
+
+
+def reference_forward(la: LatentAttention, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Recompute the three stages in float64 from their definitions, one head and one sequence at a time."""
+    B, N, D = x.shape
+    H, dh = la.heads, D // la.heads
+    x = x.double()
+    outs, maps = [], {s: torch.zeros(B, H, *((la.num_latents, N) if s == "gather" else (N, la.num_latents)))
+                      for s in la.stages}
+
+    def lin(layer, t):
+        return t @ layer.weight.double().T + layer.bias.double()
+
+    for b in range(B):
+        z = la.latents.double()  # (M, D)
+        xb = x[b]  # (N, D)
+        if "write" in la.stages:
+            p = la.proj["write"]
+            q, k, v = lin(p.to_q, xb), lin(p.to_k, z), lin(p.to_v, xb)
+            upd = []
+            for h in range(H):
+                sl = slice(h * dh, (h + 1) * dh)
+                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh), dim=1)  # (N, M): over latents
+                maps["write"][b, h] = a
+                wmean = a / (a.sum(0, keepdim=True) + la.eps)  # renormalise each latent's column over tokens
+                upd.append(wmean.T @ v[:, sl])  # (M, dh)
+            z = z + lin(p.to_out, torch.cat(upd, -1))
+        if "gather" in la.stages:
+            p = la.proj["gather"]
+            q, k, v = lin(p.to_q, z), lin(p.to_k, xb), lin(p.to_v, xb)
+            reads = []
+            for h in range(H):
+                sl = slice(h * dh, (h + 1) * dh)
+                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh), dim=1)  # (M, N): over tokens
+                maps["gather"][b, h] = a
+                reads.append(a @ v[:, sl])
+            z = z + lin(p.to_out, torch.cat(reads, -1))
+        out = z
+        if "broadcast" in la.stages:
+            p = la.proj["broadcast"]
+            q, k, v = lin(p.to_q, xb), lin(p.to_k, z), lin(p.to_v, z)
+            reads = []
+            for h in range(H):
+                sl = slice(h * dh, (h + 1) * dh)
+                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh), dim=1)  # (N, M): over latents
+                maps["broadcast"][b, h] = a
+                reads.append(a @ v[:, sl])
+            out = lin(p.to_out, torch.cat(reads, -1))
+        outs.append(out)
+    return torch.stack(outs), maps
+
+
+@pytest.mark.parametrize("stages", SUBSETS)
+@pytest.mark.parametrize("heads", [1, 2])
+def test_matches_float64_reference_and_fast_path(stages, heads):
+    la = LatentAttention(8, 3, heads=heads, stages=stages)
+    x = torch.randn(2, 7, 8)
+    out, maps = la(x, return_maps=True)
+    ref_out, ref_maps = reference_forward(la, x)
+    assert_close(out, ref_out, 1e-5, "teaching vs float64")
+    for s in stages:
+        assert_close(getattr(maps, s), ref_maps[s], 1e-6, f"{s} map vs float64")
+    for s in set(STAGES) - set(stages):
+        assert getattr(maps, s) is None
+    assert_close(la(x), out, 1e-5, "fast vs teaching")
+    assert out.shape == ((2, 7, 8) if "broadcast" in stages else (2, 3, 8))
+
+
+def test_map_shapes_and_softmax_axes():
+    la = LatentAttention(12, 4, heads=3)
+    _, maps = la(torch.randn(2, 10, 12), return_maps=True)
+    assert maps.write.shape == (2, 3, 10, 4)
+    assert maps.gather.shape == (2, 3, 4, 10)
+    assert maps.broadcast.shape == (2, 3, 10, 4)
+    # each row sums to 1 on its own axis: write and broadcast over latents (last), gather over tokens (last)
+    torch.testing.assert_close(maps.write.sum(-1), torch.ones(2, 3, 10))
+    torch.testing.assert_close(maps.gather.sum(-1), torch.ones(2, 3, 4))
+    torch.testing.assert_close(maps.broadcast.sum(-1), torch.ones(2, 3, 10))
+    # and not on the other axis (a swapped softmax would make these sum to 1)
+    assert not torch.allclose(maps.write.sum(-2), torch.ones(2, 3, 4))
+    assert not torch.allclose(maps.gather.sum(-2), torch.ones(2, 3, 10))
+
+
+def test_permutation_equivariance():
+    la = LatentAttention(8, 3, heads=2)
+    x = torch.randn(2, 9, 8)
+    perm = torch.randperm(9)
+    out, maps = la(x, return_maps=True)
+    out_p, maps_p = la(x[:, perm], return_maps=True)
+    assert_close(out_p, out[:, perm], 1e-5, "outputs permute with the tokens")
+    assert_close(maps_p.gather, maps.gather[..., perm], 1e-6, "gather columns permute")
+    # without a broadcast stage the latents are invariant to token order
+    enc = LatentAttention(8, 3, stages=("write", "gather"))
+    assert_close(enc(x[:, perm]), enc(x), 1e-5, "latents invariant")
+
+
+@pytest.mark.parametrize("stages", SUBSETS)
+def test_padding_invariance(stages):
+    la = LatentAttention(8, 3, heads=2, stages=stages)
+    x = torch.randn(1, 5, 8)
+    padded = torch.cat([x[:, :2], torch.randn(1, 2, 8), x[:, 2:], torch.randn(1, 3, 8)], 1)  # pads in the middle too
+    mask = torch.tensor([[True, True, False, False, True, True, True, False, False, False]])
+    for rm in (False, True):
+        a, b = la(x, return_maps=rm), la(padded, mask=mask, return_maps=rm)
+        if rm:
+            (a, ma), (b, mb) = a, b
+            if "write" in stages:
+                assert (mb.write[:, :, ~mask[0]] == 0).all(), "padded tokens write nothing"
+            if "gather" in stages:
+                assert (mb.gather[..., ~mask[0]] == 0).all(), "padded tokens are not gathered"
+        if "broadcast" in stages:
+            assert_close(b[:, mask[0]], a, 1e-5, "real positions")
+            assert (b[:, ~mask[0]] == 0).all()
+        else:
+            assert_close(b, a, 1e-5, "latents")
+
+
+def test_fully_masked_sequence_gives_zeros():
+    la = LatentAttention(8, 3)
+    x = torch.randn(2, 4, 8)
+    mask = torch.tensor([[False] * 4, [True] * 4])
+    for rm in (False, True):
+        out = la(x, mask=mask, return_maps=rm)
+        out = out[0] if rm else out
+        assert torch.isfinite(out).all()
+        assert (out[0] == 0).all()
+
+
+def test_effective_map_rank_and_meaning():
+    M = 3
+    la = LatentAttention(16, M, heads=2)
+    x = torch.randn(1, 20, 16)
+    _, maps = la(x, return_maps=True)
+    eff = maps.effective()
+    assert eff.shape == (1, 2, 20, 20)
+    torch.testing.assert_close(eff.sum(-1), torch.ones(1, 2, 20))  # a mixture of tokens, row-stochastic
+    for h in range(2):
+        assert torch.linalg.matrix_rank(eff[0, h]).item() <= M
+    # write-only latents: the column-normalised write map stands in for gather
+    wb = LatentAttention(16, M, stages=("write", "broadcast"))
+    _, m2 = wb(x, return_maps=True)
+    assert torch.linalg.matrix_rank(m2.effective()[0, 0]).item() <= M
+    with pytest.raises(ValueError, match="broadcast"):
+        LatentMaps(gather=maps.gather).effective()
+
+
+def test_never_builds_an_n_by_n_tensor():
+    N = 37  # distinct from every other size in play
+
+    class Shapes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    self.seen.append(tuple(t.shape))
+            return out
+
+    la = LatentAttention(12, 5, heads=2)
+    x = torch.randn(2, N, 12, requires_grad=True)
+    mask = torch.ones(2, N, dtype=torch.bool)
+    with Shapes() as rec:
+        for rm in (False, True):
+            out = la(x, mask=mask, return_maps=rm)
+            (out[0] if rm else out).sum().backward()
+    assert rec.seen, "the recorder saw nothing"
+    assert not [s for s in rec.seen if list(s).count(N) >= 2], "an N×N tensor was built"
+
+
+def test_gradcheck_float64():
+    la = LatentAttention(4, 2, heads=2).double()
+    x = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, True, False]])
+    assert torch.autograd.gradcheck(lambda t: la(t, mask=mask, return_maps=True)[0], (x,))
+    assert torch.autograd.gradcheck(lambda t: la(t), (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision(dtype):
+    la = LatentAttention(16, 4, heads=2)
+    x = torch.randn(2, 9, 16)
+    ref = la(x)
+    half = LatentAttention(16, 4, heads=2).to(dtype)
+    half.load_state_dict(la.state_dict())
+    for rm in (False, True):
+        out = half(x.to(dtype), return_maps=rm)
+        if rm:
+            out, maps = out
+            assert maps.write.dtype == torch.float32  # softmax in float32
+        assert out.dtype == dtype and torch.isfinite(out).all()
+        assert_close(out, ref, 0.1, f"{dtype}")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_latents": 0}, "num_latents"),
+        ({"heads": 3}, "divisible"),
+        ({"stages": ()}, "non-empty"),
+        ({"stages": ("write", "scatter")}, "unknown stage"),
+        ({"stages": ("broadcast", "gather")}, "order"),
+        ({"stages": ("gather", "gather")}, "order"),
+    ],
+)
+def test_bad_config(kwargs, match):
+    args = {"dim": 8, "num_latents": 2} | kwargs
+    with pytest.raises(ValueError, match=match):
+        LatentAttention(**args)
+
+
+@pytest.mark.parametrize(
+    ("x", "mask", "error", "match"),
+    [
+        (torch.randn(5, 8), None, ValueError, r"3-D.*\(5, 8\)"),
+        (torch.randn(1, 5, 6), None, ValueError, r"dim=8.*\(1, 5, 6\)"),
+        (torch.ones(1, 5, 8, dtype=torch.int32), None, TypeError, "floating"),
+        (torch.randn(1, 5, 8), torch.ones(5, dtype=torch.bool), ValueError, r"mask must have shape \(B, N\)"),
+        (torch.randn(1, 5, 8), torch.ones(1, 5, dtype=torch.long), ValueError, "mask must have dtype"),
+    ],
+)
+def test_bad_input(x, mask, error, match):
+    with pytest.raises(error, match=match):
+        LatentAttention(8, 2)(x, mask=mask)
+
+
+def test_single_stage_string_and_repr():
+    la = LatentAttention(8, 2, stages="gather")
+    assert la.stages == ("gather",) and not la.returns_tokens
+    assert "num_latents=2" in repr(la)
