@@ -69,7 +69,9 @@ def check_mask(mask: Tensor | None, x: Tensor) -> None:
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must have dtype torch.bool (True = real token), got {mask.dtype}")
     if mask.shape != x.shape[:2]:
-        raise ValueError(f"mask must have shape (B, N) = {tuple(x.shape[:2])} to match x {_shape(x)}, got {_shape(mask)}")
+        raise ValueError(
+            f"mask must have shape (B, N) = {tuple(x.shape[:2])} to match x {_shape(x)}, got {_shape(mask)}"
+        )
 
 
 def check_dim_heads(dim: int, heads: int) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
+from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "MAP_CMAP",
@@ -57,8 +58,16 @@ def heatmap(
     """Draw a 2-D array (rows, cols) as an image; rows are queries, columns keys for attention maps."""
     ax = new_axes(ax)
     arr = as_array(data)
-    im = ax.imshow(arr, cmap=cmap, vmin=vmin, vmax=vmax if vmax is not None else max(float(arr.max()), 1e-12),
-                   aspect="auto", interpolation="nearest")
+    im = ax.imshow(
+        arr,
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax if vmax is not None else max(float(arr.max()), 1e-12),
+        aspect="auto",
+        interpolation="nearest",
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -21,8 +21,10 @@ def reference_forward(la: LatentAttention, x: torch.Tensor) -> tuple[torch.Tenso
     B, N, D = x.shape
     H, dh = la.heads, D // la.heads
     x = x.double()
-    outs, maps = [], {s: torch.zeros(B, H, *((la.num_latents, N) if s == "gather" else (N, la.num_latents)))
-                      for s in la.stages}
+    outs, maps = (
+        [],
+        {s: torch.zeros(B, H, *((la.num_latents, N) if s == "gather" else (N, la.num_latents))) for s in la.stages},
+    )
 
     def lin(layer, t):
         return t @ layer.weight.double().T + layer.bias.double()
@@ -119,7 +121,7 @@ def test_padding_invariance(stages):
     for rm in (False, True):
         a, b = la(x, return_maps=rm), la(padded, mask=mask, return_maps=rm)
         if rm:
-            (a, ma), (b, mb) = a, b
+            (a, _), (b, mb) = a, b
             if "write" in stages:
                 assert (mb.write[:, :, ~mask[0]] == 0).all(), "padded tokens write nothing"
             if "gather" in stages:

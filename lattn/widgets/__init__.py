@@ -1,0 +1,9 @@
+"""Interactive explorers (core ipywidgets only; ipywidgets 7.6+ and 8): one module per lesson.
+
+Every explorer follows :class:`~lattn.widgets.base.Explorer`: controls as attributes, ``render()``, ``state``,
+a status label written last, ``save(path)`` and ``snapshots(...)`` for static fallback figures.
+"""
+
+from .base import Explorer, png_bytes
+
+__all__ = ["Explorer", "png_bytes"]
