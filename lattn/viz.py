@@ -8,6 +8,7 @@ pyplot, so nothing is shown unless a notebook displays it.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,8 @@ __all__ = [
     "heatmap",
     "map_grid",
     "new_axes",
+    "png_bytes",
+    "show",
     "update_heatmap",
 ]
 
@@ -34,6 +37,20 @@ def as_array(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):
         a = a.detach().float().cpu().numpy()
     return np.asarray(a, dtype=float)
+
+
+def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
+    """Render a figure to PNG bytes (no timestamp metadata, so equal pictures give equal bytes)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def show(fig: Figure, dpi: int = 80) -> None:
+    """Display a figure in a notebook as a PNG (works without pyplot and with any matplotlib backend)."""
+    from IPython.display import Image, display
+
+    display(Image(data=png_bytes(fig, dpi), format="png"))
 
 
 def new_axes(ax: Axes | None = None, figsize: tuple[float, float] = (4.0, 3.2)) -> Axes:

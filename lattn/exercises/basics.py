@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..attention import scaled_dot_product
-from . import run_check
+from . import Verdict, run_check
 
 __all__ = ["check_attention", "check_gather", "check_latent_scores", "check_max_rank", "check_softmax"]
 
@@ -17,7 +17,7 @@ def _inputs(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
+def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Verdict:
     """``fn(scores (…, K)) → weights``, softmax over the last axis; must survive large scores."""
 
     def check(fn):
@@ -40,7 +40,7 @@ def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
     )
 
 
-def check_attention(fn: Callable[..., torch.Tensor] | None) -> bool:
+def check_attention(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     """``fn(q (Nq, d), k (Nk, d), v (Nk, dv)) → out (Nq, dv)``: scaled dot-product attention."""
 
     def check(fn):
@@ -65,7 +65,7 @@ def check_attention(fn: Callable[..., torch.Tensor] | None) -> bool:
     )
 
 
-def check_latent_scores(answer: Any, n: int = 4096, m: int = 64) -> bool:
+def check_latent_scores(answer: Any, n: int = 4096, m: int = 64) -> Verdict:
     """Scores per head of the three stages for N tokens and M latents (N·M + M·N + N·M)."""
 
     def check(a):
@@ -85,7 +85,7 @@ def check_latent_scores(answer: Any, n: int = 4096, m: int = 64) -> bool:
     )
 
 
-def check_gather(fn: Callable[..., torch.Tensor] | None) -> bool:
+def check_gather(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     """``fn(latent_q (M, d), token_k (N, d), token_v (N, dv)) → (M, dv)``: latents read the tokens."""
 
     def check(fn):
@@ -105,7 +105,7 @@ def check_gather(fn: Callable[..., torch.Tensor] | None) -> bool:
     )
 
 
-def check_max_rank(answer: Any, n: int = 100, m: int = 8) -> bool:
+def check_max_rank(answer: Any, n: int = 100, m: int = 8) -> Verdict:
     """The largest possible rank of the effective N×N map through M latents: min(N, M)."""
 
     def check(a):

@@ -66,7 +66,7 @@ class AttentionExplorer(Explorer):
 
     def setup(self, fig: Figure) -> None:
         ax_map, ax_count = fig.subplots(1, 2, width_ratios=[1.15, 1])
-        self.im = heatmap(np.zeros((2, 2)), ax_map, xlabel="key token j", ylabel="query token i", vmax=1.0)
+        self.im = heatmap(np.zeros((2, 2)), ax_map, xlabel="key token j", ylabel="query token i")
         n = np.arange(2, self.tokens.shape[1] + 1)
         ax_count.plot(n, n**2, color="0.3", label="N² scores per head")
         ax_count.plot(n, n, color="0.7", ls="--", label="N (linear, for scale)")
@@ -77,8 +77,10 @@ class AttentionExplorer(Explorer):
         ax_count.set_title("every query scores every key", fontsize=10)
 
     def draw(self, state: dict[str, Any]) -> None:
-        update_heatmap(self.im, state["map"], vmax=1.0)
-        self.im.axes.set_title(f"head {self.head.value}: weights (rows sum to 1)", fontsize=10)
+        update_heatmap(self.im, state["map"])
+        self.im.axes.set_title(
+            f"head {self.head.value}: weights, rows sum to 1 (max {state['map'].max():.2f})", fontsize=10
+        )
         self.marker.set_data([state["n"]], [state["scores_per_head"]])
 
     def describe(self, state: dict[str, Any]) -> str:
@@ -134,7 +136,8 @@ class LatentExplorer(Explorer):
         state: dict[str, Any] = {"role": as_array(batch.role[0])}
         for s in STAGES:
             m = getattr(maps, s)
-            state[s] = as_array(m[0, h]) if (m is not None and getattr(self, f"show_{s}").value) else None
+            shown = m is not None and getattr(self, f"show_{s}").value
+            state[s] = as_array(m[0, min(h, m.shape[1] - 1)]) if shown else None  # a 1-head model shows head 0
         return state
 
     def setup(self, fig: Figure) -> None:

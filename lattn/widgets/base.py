@@ -19,14 +19,9 @@ from typing import Any
 import ipywidgets as W
 from matplotlib.figure import Figure
 
+from ..viz import png_bytes
+
 __all__ = ["Explorer", "png_bytes"]
-
-
-def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
-    """Render a figure to PNG bytes (deterministic metadata, so equal pictures give equal bytes)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
 
 
 class Explorer:

@@ -1,0 +1,61 @@
+"""Exercise checkers of notebooks 00-01: reference answers pass, typical mistakes get the right hint."""
+
+import math
+
+import pytest
+import torch
+
+from lattn.exercises import basics as ex
+
+
+def good_softmax(s):
+    e = torch.exp(s - s.max(-1, keepdim=True).values)
+    return e / e.sum(-1, keepdim=True)
+
+
+def attention(q, k, v, scale=True, axis=-1):
+    s = q @ k.T / (math.sqrt(q.shape[-1]) if scale else 1.0)
+    return torch.softmax(s, axis) @ v
+
+
+def test_softmax_checker(capsys):
+    assert ex.check_softmax(good_softmax)
+    assert "✅" in capsys.readouterr().out
+    assert not ex.check_softmax(lambda s: torch.softmax(s, 0))
+    assert "last axis" in capsys.readouterr().out
+    assert not ex.check_softmax(lambda s: torch.exp(s) / torch.exp(s).sum(-1, keepdim=True))
+    assert "subtract" in capsys.readouterr().out
+    assert not ex.check_softmax(None)
+    assert "Your turn" in capsys.readouterr().out
+    assert not ex.check_softmax(lambda s: 1 / 0)
+    assert "ZeroDivisionError" in capsys.readouterr().out
+
+
+def test_attention_checker(capsys):
+    assert ex.check_attention(attention)
+    assert not ex.check_attention(lambda q, k, v: attention(q, k, v, scale=False))
+    assert "√d" in capsys.readouterr().out
+    assert not ex.check_attention(lambda q, k, v: attention(q, k, v, axis=0))
+    assert "over the keys" in capsys.readouterr().out
+
+
+def test_gather_checker(capsys):
+    assert ex.check_gather(attention)
+    assert not ex.check_gather(lambda q, k, v: attention(q, k, v, axis=0))
+    assert "softmax over tokens" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("answer", "ok"), [(3 * 4096 * 64, True), (4096**2, False), (4096 * 64, False)])
+def test_latent_scores_checker(answer, ok):
+    assert bool(ex.check_latent_scores(answer)) is ok
+
+
+def test_max_rank_checker(capsys):
+    assert ex.check_max_rank(8)
+    assert not ex.check_max_rank(100)
+    assert "inner size" in capsys.readouterr().out
+
+
+def test_verdict_displays_nothing():
+    v = ex.check_max_rank(8)
+    assert v._ipython_display_() is None and "ok=True" in repr(v)
