@@ -170,8 +170,8 @@ class LatentExplorer(Explorer):
                 "broadcast": "softmax over latents",
             }[s]
             im.axes.set_title(f"{s}: {axis}" if data is not None else f"{s}: hidden", fontsize=10)
-            if data is not None:
-                update_heatmap(im, data)
+            if data is not None:  # rows of write/broadcast are distributions over M: a fixed 0..1 scale
+                update_heatmap(im, data, vmax=None if s == "gather" else 1.0)
 
     def describe(self, state: dict[str, Any]) -> str:
         shown = [s for s in STAGES if state[s] is not None]
