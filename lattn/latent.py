@@ -94,6 +94,40 @@ def _column_normalise(write: Tensor | None, eps: float = 1e-6) -> Tensor | None:
     return write / (write.sum(-2, keepdim=True) + eps)
 
 
+# Fast path: bytes of the float32 score block the write stage handles per step. Below glibc's 32 MiB mmap ceiling,
+# so the allocator reuses the block instead of mapping fresh pages on every call (a fresh 64 MiB map at N = 65,536
+# cost more in page faults than its matmul); large enough to keep the number of small ops low.
+_WRITE_BLOCK_BYTES = 16 * 2**20
+
+
+def _write_update(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, eps: float, keep_map: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The write stage on heads: tokens q (B, H, N, dh) query latents k (B, H, M, dh); values v (B, H, N, dh).
+
+    Returns each latent's weighted mean of the token values (B, H, M, dh), float32 (or wider), and — with
+    ``keep_map`` — the write map (B, H, N, M). Without it, the tokens are streamed in blocks: each block adds its
+    weighted values and weights to running sums, so the (B, H, N, M) map never exists whole. Same result: the
+    weighted mean is _column_normalise(w)ᵀ·v, here with the division done on the (M, dh) sums, not the map.
+    """
+    B, H, N, _ = q.shape
+    M = k.shape[-2]
+    blocks = 1 if keep_map else max(1, math.ceil(B * H * N * M * 4 / _WRITE_BLOCK_BYTES))
+    k = upcast(k)
+    num = den = w = None
+    for i in range(blocks):  # equal blocks (sizes differ by ≤ 1 token), so none is a lone token
+        rows = slice(N * i // blocks, N * (i + 1) // blocks)
+        scores = torch.einsum("bhnd,bhmd->bhnm", upcast(q[:, :, rows]), k).mul_(scale)  # (B, H, n, M)
+        w = masked_softmax(scores, dim=-1)  # softmax over latents
+        del scores  # NOTE: frees the block early; the in-place scale above saves another
+        if mask is not None:
+            w = w * mask[:, None, rows, None]  # padded tokens write nothing
+        part = torch.einsum("bhnm,bhnd->bhmd", w, upcast(v[:, :, rows]))  # (B, H, M, dh)
+        num = part if num is None else num + part
+        den = w.sum(-2) if den is None else den + w.sum(-2)  # (B, H, M): each latent's total weight
+    return num / (den.unsqueeze(-1) + eps), (w if keep_map else None)
+
+
 class _CrossProjections(nn.Module):
     """q, k, v and output projections of one stage (queries from one side, keys/values from the other)."""
 
@@ -155,11 +189,7 @@ class LatentAttention(nn.Module):
         if "write" in self.stages:
             p = self.proj["write"]
             q, k, v = split_heads(p.to_q(x), H), split_heads(p.to_k(z), H), split_heads(p.to_v(x), H)
-            scores = torch.einsum("bhnd,bhmd->bhnm", upcast(q), upcast(k)) * scale  # (B, H, N, M)
-            w = masked_softmax(scores, dim=-1)  # softmax over latents
-            if mask is not None:
-                w = w * mask[:, None, :, None]  # padded tokens write nothing
-            upd = torch.einsum("bhnm,bhnd->bhmd", _column_normalise(w, self.eps), upcast(v))  # (B, H, M, dh)
+            upd, w = _write_update(q, k, v, mask, scale, self.eps, keep_map=return_maps)  # (B, H, M, dh)
             z = z + p.to_out(merge_heads(upd.to(x.dtype)))  # (B, M, D)
             if return_maps:
                 maps["write"] = w

@@ -3,8 +3,11 @@
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
 
 ROOT = Path(__file__).parent.parent
 CONDA_TO_PIP = {"pytorch": "torch"}

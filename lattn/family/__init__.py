@@ -1,0 +1,47 @@
+"""The latent-attention family: published architectures as subsets of the write / gather / broadcast stages.
+
+=================  =====  ======  =========  ======  ===================================================
+module             write  gather  broadcast  causal  in one line
+=================  =====  ======  =========  ======  ===================================================
+Perceiver                   ✓                        latents gather from tokens, then self-attend (B, M, D)
+PerceiverIO                 ✓        ✓               … then output queries read the latents (B, O, D)
+PerceiverAR                 ✓                  ✓     the last M positions are the latents, block-causal
+ISAB                        ✓        ✓               m inducing points: gather, then broadcast (B, N, D)
+PMA                         ✓                        k seeds pool a set into (B, k, D)
+Luna                        ✓        ✓               pack / unpack; the packed sequence goes to the next layer
+LunaCausal                  ✓        ✓         ✓     positive packing weights, running sums / t; O(l·d) state
+SlotAttention        ✓                               slots compete for inputs (softmax over slots), GRU, rounds
+Linformer                   ✓        ✓               K, V projected along the sequence to length k; N fixed
+=================  =====  ======  =========  ======  ===================================================
+
+Every module takes tokens x (B, N, D), checks its input, returns maps as :class:`FamilyMaps` with
+``return_maps=True`` (then it runs the explicit teaching path; without, the fast path — same numbers), and says why
+it can or cannot be causal (``is_causal``, ``causal_note``; ``causal=True`` on a non-causal one is a clear error).
+:mod:`lattn.family.compare` runs them side by side: the comparison table, the future-leak measurement.
+"""
+
+from ._common import CrossAttention, FamilyMaps, FeedForward, block_causal_mask
+from .linformer import Linformer
+from .luna import Luna, LunaCausal, LunaState
+from .perceiver import LatentBlock, Perceiver, PerceiverAR, PerceiverIO
+from .set_transformer import ISAB, MAB, PMA
+from .slot import SlotAttention
+
+__all__ = [
+    "ISAB",
+    "MAB",
+    "PMA",
+    "CrossAttention",
+    "FamilyMaps",
+    "FeedForward",
+    "LatentBlock",
+    "Linformer",
+    "Luna",
+    "LunaCausal",
+    "LunaState",
+    "Perceiver",
+    "PerceiverAR",
+    "PerceiverIO",
+    "SlotAttention",
+    "block_causal_mask",
+]

@@ -1,0 +1,136 @@
+"""Set Transformer (Lee et al. 2019, arXiv:1810.00825): attention blocks for sets, where order means nothing.
+
+* :class:`MAB` — multihead attention block, Eq. (6–7): ``H = LN(X + Multihead(X, Y, Y))``,
+  ``MAB(X, Y) = LN(H + rFF(H))``. The building block of the other two (LayerNorm optional, off by default).
+* :class:`ISAB` — induced set attention block, Eq. (9–10): m learned inducing points I gather from the set,
+  ``H = MAB(I, X)``, then the set reads them back, ``ISAB(X) = MAB(X, H)``: the ``gather`` then ``broadcast`` stages,
+  O(N·m) instead of the O(N²) of a self-attention block. Permutation-*equivariant*.
+* :class:`PMA` — pooling by multihead attention, Eq. (11): k learned seeds gather from the set,
+  ``PMA_k(Z) = MAB(S, rFF(Z))`` → (B, k, D). Permutation-*invariant*: a set summary of k vectors.
+
+Without feed-forwards and LayerNorm, ``ISAB(X) = X + LatentAttention(stages=("gather", "broadcast"))(X)`` with the
+same weights (:meth:`ISAB.from_latent_attention` builds that twin; a test checks the equality).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..attention import check_mask, check_tokens
+from ..latent import LatentAttention
+from ._common import CrossAttention, FamilyMaps, FeedForward, check_positive, refuse_causal
+
+__all__ = ["ISAB", "MAB", "PMA"]
+
+
+class MAB(nn.Module):
+    """Multihead attention block: queries X (B, Nq, D) attend to Y (B, Nk, D); residual, then a row-wise MLP.
+
+    Args: dim, heads; ``layer_norm`` adds the paper's two LayerNorms; ``feedforward=False`` drops the rFF line.
+    ``forward(queries, context, mask (B, Nk) | None, return_maps=False)`` → (B, Nq, D) [, map (B, H, Nq, Nk)].
+    """
+
+    def __init__(
+        self, dim: int, heads: int = 1, *, layer_norm: bool = False, feedforward: bool = True, ff_mult: int = 4
+    ) -> None:
+        super().__init__()
+        self.attn = CrossAttention(dim, heads)
+        self.norm_attn = nn.LayerNorm(dim) if layer_norm else nn.Identity()
+        self.ff = FeedForward(dim, ff_mult) if feedforward else None
+        self.norm_ff = nn.LayerNorm(dim) if layer_norm else nn.Identity()
+
+    def forward(
+        self, queries: Tensor, context: Tensor, mask: Tensor | None = None, return_maps: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        out = self.attn(queries, context, mask, return_maps=return_maps)
+        read, maps = out if return_maps else (out, None)
+        h = self.norm_attn(queries + read)  # (B, Nq, D)
+        if self.ff is not None:
+            h = self.norm_ff(h + self.ff(h))
+        return (h, maps) if return_maps else h
+
+
+class ISAB(nn.Module):
+    """Induced set attention block: (B, N, D) → (B, N, D) through m inducing points (the latents).
+
+    Args: dim, num_inducing (m), heads, layer_norm, feedforward (see :class:`MAB`).
+    ``forward(x (B, N, D), mask (B, N) | None, return_maps=False)``; padded tokens take no part in the gather and
+    output zeros. Maps: ``gather`` (B, H, m, N), ``broadcast`` (B, H, N, m); ``maps.effective()`` (B, H, N, N).
+    """
+
+    stages_used = ("gather", "broadcast")
+    is_causal = False
+    causal_note = "the inducing points gather from the whole set, so every output depends on every element."
+
+    def __init__(
+        self, dim: int, num_inducing: int, *, heads: int = 1, layer_norm: bool = False, feedforward: bool = True
+    ) -> None:
+        super().__init__()
+        check_positive(num_inducing=num_inducing)
+        self.dim, self.num_inducing = dim, num_inducing
+        self.inducing = nn.Parameter(torch.randn(num_inducing, dim))  # I (m, D), learned
+        self.mab_gather = MAB(dim, heads, layer_norm=layer_norm, feedforward=feedforward)  # H = MAB(I, X)
+        self.mab_broadcast = MAB(dim, heads, layer_norm=layer_norm, feedforward=feedforward)  # MAB(X, H)
+
+    @classmethod
+    def from_latent_attention(cls, la: LatentAttention) -> ISAB:
+        """The ISAB (no feed-forward, no LayerNorm) computing ``x + la(x)`` for ``la`` with stages (gather, broadcast).
+
+        Shares nothing: the weights are copied (latents → inducing points, stage projections → the two MABs).
+        """
+        if not isinstance(la, LatentAttention) or la.stages != ("gather", "broadcast"):
+            raise ValueError("from_latent_attention needs a LatentAttention with stages ('gather', 'broadcast')")
+        isab = cls(la.dim, la.num_latents, heads=la.heads, feedforward=False)
+        with torch.no_grad():
+            isab.inducing.copy_(la.latents)
+        isab.mab_gather.attn.load_state_dict(la.proj["gather"].state_dict())
+        isab.mab_broadcast.attn.load_state_dict(la.proj["broadcast"].state_dict())
+        return isab.to(la.latents.dtype)
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+        refuse_causal(causal, type(self).__name__, self.causal_note)
+        check_tokens(x, self.dim)
+        check_mask(mask, x)
+        inducing = self.inducing.to(x.dtype).expand(x.shape[0], -1, -1)  # (B, m, D)
+        if return_maps:
+            h, gmap = self.mab_gather(inducing, x, mask, return_maps=True)  # (B, m, D), (B, H, m, N)
+            out, bmap = self.mab_broadcast(x, h, return_maps=True)  # (B, N, D), (B, H, N, m)
+        else:
+            out = self.mab_broadcast(x, self.mab_gather(inducing, x, mask))
+        if mask is not None:
+            out = out * mask[..., None]
+        return (out, FamilyMaps(gather=gmap, broadcast=bmap)) if return_maps else out
+
+
+class PMA(nn.Module):
+    """Pooling by multihead attention: k learned seeds gather from the set; (B, N, D) → (B, k, D).
+
+    ``forward(x (B, N, D), mask (B, N) | None, return_maps=False)``; map ``gather`` (B, H, k, N).
+    """
+
+    stages_used = ("gather",)
+    is_causal = False
+    causal_note = "a pooled summary of the whole set has no positions to be causal about."
+
+    def __init__(self, dim: int, num_seeds: int, *, heads: int = 1, layer_norm: bool = False) -> None:
+        super().__init__()
+        check_positive(num_seeds=num_seeds)
+        self.dim, self.num_seeds = dim, num_seeds
+        self.seeds = nn.Parameter(torch.randn(num_seeds, dim))  # S (k, D), learned
+        self.rff = FeedForward(dim)
+        self.mab = MAB(dim, heads, layer_norm=layer_norm)
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+        refuse_causal(causal, type(self).__name__, self.causal_note)
+        check_tokens(x, self.dim)
+        check_mask(mask, x)
+        seeds = self.seeds.to(x.dtype).expand(x.shape[0], -1, -1)  # (B, k, D)
+        if return_maps:
+            out, gmap = self.mab(seeds, self.rff(x), mask, return_maps=True)  # (B, k, D), (B, H, k, N)
+            return out, FamilyMaps(gather=gmap)
+        return self.mab(seeds, self.rff(x), mask)

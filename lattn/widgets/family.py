@@ -1,0 +1,269 @@
+"""Explorers of notebook 04: the latent-attention family on one input, and the future-leak test.
+
+Thin shells: every module, map and measurement comes from :mod:`lattn.family` (the registry
+:data:`~lattn.family.compare.MECHANISMS`, :func:`~lattn.family.compare.leak_profile`); drawing from :mod:`lattn.viz`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor, nn
+
+from ..family.compare import MECHANISMS, Sizes, leak_profile
+from ..latent import STAGES
+from ..viz import as_array, heatmap, update_heatmap
+from .base import Explorer
+
+__all__ = ["FamilyExplorer", "LeakExplorer", "future_shade"]
+
+FUTURE_RGBA = (0.25, 0.75, 1.0, 0.45)  # light blue veil over the cells a causal model must leave at zero
+LEAK_FLOOR = 1e-9  # exact zeros are drawn here on the log axis
+LEAK_KEYS = ("latent", "isab", "luna", "luna_causal", "perceiver_ar")
+
+
+def future_shade(rows: int, cols: int, offset: int = 0) -> np.ndarray:
+    """RGBA (rows, cols, 4): coloured where column j lies in row i's future (j > i + offset), transparent elsewhere.
+
+    ``offset`` places row i at position i + offset (Perceiver AR's latents sit at the last positions).
+    """
+    i, j = np.indices((rows, cols))
+    shade = np.zeros((rows, cols, 4))
+    shade[j > i + offset] = FUTURE_RGBA
+    return shade
+
+
+def _slider(description: str, lo: int, hi: int, value: int) -> W.IntSlider:
+    return W.IntSlider(value=value, min=lo, max=hi, description=description, continuous_update=False)
+
+
+class _Modules:
+    """Small family members built on demand (seeded), cached by (mechanism, M, N for Linformer)."""
+
+    def __init__(self, dim: int, heads: int, seed: int) -> None:
+        self.dim, self.heads, self.seed = dim, heads, seed
+        self.cache: dict[tuple[str, int, int], nn.Module] = {}
+
+    def get(self, key: str, m: int, n: int) -> nn.Module:
+        n = n if key == "linformer" else 0  # only Linformer is tied to one sequence length
+        if (key, m, n) not in self.cache:
+            sizes = Sizes(dim=self.dim, heads=self.heads, num_latents=m, seq_len=max(n, 1))
+            self.cache[key, m, n] = MECHANISMS[key].build(sizes, self.seed)
+        return self.cache[key, m, n]
+
+
+class FamilyExplorer(Explorer):
+    """One input sequence through any member of the family: the stages it uses, their maps, its token→token map.
+
+    Args: ``tokens`` (1, N_max, D); ``keys`` the mechanisms to offer (default: all of MECHANISMS); ``heads``;
+    ``m_range`` of the latent slider; ``seed`` of the (untrained) modules.
+    Controls: ``mechanism``, ``n`` (tokens), ``m`` (latents / inducing points / packed length / slots / k),
+    ``mark_future`` (veil the cells where a token would read a later token). Head 0 is shown.
+    ``state``: ``stages``, one (rows, cols) array per stage or None, ``effective`` (N, N) or None, ``future_weight``
+    (share of the token→token weight that reads the future; None without positions).
+    """
+
+    figsize = (11.5, 3.5)
+
+    def __init__(
+        self,
+        tokens: Tensor,
+        keys: Sequence[str] | None = None,
+        *,
+        heads: int = 2,
+        m_range: tuple[int, int] = (2, 8),
+        seed: int = 0,
+    ) -> None:
+        if tokens.dim() != 3 or tokens.shape[0] != 1:
+            raise ValueError(f"tokens must be one sequence (1, N, D), got shape {tuple(tokens.shape)}")
+        self.keys = list(keys or MECHANISMS)
+        unknown = [k for k in self.keys if k not in MECHANISMS]
+        if unknown:
+            raise ValueError(f"unknown mechanism(s) {unknown}; choose from {list(MECHANISMS)}")
+        self.tokens, self.m_range = tokens.detach(), m_range
+        self.modules = _Modules(tokens.shape[-1], heads, seed)
+        super().__init__()
+
+    def controls(self) -> dict[str, W.Widget]:
+        n_max = self.tokens.shape[1]
+        lo, hi = self.m_range
+        options = [(MECHANISMS[k].title, k) for k in self.keys]
+        default = "latent" if "latent" in self.keys else self.keys[0]
+        return {
+            "mechanism": W.Dropdown(options=options, value=default, description="mechanism"),
+            "n": _slider("N tokens", 4, n_max, min(16, n_max)),
+            "m": _slider("M latents", lo, hi, min(max(4, lo), hi)),  # also: inducing points, slots, l, k
+            "mark_future": W.Checkbox(value=True, description="mark the future"),
+        }
+
+    @torch.no_grad()
+    def compute(self) -> dict[str, Any]:
+        key, n, m = self.mechanism.value, self.n.value, self.m.value
+        mech = MECHANISMS[key]
+        module = self.modules.get(key, m, n)
+        _, maps = mech.run(module, self.tokens[:, :n])
+        state: dict[str, Any] = {"key": key, "title": mech.title, "stages": mech.stages, "n": n, "m": m}
+        state["names"] = {s: mech.stage_names.get(s, "") for s in STAGES}
+        for s in STAGES:
+            stage_map = getattr(maps, s)
+            state[s] = None if stage_map is None else np.abs(as_array(stage_map[0, 0]))  # Linformer's F may be < 0
+        try:
+            eff = np.abs(as_array(maps.effective()[0, 0]))
+        except ValueError:  # no broadcast stage: the outputs are latents (or Perceiver AR's latent positions)
+            eff = None
+        state["effective"] = eff if eff is not None and eff.shape == (n, n) else None
+        state["gather_offset"] = n - state["gather"].shape[0] if key == "perceiver_ar" else None
+        if state["effective"] is not None:
+            state["future_weight"] = float(np.triu(eff, 1).sum() / eff.sum())
+        elif state["gather_offset"] is not None:
+            g = state["gather"]
+            state["future_weight"] = float((g * (future_shade(*g.shape, state["gather_offset"])[..., 3] > 0)).sum())
+        else:
+            state["future_weight"] = None
+        return state
+
+    def setup(self, fig: Figure) -> None:
+        axes = fig.subplots(1, 4, width_ratios=[1, 1.4, 1, 1.3])
+        self.axes = dict(zip([*STAGES, "effective"], axes))
+        labels = {
+            "write": ("latent", "token (query)"),
+            "gather": ("token", "latent (query)"),
+            "broadcast": ("latent", "token (query)"),
+            "effective": ("token j (read)", "token i (reads)"),
+        }
+        self.ims, self.notes, self.shades = {}, {}, {}
+        for name, ax in self.axes.items():
+            self.ims[name] = heatmap(
+                np.zeros((2, 2)), ax, xlabel=labels[name][0], ylabel=labels[name][1], colorbar=False
+            )
+            self.notes[name] = ax.text(0.5, 0.5, "", ha="center", va="center", transform=ax.transAxes, fontsize=10)
+        for name in ("gather", "effective"):
+            self.shades[name] = self.axes[name].imshow(
+                np.zeros((2, 2, 4)), aspect="auto", interpolation="nearest", zorder=3
+            )
+        self.suptitle = self.fig.suptitle("", fontsize=11)
+
+    def draw(self, state: dict[str, Any]) -> None:
+        for name, im in self.ims.items():
+            data = state[name]
+            used = data is not None
+            im.set_visible(used)
+            ax = im.axes
+            ax.tick_params(bottom=used, left=used, labelbottom=used, labelleft=used)
+            if name == "effective":
+                title = "token→token, rows scaled to max" if used else "token→token"
+                note = "" if used else "none: the outputs\nare latents, not tokens"
+                if used:  # each row scaled to its largest entry, so late rows of a causal map stay visible
+                    data = data / np.maximum(data.max(axis=1, keepdims=True), 1e-12)
+            else:
+                paper = state["names"][name]
+                title = f"{name}{' = ' + paper if paper else ''}" if used else name
+                note = "" if used else "not used"
+            ax.set_title(title, fontsize=9)
+            self.notes[name].set_text(note)
+            if used:
+                update_heatmap(im, data)
+        for name, shade in self.shades.items():
+            data = state[name]
+            offset = 0 if name == "effective" else state["gather_offset"]
+            show = self.mark_future.value and data is not None and offset is not None
+            shade.set_visible(show)
+            if show:
+                rows, cols = data.shape
+                shade.set_data(future_shade(rows, cols, offset))
+                shade.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+        used = " + ".join(state["stages"]) or "no latent stage (N×N)"
+        self.suptitle.set_text(f"{state['title']}: {used}   (N = {state['n']}, M = {state['m']}, head 0)")
+
+    def describe(self, state: dict[str, Any]) -> str:
+        fw = state["future_weight"]
+        future = "n/a" if fw is None else f"{fw:.3f}"
+        return (
+            f"mechanism={state['key']}, N={state['n']}, M={state['m']}, stages={'+'.join(state['stages']) or 'none'}, "
+            f"future weight={future}"
+        )
+
+
+class LeakExplorer(Explorer):
+    """Perturb token t and watch every output: earlier outputs of a causal mechanism stay exactly where they were.
+
+    Args: ``tokens`` (1, N, D); ``keys`` the mechanisms to compare; ``m`` latents; ``heads``; ``seed``.
+    Control: ``position`` (the perturbed token). ``state["profiles"][key]`` = (output positions, max |Δ| at each);
+    ``state["leaks"][key]`` = the largest change before the perturbed position (0.0 = causal).
+    """
+
+    figsize = (9.0, 3.6)
+
+    def __init__(
+        self,
+        tokens: Tensor,
+        keys: Sequence[str] = LEAK_KEYS,
+        *,
+        m: int = 8,
+        heads: int = 2,
+        seed: int = 0,
+    ) -> None:
+        if tokens.dim() != 3 or tokens.shape[0] != 1:
+            raise ValueError(f"tokens must be one sequence (1, N, D), got shape {tuple(tokens.shape)}")
+        latent_only = [k for k in keys if MECHANISMS[k].outputs == "latents"]
+        if latent_only:
+            raise ValueError(f"{latent_only} output latents, which have no positions to leak into")
+        self.tokens, self.keys = tokens.detach(), list(keys)
+        modules = _Modules(tokens.shape[-1], heads, seed)
+        self.models = {k: modules.get(k, m, tokens.shape[1]) for k in self.keys}
+        super().__init__()
+
+    def controls(self) -> dict[str, W.Widget]:
+        n = self.tokens.shape[1]
+        return {"position": _slider("perturb token", 1, n - 1, 3 * n // 4)}  # Perceiver AR outputs late positions
+
+    def compute(self) -> dict[str, Any]:
+        t = self.position.value
+        profiles, leaks = {}, {}
+        for key, module in self.models.items():
+            positions, change = leak_profile(key, module, self.tokens, t)
+            change = as_array(change)
+            profiles[key] = (np.array(positions), change)
+            before = change[np.array(positions) < t]
+            leaks[key] = float(before.max()) if before.size else None
+        return {"position": t, "profiles": profiles, "leaks": leaks}
+
+    def setup(self, fig: Figure) -> None:
+        ax = fig.add_subplot()
+        n = self.tokens.shape[1]
+        self.lines = {}
+        for key in self.keys:
+            style = "-" if MECHANISMS[key].causal else "--"
+            (self.lines[key],) = ax.semilogy([], [], style, marker="o", ms=4, label=MECHANISMS[key].title)
+        ax.axhline(LEAK_FLOOR, color="0.6", lw=0.8, ls=":")
+        ax.text(n - 0.5, LEAK_FLOOR * 2, "exactly 0", ha="right", va="bottom", fontsize=8, color="0.4")
+        self.marker = ax.axvline(0, color="crimson", lw=2, alpha=0.6)
+        # the outputs before the perturbed token: x in data units, y spanning the axes (works on matplotlib ≥ 3.7)
+        self.past = Rectangle((-0.5, 0), 0, 1, transform=ax.get_xaxis_transform(), color="0.9", zorder=0)
+        ax.add_patch(self.past)
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.set_ylim(LEAK_FLOOR / 3, 30)
+        ax.set_xlabel("output position")
+        ax.set_ylabel("max |change of the output|")
+        ax.legend(fontsize=8, loc="upper left", ncols=2)
+        self.ax = ax
+
+    def draw(self, state: dict[str, Any]) -> None:
+        t = state["position"]
+        for key, (positions, change) in state["profiles"].items():
+            self.lines[key].set_data(positions, np.maximum(change, LEAK_FLOOR))
+        self.marker.set_xdata([t, t])
+        self.past.set_width(t)
+        self.ax.set_title(
+            f"token {t} perturbed: the shaded outputs (before it) must not move in a decoder", fontsize=10
+        )
+
+    def describe(self, state: dict[str, Any]) -> str:
+        moved = ", ".join(f"{k}: {'moved' if v else 'exact'}" for k, v in state["leaks"].items() if v is not None)
+        return f"position={state['position']}; earlier outputs — {moved}"

@@ -1,0 +1,480 @@
+"""lattn.family: independent references, the invariants each paper promises, exact causality, Luna decoding, bad input.
+
+FLOP formulas, gradcheck and the comparison table are in test_family_costs.py.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lattn.family import (
+    ISAB,
+    MAB,
+    PMA,
+    CrossAttention,
+    Linformer,
+    Luna,
+    LunaCausal,
+    LunaState,
+    Perceiver,
+    PerceiverAR,
+    PerceiverIO,
+    SlotAttention,
+    block_causal_mask,
+)
+from lattn.family.compare import MECHANISMS, Sizes
+from lattn.latent import STAGES, LatentAttention
+
+
+def assert_close(a, b, atol, what=""):
+    diff = (a.double() - b.double()).abs()
+    assert diff.max() <= atol, f"{what}: max diff {diff.max():.3e}, mean {diff.mean():.3e} > {atol}"
+
+
+def lin64(layer, t):
+    """A Linear layer recomputed in float64."""
+    out = t @ layer.weight.double().T
+    return out if layer.bias is None else out + layer.bias.double()
+
+
+# --- independent references ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_cross_attention_matches_torch_multihead_attention(heads):
+    ca = CrossAttention(8, heads)
+    ref = nn.MultiheadAttention(8, heads, batch_first=True)
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([ca.to_q.weight, ca.to_k.weight, ca.to_v.weight]))
+        ref.in_proj_bias.copy_(torch.cat([ca.to_q.bias, ca.to_k.bias, ca.to_v.bias]))
+        ref.out_proj.load_state_dict(ca.to_out.state_dict())
+    q, ctx = torch.randn(2, 3, 8), torch.randn(2, 6, 8)
+    mask = torch.tensor([[True] * 6, [True, False, True, True, False, True]])
+    want, want_w = ref(q, ctx, ctx, key_padding_mask=~mask, average_attn_weights=False)
+    got, maps = ca(q, ctx, mask, return_maps=True)
+    assert_close(got, want, 1e-5, "teaching path vs nn.MultiheadAttention")
+    assert_close(maps, want_w, 1e-6, "maps")
+    assert_close(ca(q, ctx, mask), want, 1e-5, "fast path vs nn.MultiheadAttention")
+
+
+def luna_causal_reference(m: LunaCausal, x: torch.Tensor) -> torch.Tensor:
+    """Luna causal from its definition in float64, one position at a time, packing each prefix from scratch."""
+    B, N, D = x.shape
+    H, dh = m.heads, D // m.heads
+    x = x.double()
+    pq = lin64(m.to_pq, m.packed.double())  # (l, D)
+    pk, q, k, v = (lin64(f, x) for f in (m.to_pk, m.to_q, m.to_k, m.to_v))  # (B, N, D)
+    out = torch.zeros(B, N, D, dtype=torch.float64)
+    for b in range(B):
+        for t in range(N):
+            heads = []
+            for h in range(H):
+                sl = slice(h * dh, (h + 1) * dh)
+                phi = F.elu(pk[b, : t + 1, sl] @ pq[:, sl].T / math.sqrt(dh)) + 1  # (t+1, l): tokens ≤ t only
+                packed_k = phi.T @ k[b, : t + 1, sl] / (t + 1)  # (l, dh): mean over the prefix
+                packed_v = phi.T @ v[b, : t + 1, sl] / (t + 1)
+                a = torch.softmax(q[b, t, sl] @ packed_k.T / math.sqrt(dh), dim=0)  # (l,): over packed slots
+                heads.append(a @ packed_v)
+            out[b, t] = lin64(m.to_out, torch.cat(heads))
+    return out
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_luna_causal_matches_float64_reference(heads):
+    m = LunaCausal(8, 3, heads=heads)
+    x = torch.randn(2, 6, 8)
+    want = luna_causal_reference(m, x)
+    assert_close(m(x), want, 1e-5, "fast path (running sums)")
+    assert_close(m(x, return_maps=True)[0], want, 1e-5, "teaching path (explicit N×N)")
+
+
+def slot_attention_reference(m: SlotAttention, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """Algorithm 1 of the paper in float64, with the GRU written out from its equations."""
+    D = m.dim
+    ln = lambda layer, t: F.layer_norm(t, (D,), layer.weight.double(), layer.bias.double(), layer.eps)
+    g = m.gru
+    w_ih, w_hh, b_ih, b_hh = (p.double() for p in (g.weight_ih, g.weight_hh, g.bias_ih, g.bias_hh))
+    x, slots = ln(m.norm_inputs, x.double()), slots.double()
+    k, v = lin64(m.to_k, x), lin64(m.to_v, x)
+    for _ in range(m.iters):
+        q = lin64(m.to_q, ln(m.norm_slots, slots))
+        attn = torch.softmax(k @ q.transpose(1, 2) / math.sqrt(D), dim=-1) + m.eps  # (B, N, M): over slots
+        upd = (attn / attn.sum(1, keepdim=True)).transpose(1, 2) @ v  # (B, M, D): weighted mean over inputs
+        gi, gh = upd @ w_ih.T + b_ih, slots @ w_hh.T + b_hh
+        r = torch.sigmoid(gi[..., :D] + gh[..., :D])
+        z = torch.sigmoid(gi[..., D : 2 * D] + gh[..., D : 2 * D])
+        n = torch.tanh(gi[..., 2 * D :] + r * gh[..., 2 * D :])
+        slots = (1 - z) * n + z * slots
+        mlp = m.mlp
+        slots = slots + lin64(mlp[2], torch.relu(lin64(mlp[0], ln(m.norm_mlp, slots))))
+    return slots
+
+
+def test_slot_attention_matches_float64_reference():
+    m = SlotAttention(8, 3, iters=3)
+    x, slots = torch.randn(2, 7, 8), torch.randn(2, 3, 8)
+    want = slot_attention_reference(m, x, slots)
+    assert_close(m(x, slots=slots), want, 1e-5, "slot attention")
+    out, maps = m(x, slots=slots, return_maps=True)
+    assert_close(out, want, 1e-5, "with maps")
+    assert sorted(maps.extra) == ["iteration 1", "iteration 2", "iteration 3"]
+    assert torch.equal(maps.write, maps.extra["iteration 3"])
+    torch.testing.assert_close(maps.write.sum(-1), torch.ones(2, 1, 7))  # softmax over slots
+
+
+@pytest.mark.parametrize("share_kv", [False, True])
+def test_linformer_matches_reference_and_effective_map(share_kv):
+    m = Linformer(8, 6, 3, heads=2, share_kv=share_kv)
+    x = torch.randn(2, 6, 8)
+    E = m.proj_k.double()
+    Fp = E if share_kv else m.proj_v.double()
+    q, k, v = (lin64(f, x.double()) for f in (m.to_q, m.to_k, m.to_v))
+    heads = []
+    for h in range(2):
+        sl = slice(4 * h, 4 * h + 4)
+        a = torch.softmax(q[..., sl] @ (E @ k[..., sl]).transpose(1, 2) / 2.0, dim=-1)  # (B, N, k)
+        heads.append(a @ (Fp @ v[..., sl]))
+    want = lin64(m.to_out, torch.cat(heads, -1))
+    assert_close(m(x), want, 1e-5, "fast path")
+    out, maps = m(x, return_maps=True)
+    assert_close(out, want, 1e-5, "teaching path")
+    # the effective token→token map (B, H, N, N) applied to the values gives the heads' outputs exactly
+    eff = maps.effective()
+    assert eff.shape == (2, 2, 6, 6)
+    v_heads = v.view(2, 6, 2, 4).transpose(1, 2)
+    mixed = (eff.double() @ v_heads).transpose(1, 2).reshape(2, 6, 8)
+    assert_close(lin64(m.to_out, mixed), want, 1e-5, "effective map")
+    assert torch.linalg.matrix_rank(eff[0, 0], atol=1e-5).item() <= 3  # float32 map: rank up to rounding
+
+
+def test_perceiver_gather_is_the_latent_attention_gather_stage():
+    p = Perceiver(8, 3, depth=0)
+    x = torch.randn(2, 5, 8)
+    la = p.gather
+    assert isinstance(la, LatentAttention) and la.stages == ("gather",)
+    z = la(p.norm_tokens(x))
+    assert_close(p(x), z + p.ff(p.norm_ff(z)), 1e-6, "gather + MLP")
+
+
+def test_isab_without_feedforward_is_x_plus_latent_attention():
+    la = LatentAttention(8, 3, heads=2, stages=("gather", "broadcast"))
+    isab = ISAB.from_latent_attention(la)
+    x = torch.randn(2, 6, 8)
+    assert_close(isab(x), x + la(x), 1e-5, "fast")
+    out, maps = isab(x, return_maps=True)
+    _, lmaps = la(x, return_maps=True)
+    assert_close(out, x + la(x), 1e-5, "teaching")
+    assert_close(maps.gather, lmaps.gather, 1e-6, "gather map")
+    assert_close(maps.broadcast, lmaps.broadcast, 1e-6, "broadcast map")
+
+
+def test_mab_is_residual_attention_plus_feedforward():
+    mab = MAB(8, 2)
+    q, ctx = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    h = q + mab.attn(q, ctx)
+    assert_close(mab(q, ctx), h + mab.ff(h), 1e-6, "MAB, no LayerNorm")
+    mab_ln = MAB(8, 2, layer_norm=True)
+    h = mab_ln.norm_attn(q + mab_ln.attn(q, ctx))
+    assert_close(mab_ln(q, ctx), mab_ln.norm_ff(h + mab_ln.ff(h)), 1e-6, "MAB with LayerNorm")
+
+
+def test_luna_packed_sequence_goes_to_the_next_layer():
+    m = Luna(8, 3, heads=2)
+    x = torch.randn(2, 6, 8)
+    out, packed_next, maps = m(x, return_maps=True)
+    packed = m.packed.expand(2, -1, -1)
+    context = m.pack(packed, x)
+    assert_close(packed_next, m.norm_packed(packed + context), 1e-6, "LN(P + packed context)")
+    assert_close(out, m.unpack(x, context), 1e-6, "unpack reads the packed context")
+    # a second layer takes the tokens (with their residual) and the first layer's packed sequence
+    layer2, h = Luna(8, 3, heads=2), x + out
+    out2, p2 = layer2(h, packed_next)
+    assert out2.shape == (2, 6, 8) and p2.shape == (2, 3, 8)
+    assert not torch.allclose(layer2(h)[0], out2)  # the packed sequence really is used
+
+
+def test_perceiver_ar_depth0_output_depends_only_on_the_prefix():
+    # with no latent self-attention, the output at position p is what the prefix x[:, :p+1] alone gives there
+    m = PerceiverAR(8, 4, depth=0)
+    x = torch.randn(2, 9, 8)
+    out = m(x)  # positions 5…8
+    for i, p in enumerate(m.output_positions(9)):
+        assert_close(out[:, i], m(x[:, : p + 1])[:, -1], 1e-6, f"position {p}")
+
+
+# --- maps: shapes, axes, meaning ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [k for k in MECHANISMS if k != "full"])
+def test_maps_present_exactly_for_the_stages_used(key):
+    mech = MECHANISMS[key]
+    sizes = Sizes(dim=8, heads=2, num_latents=3, seq_len=7)
+    module = mech.build(sizes)
+    _, maps = mech.run(module, torch.randn(2, 7, 8))
+    present = tuple(s for s in STAGES if getattr(maps, s) is not None)
+    assert present == mech.stages, f"{key}: maps for {present}, declared {mech.stages}"
+    if maps.gather is not None and key not in ("linformer", "luna_causal"):
+        torch.testing.assert_close(maps.gather.sum(-1), torch.ones(maps.gather.shape[:-1]))  # softmax over tokens
+    if maps.broadcast is not None:
+        torch.testing.assert_close(maps.broadcast.sum(-1), torch.ones(maps.broadcast.shape[:-1]))  # over latents
+
+
+def test_block_causal_mask_and_perceiver_ar_gather_map():
+    assert block_causal_mask(2, 4).tolist() == [[True, True, True, False], [True, True, True, True]]
+    m = PerceiverAR(8, 3, heads=2, cross_heads=2, depth=2)
+    out, maps = m(torch.randn(1, 7, 8), return_maps=True)
+    assert out.shape == (1, 3, 8) and list(m.output_positions(7)) == [4, 5, 6]
+    g = maps.gather  # (1, 2, 3, 7): latent i at position 4 + i sees tokens ≤ 4 + i
+    assert g.shape == (1, 2, 3, 7)
+    assert (g[..., 0, 5:] == 0).all() and (g[..., 1, 6:] == 0).all() and (g[..., 0, :5] > 0).all()
+    for i in (1, 2):
+        s = maps.extra[f"latent self-attention {i}"]  # (1, 2, 3, 3), causal among latents
+        assert torch.equal(s, s.tril())
+    short = m(torch.randn(1, 2, 8))  # N ≤ M: every position is a latent, (B, N, D)
+    assert short.shape == (1, 2, 8) and list(m.output_positions(2)) == [0, 1]
+
+
+def test_luna_causal_effective_map_is_lower_triangular_and_row_stochastic_in_the_limit():
+    m = LunaCausal(8, 3, heads=2)
+    _, maps = m(torch.randn(1, 6, 8), return_maps=True)
+    eff = maps.effective()
+    assert eff.shape == (1, 2, 6, 6)
+    assert torch.equal(eff, eff.tril()), "no token reads a later token"
+    assert (maps.gather > 0).all(), "elu + 1 packing weights are positive"
+    torch.testing.assert_close(maps.broadcast.sum(-1), torch.ones(1, 2, 6))
+
+
+# --- invariants -----------------------------------------------------------------------------------------------------
+
+
+def test_isab_is_permutation_equivariant():
+    m = ISAB(8, 3, heads=2)
+    x, perm = torch.randn(2, 9, 8), torch.randperm(9)
+    mask = torch.rand(2, 9) > 0.3
+    assert_close(m(x[:, perm]), m(x)[:, perm], 1e-5, "ISAB")
+    assert_close(m(x[:, perm], mask[:, perm]), m(x, mask)[:, perm], 1e-5, "ISAB with padding")
+
+
+def test_pma_is_permutation_invariant():
+    m = PMA(8, 2, heads=2)
+    x, perm = torch.randn(2, 9, 8), torch.randperm(9)
+    assert_close(m(x[:, perm]), m(x), 1e-5, "PMA")
+    assert m(x).shape == (2, 2, 8)
+
+
+def test_slot_attention_is_equivariant_to_permuting_the_slots_and_invariant_to_input_order():
+    m = SlotAttention(8, 4)
+    x, slots = torch.randn(2, 9, 8), torch.randn(2, 4, 8)
+    sp, xp = torch.randperm(4), torch.randperm(9)
+    assert_close(m(x, slots=slots[:, sp]), m(x, slots=slots)[:, sp], 1e-5, "slots permute with their initial values")
+    assert_close(m(x[:, xp], slots=slots), m(x, slots=slots), 1e-5, "input order does not matter")
+
+
+def test_perceiver_encoders_ignore_token_order_without_positions():
+    x, perm = torch.randn(2, 9, 8), torch.randperm(9)
+    p = Perceiver(8, 3, heads=2, depth=2)
+    assert_close(p(x[:, perm]), p(x), 1e-5, "Perceiver latents")
+    io = PerceiverIO(8, 3, num_outputs=2)
+    assert_close(io(x[:, perm]), io(x), 1e-5, "Perceiver IO with learned output queries")
+    io_tokens = PerceiverIO(8, 3)
+    assert_close(io_tokens(x[:, perm]), io_tokens(x)[:, perm], 1e-5, "Perceiver IO with tokens as queries")
+
+
+def test_luna_is_permutation_equivariant_and_its_packed_sequence_invariant():
+    m = Luna(8, 3, heads=2)
+    x, perm = torch.randn(2, 9, 8), torch.randperm(9)
+    out, packed = m(x)
+    out_p, packed_p = m(x[:, perm])
+    assert_close(out_p, out[:, perm], 1e-5, "outputs")
+    assert_close(packed_p, packed, 1e-5, "packed sequence")
+
+
+# --- padding --------------------------------------------------------------------------------------------------------
+
+
+def _padded(x, where):
+    """Insert random tokens at the positions where ``where`` is False; returns the padded x and the mask."""
+    mask = torch.tensor(where)[None].expand(x.shape[0], -1)
+    padded = torch.randn(x.shape[0], len(where), x.shape[2])
+    padded[mask] = x.reshape(-1, x.shape[2])
+    return padded, mask
+
+
+WHERE = [True, False, True, True, False, True, False]
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: Perceiver(8, 3, heads=2), lambda: PMA(8, 2, heads=2), lambda: SlotAttention(8, 3)]
+)
+def test_padding_is_invisible_to_latent_outputs(make):
+    m = make()
+    x = torch.randn(2, 4, 8)
+    padded, mask = _padded(x, WHERE)
+    kw = {"slots": torch.randn(2, 3, 8)} if isinstance(m, SlotAttention) else {}
+    for rm in (False, True):
+        a, b = m(x, return_maps=rm, **kw), m(padded, mask=mask, return_maps=rm, **kw)
+        if rm:
+            (a, _), (b, maps) = a, b
+            stage_map = maps.gather if maps.gather is not None else maps.write.transpose(-1, -2)
+            assert (stage_map[..., ~mask[0]] == 0).all(), "padded tokens take no part"
+        assert_close(b, a, 1e-5, "latents")
+
+
+@pytest.mark.parametrize("make", [lambda: ISAB(8, 3, heads=2), lambda: PerceiverIO(8, 3), lambda: Luna(8, 3, heads=2)])
+def test_padding_is_invisible_to_token_outputs(make):
+    m = make()
+    x = torch.randn(2, 4, 8)
+    padded, mask = _padded(x, WHERE)
+    for rm in (False, True):
+        a, b = m(x, return_maps=rm), m(padded, mask=mask, return_maps=rm)
+        a, b = (a[0], b[0]) if isinstance(a, tuple) else (a, b)  # with maps (Luna: with its packed sequence)
+        assert_close(b[:, mask[0]], a, 1e-5, "real positions")
+        assert (b[:, ~mask[0]] == 0).all(), "padded positions output zeros"
+
+
+def test_linformer_padding_changes_nothing_at_real_positions():
+    m = Linformer(8, 7, 3, heads=2)
+    x, mask = torch.randn(2, 7, 8), torch.tensor(WHERE)[None].expand(2, -1)
+    other = x.clone()
+    other[:, ~mask[0]] = torch.randn(2, int((~mask[0]).sum()), 8)
+    for rm in (False, True):
+        a, b = m(x, mask, return_maps=rm), m(other, mask, return_maps=rm)
+        a, b = (a[0], b[0]) if rm else (a, b)
+        assert torch.allclose(a, b, atol=1e-6) and (a[:, ~mask[0]] == 0).all()
+    assert not torch.allclose(m(x), m(other))  # without the mask they do matter
+
+
+# --- causality, exactly -------------------------------------------------------------------------------------------
+
+
+def _earlier_outputs_unchanged(run, x, positions):
+    for t in range(x.shape[1]):
+        changed = x.clone()
+        changed[:, t] = torch.randn(x.shape[0], x.shape[2]) * 5
+        before, after = run(x), run(changed)
+        earlier = [i for i, p in enumerate(positions) if p < t]
+        assert torch.equal(before[:, earlier], after[:, earlier]), f"changing token {t} moved an earlier output"
+        later = [i for i, p in enumerate(positions) if p >= t]
+        assert not torch.equal(before[:, later], after[:, later]), "the test must be able to see a change"
+
+
+def test_luna_causal_is_exactly_causal():
+    m = LunaCausal(8, 3, heads=2)
+    x = torch.randn(2, 7, 8)
+    with torch.no_grad():
+        _earlier_outputs_unchanged(m, x, range(7))
+        _earlier_outputs_unchanged(lambda t: m(t, return_maps=True)[0], x, range(7))
+
+
+@pytest.mark.parametrize("n", [3, 8])
+def test_perceiver_ar_is_exactly_causal(n):
+    m = PerceiverAR(8, 4, heads=2, cross_heads=2, depth=2)
+    x = torch.randn(2, n, 8)
+    with torch.no_grad():
+        _earlier_outputs_unchanged(m, x, m.output_positions(n))
+        _earlier_outputs_unchanged(lambda t: m(t, return_maps=True)[0], x, m.output_positions(n))
+
+
+# --- Luna causal decoding -----------------------------------------------------------------------------------------
+
+
+def test_luna_causal_step_by_step_equals_the_parallel_form():
+    m = LunaCausal(8, 3, heads=2)
+    x = torch.randn(2, 9, 8)
+    full = m(x)
+    state = m.init_state(2)
+    assert state.steps == 0 and state.numel() == 3 * (2 * 2 * 3 * 4) + 1  # 3 tensors (B, H, l, dh) + t
+    outs = []
+    for t in range(9):
+        out, state = m.step(x[:, t : t + 1], state)
+        outs.append(out)
+    assert_close(torch.cat(outs, 1), full, 1e-5, "one token at a time")
+    assert state.steps == 9 and state.numel() == m.init_state(2).numel(), "the state does not grow"
+    state, outs = m.init_state(2), []
+    for a, b in [(0, 3), (3, 4), (4, 9)]:  # chunks of 3, 1, 5
+        out, state = m.step(x[:, a:b], state)
+        outs.append(out)
+    assert_close(torch.cat(outs, 1), full, 1e-5, "in chunks")
+
+
+def test_luna_causal_takes_a_given_packed_sequence():
+    m = LunaCausal(8, 3)
+    x, packed = torch.randn(2, 5, 8), torch.randn(2, 3, 8)
+    out = m(x, packed)
+    assert not torch.allclose(out, m(x))
+    state = m.init_state(2, packed)
+    steps = []
+    for t in range(5):
+        o, state = m.step(x[:, t : t + 1], state)
+        steps.append(o)
+    assert_close(torch.cat(steps, 1), out, 1e-5, "decoding with the given packed sequence")
+
+
+# --- bad input ------------------------------------------------------------------------------------------------------
+
+
+def test_linformer_refuses_other_lengths_and_causal():
+    m = Linformer(8, 6, 3)
+    with pytest.raises(ValueError, match=r"seq_len=6.*N=5"):
+        m(torch.randn(1, 5, 8))
+    with pytest.raises(ValueError, match="cannot be causal"):
+        m(torch.randn(1, 6, 8), causal=True)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Perceiver(8, 3),
+        lambda: PerceiverIO(8, 3),
+        lambda: ISAB(8, 3),
+        lambda: PMA(8, 3),
+        lambda: Luna(8, 3),
+        lambda: SlotAttention(8, 3),
+    ],
+)
+def test_causal_is_refused_where_impossible(make):
+    m = make()
+    with pytest.raises(ValueError, match=r"cannot be causal: .*LunaCausal or PerceiverAR"):
+        m(torch.randn(1, 6, 8), causal=True)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: Perceiver(8, 3)(torch.randn(1, 5, 7)), ValueError, r"dim=8"),
+        (lambda: Perceiver(8, 3)(torch.randn(5, 8)), ValueError, r"3-D"),
+        (lambda: Perceiver(8, 3)(torch.zeros(1, 5, 8, dtype=torch.long)), TypeError, "floating"),
+        (lambda: Perceiver(8, 3)(torch.randn(1, 5, 8), torch.ones(1, 4, dtype=torch.bool)), ValueError, r"\(B, N\)"),
+        (lambda: ISAB(8, 3)(torch.randn(1, 5, 8), torch.ones(1, 5)), ValueError, "torch.bool"),
+        (lambda: Perceiver(8, 0), ValueError, "num_latents"),
+        (lambda: Perceiver(8, 2, depth=-1), ValueError, "depth"),
+        (lambda: PerceiverAR(8, 2, depth=1.5), ValueError, "depth"),
+        (lambda: ISAB(8, 3, heads=3), ValueError, "divisible"),
+        (lambda: LunaCausal(8, 3, heads=3), ValueError, "divisible"),
+        (lambda: SlotAttention(8, 3, iters=0), ValueError, "iters"),
+        (lambda: Linformer(8, 6, 0), ValueError, "k must"),
+        (lambda: PerceiverIO(8, 3)(torch.randn(2, 5, 8), queries=torch.randn(1, 2, 8)), ValueError, "batch size"),
+        (lambda: PerceiverIO(8, 3)(torch.randn(2, 5, 8), queries=torch.randn(2, 2, 4)), ValueError, "queries"),
+        (lambda: Luna(8, 3)(torch.randn(2, 5, 8), torch.randn(2, 4, 8)), ValueError, r"packed must have shape"),
+        (lambda: LunaCausal(8, 3)(torch.randn(2, 5, 8), torch.randn(1, 3, 8)), ValueError, r"packed must have shape"),
+        (lambda: SlotAttention(8, 3)(torch.randn(2, 5, 8), slots=torch.randn(2, 4, 8)), ValueError, "slots"),
+        (lambda: LunaCausal(8, 3).step(torch.randn(2, 1, 8), None), TypeError, "LunaState"),
+        (lambda: LunaCausal(8, 3).step(torch.randn(2, 1, 8), LunaCausal(8, 3).init_state(3)), ValueError, "batch"),
+        (lambda: LunaCausal(8, 3).init_state(0), ValueError, "batch_size"),
+        (lambda: CrossAttention(8)(torch.randn(2, 3, 8), torch.randn(1, 4, 8)), ValueError, "batch size"),
+        (lambda: ISAB.from_latent_attention(LatentAttention(8, 3)), ValueError, "gather"),
+    ],
+)
+def test_bad_input_gives_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_luna_state_is_small():
+    m = LunaCausal(16, 4, heads=2)
+    state = m.init_state(1)
+    _, state = m.step(torch.randn(1, 50, 16), state)
+    assert isinstance(state, LunaState) and state.numel() == 3 * 4 * 16 + 1  # 3·l·D numbers + the step count

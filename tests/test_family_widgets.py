@@ -1,0 +1,144 @@
+"""Explorers and checkers of notebook 04: set controls in code, check the drawn data are the package's."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lattn.exercises import family as ex
+from lattn.family.compare import MECHANISMS, Sizes
+from lattn.tasks import ClusterMajority
+from lattn.widgets.family import FamilyExplorer, LeakExplorer, future_shade
+
+TOKENS = ClusterMajority().example(12, seed=0).x  # (1, 12, 16)
+
+
+@pytest.fixture(scope="module")
+def family():
+    return FamilyExplorer(TOKENS, heads=2, m_range=(2, 5))
+
+
+def test_every_mechanism_shows_exactly_its_stages(family):
+    for key, mech in MECHANISMS.items():
+        state = family.set(mechanism=key, n=10, m=3).state
+        shown = tuple(s for s in ("write", "gather", "broadcast") if state[s] is not None)
+        assert shown == mech.stages == state["stages"], key
+        for s in ("write", "gather", "broadcast"):
+            assert family.ims[s].get_visible() == (state[s] is not None)
+        assert f"mechanism={key}," in family.status.value and family.status.value.startswith(
+            f"rendered {family.renders}"
+        )
+        if mech.causal and state["future_weight"] is not None:
+            assert state["future_weight"] == 0.0, f"{key} reads the future"
+        if key in ("latent", "isab", "luna", "linformer", "perceiver_io"):
+            assert state["future_weight"] > 0.05, f"{key}: a bidirectional mixer must show weight on the future"
+
+
+def test_family_maps_are_the_package_maps(family):
+    state = family.set(mechanism="luna_causal", n=9, m=4).state
+    mech = MECHANISMS["luna_causal"]
+    module = mech.build(Sizes(dim=16, heads=2, num_latents=4), seed=0)
+    with torch.no_grad():
+        _, maps = mech.run(module, TOKENS[:, :9])
+    np.testing.assert_allclose(state["broadcast"], maps.broadcast[0, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(state["effective"], maps.effective()[0, 0].numpy(), atol=1e-6)
+    assert np.triu(state["effective"], 1).max() == 0  # lower-triangular
+    assert state["gather"].shape == (4, 9) and state["write"] is None
+
+
+def test_family_controls_change_shapes_and_picture(family):
+    family.set(mechanism="latent", n=8, m=2)
+    png = family.png
+    assert family.state["gather"].shape == (2, 8) and family.state["effective"].shape == (8, 8)
+    family.m.value = 5
+    assert family.state["gather"].shape == (5, 8) and family.png != png
+    family.n.value = 12
+    assert family.state["write"].shape == (12, 5)
+    png = family.png
+    family.mark_future.value = False
+    assert not family.shades["effective"].get_visible() and family.png != png
+    family.mark_future.value = True
+    assert family.shades["effective"].get_visible()
+    family.set(mechanism="linformer", n=7)  # a Linformer is built for each length
+    assert family.state["gather"].shape == (5, 7)
+    family.set(mechanism="perceiver_ar", n=10, m=4)
+    assert family.state["gather_offset"] == 6 and family.shades["gather"].get_visible()
+    family.set(mechanism="slot")
+    assert family.state["effective"] is None and family.notes["effective"].get_text().startswith("none")
+
+
+def test_family_explorer_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(1, N, D\)"):
+        FamilyExplorer(torch.randn(2, 8, 16))
+    with pytest.raises(ValueError, match="unknown mechanism"):
+        FamilyExplorer(TOKENS, keys=["latent", "reformer"])
+
+
+def test_future_shade():
+    assert future_shade(2, 3)[..., 3].tolist() == [[0, FUT := future_shade(1, 2)[0, 1, 3], FUT], [0, 0, FUT]]
+    assert (future_shade(2, 4, offset=2)[..., 3] > 0).tolist() == [[False, False, False, True], [False] * 4]
+
+
+def test_leak_explorer_measures_exact_causality():
+    leak = LeakExplorer(TOKENS, m=4)
+    assert leak.state["position"] == 9
+    for key, value in leak.state["leaks"].items():
+        if MECHANISMS[key].causal:
+            assert value == 0.0, key
+        else:
+            assert value > 1e-4, key
+    png = leak.png
+    leak.position.value = 10
+    positions, change = leak.state["profiles"]["latent"]
+    assert list(positions) == list(range(12)) and change.shape == (12,) and leak.png != png
+    assert list(leak.state["profiles"]["perceiver_ar"][0]) == [8, 9, 10, 11]  # outputs only at the latent positions
+    assert "luna_causal: exact" in leak.status.value and "latent: moved" in leak.status.value
+    with pytest.raises(ValueError, match="latents"):
+        LeakExplorer(TOKENS, keys=("latent", "perceiver"))
+
+
+# --- checkers -----------------------------------------------------------------------------------------------------
+
+
+def _stage(proj, queries, context):
+    w = (proj.to_q(queries) @ proj.to_k(context).transpose(1, 2) / math.sqrt(queries.shape[-1])).softmax(-1)
+    return proj.to_out(w @ proj.to_v(context))
+
+
+def good_isab(la, x):
+    inducing = la.latents.expand(x.shape[0], -1, -1)
+    h = inducing + _stage(la.proj["gather"], inducing, x)
+    return x + _stage(la.proj["broadcast"], x, h)
+
+
+def test_check_isab_from_stages(capsys):
+    assert ex.check_isab_from_stages(good_isab)
+    assert "✅" in capsys.readouterr().out
+    cases = [
+        (None, "Your turn"),
+        (lambda la, x: good_isab(la, x) - x, "residual"),
+        (lambda la, x: x + _stage(la.proj["broadcast"], x, la.latents.expand(2, -1, -1)), "*after* they gathered"),
+        (lambda la, x: x[:, :1], "shape"),
+        (lambda la, x: x * 2, "two lines"),
+        (lambda la, x: la.nope, "raised AttributeError"),
+    ]
+    for answer, hint in cases:
+        assert not ex.check_isab_from_stages(answer)
+        assert hint in capsys.readouterr().out
+
+
+def test_check_causal_choice(capsys):
+    assert ex.check_causal_choice({"luna_causal", "perceiver_ar"})
+    assert "✅" in capsys.readouterr().out
+    cases = [
+        (None, "Your turn"),
+        ("luna_causal", "not a single string"),
+        ({"luna_causal", "perceiver_ar", "gpt"}, "unknown key"),
+        ({"luna_causal", "perceiver_ar", "linformer"}, "Linformer cannot be causal"),
+        ({"luna_causal", "perceiver_ar", "luna"}, "Luna cannot be causal"),
+        ({"luna_causal"}, "Perceiver AR can"),
+    ]
+    for answer, hint in cases:
+        assert not ex.check_causal_choice(answer)
+        assert hint in capsys.readouterr().out
