@@ -10,6 +10,8 @@ Glossary (the words used in code, docs and notebooks):
 * **broadcast** map (B, H, N, M): tokens query latents, softmax over latents; the output.
 * **effective map** broadcast @ gather (B, H, N, N): how tokens reach tokens through the latents; rank ≤ M.
 * **mask** (B, N) bool: True = a real token that may be attended to.
+* the **family** (:mod:`lattn.family`): Perceiver (IO, AR), Set Transformer (ISAB, PMA), Luna (and causal Luna),
+  Slot Attention, Linformer — published architectures as choices of write / gather / broadcast.
 * MLA (DeepSeek): ``d_c`` (per-token latent width), ``d_rope``, ``w_dkv``, ``w_uk``, ``w_uv`` — a latent along the
   *feature* axis that shrinks the KV cache, not latent tokens.
 """
