@@ -1,0 +1,266 @@
+"""``python -m lattn.experiments bottleneck``: what the latent bottleneck keeps and what it loses, measured.
+
+Trains small taggers (:class:`~lattn.train.Tagger`, width 32, 2 heads, the same optimiser and budget for every
+mixer) on the tasks of :mod:`lattn.tasks` and writes two small files into ``lattn/data/``:
+
+* ``bottleneck_runs.json`` — one record per trained model: its configuration (enough to re-run it), parameter
+  counts, held-out accuracy, and accuracy on shifted tasks (longer, noisier). Runs come in parts:
+
+  - ``sweep``    accuracy vs M (1 … 64) on the global and the retrieval task, against full attention (one layer,
+                 and three layers = latent attention's depth and parameter count), local attention and no context;
+  - ``capacity`` retrieval accuracy vs the number of facts K for several M (where the bottleneck runs out of room);
+  - ``length``   accuracy when trained at other sequence lengths N;
+  - ``distil``   retrieval where some facts are asked far more often: does the bottleneck keep those?
+
+* ``bottleneck_timing.json`` — part ``timing``: seconds per training step vs N (machine-dependent; not part of the
+  reproducibility check).
+
+Everything except the timings is reproducible from the seeds: single-threaded runs on one machine repeat bit for bit
+(``tests/test_experiments_bottleneck.py`` re-runs a slice and compares). The whole grid (54 runs + timings) takes
+about 7 CPU-minutes; on a busy 2-core machine about 17 minutes of wall time.
+
+Example::
+
+    OMP_WAIT_POLICY=PASSIVE python -m lattn.experiments bottleneck                 # everything, into lattn/data/
+    python -m lattn.experiments bottleneck --part capacity --out /tmp/results      # one part, elsewhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lattn.tasks import ClusterMajority, KeyValueRetrieval, shifted, slot_memory_accuracy, slot_memory_oracle
+from lattn.train import History, MixerSpec, Tagger, count_parameters, evaluate, train
+
+__all__ = [
+    "DIM",
+    "HEADS",
+    "PARTS",
+    "RUNS_FILE",
+    "TIMING_FILE",
+    "TRAIN",
+    "config_of",
+    "configs",
+    "curve",
+    "held_out_accuracy",
+    "load",
+    "make_task",
+    "register",
+    "run_config",
+    "select",
+    "time_per_step",
+    "train_config",
+]
+
+DIM, HEADS = 32, 2  # tagger width and heads, the same for every mixer
+TRAIN = {"steps": 400, "batch_size": 64, "lr": 3e-3, "cosine": True}  # the same budget for every model
+EVAL_SEEDS = (1234, 1235, 1236, 1237)  # held-out batches of 64 sequences each (the training data use seed 0, 1, …)
+RUNS_FILE, TIMING_FILE = "bottleneck_runs.json", "bottleneck_timing.json"
+CONFIG_KEYS = ("part", "task", "task_args", "mixer", "seed", "train", "shifts")  # what defines a run
+PARTS = ("sweep", "capacity", "length", "distil", "timing")
+LATENTS = (1, 2, 4, 8, 16, 32, 64)  # the M axis of the sweep
+
+TASKS = {"global": ClusterMajority, "retrieval": KeyValueRetrieval}
+BASE_TASK = {"global": {"seq_len": 32}, "retrieval": {"seq_len": 32, "num_facts": 8}}
+# generalisation probe: the same world, longer or noisier sequences
+SHIFTS = {
+    "global": [{"seq_len": 128}, {"seq_len": 512}, {"noise": 0.9}, {"noise": 1.2}],
+    "retrieval": [{"seq_len": 128}, {"seq_len": 512}, {"noise": 0.1}, {"noise": 0.2}],
+}
+
+
+def make_task(name: str, args: dict[str, Any]):
+    """The task called ``name`` ("global" or "retrieval") with constructor arguments ``args``."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
+    return TASKS[name](**args)
+
+
+def _config(part: str, task: str, mixer: MixerSpec, seed: int = 0, **task_args: Any) -> dict[str, Any]:
+    return {
+        "part": part,
+        "task": task,
+        "task_args": {**BASE_TASK[task], **task_args},
+        "mixer": dataclasses.asdict(mixer),
+        "seed": seed,
+        "train": dict(TRAIN),
+        "shifts": SHIFTS[task] if part == "sweep" else [],
+    }
+
+
+def configs(parts: tuple[str, ...] = PARTS) -> list[dict[str, Any]]:
+    """Every run of the chosen parts, as plain configurations (see :func:`run_config`)."""
+    full, full3, none = MixerSpec("full"), MixerSpec("full", layers=3), MixerSpec("none")
+    latent = [MixerSpec("latent", num_latents=m) for m in LATENTS]
+    out: list[dict[str, Any]] = []
+    if "sweep" in parts:
+        out += [_config("sweep", "global", s) for s in (none, MixerSpec("window", window=4), full, full3, *latent)]
+        # a second seed where the differences are a few points
+        out += [_config("sweep", "global", s, seed=1) for s in (full, full3, latent[0], latent[2], latent[4])]
+        out += [_config("sweep", "retrieval", s) for s in (none, full, full3, *latent)]
+    if "capacity" in parts:
+        for k in (2, 4, 16):  # K = 8 is in the sweep
+            out += [_config("capacity", "retrieval", s, num_facts=k) for s in (full, *latent[:5])]
+    if "length" in parts:
+        for n in (8, 128):  # N = 32 is in the sweep
+            out += [_config("length", "global", s, seq_len=n) for s in (full, full3, latent[2])]
+    if "distil" in parts:
+        for m in latent[:3]:
+            out.append(_config("distil", "retrieval", m, query_skew=0.5))
+        out.append(_config("distil", "retrieval", full, query_skew=0.5))
+    return out
+
+
+def held_out_accuracy(model: torch.nn.Module, task) -> float:
+    """Held-out accuracy over the EVAL_SEEDS batches (64 sequences each)."""
+    return sum(evaluate(model, task, batch_size=64, seed=s)[1] for s in EVAL_SEEDS) / len(EVAL_SEEDS)
+
+
+def config_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The configuration part of a record (what :func:`run_config` and :func:`train_config` take)."""
+    return {k: record[k] for k in CONFIG_KEYS}
+
+
+def train_config(config: dict[str, Any], progress: bool = False) -> tuple[Any, Tagger, History]:
+    """Build and train the model of a configuration: returns (task, trained tagger, history)."""
+    task = make_task(config["task"], config["task_args"])
+    spec = MixerSpec(**config["mixer"])
+    model = spec.tagger(task, DIM, HEADS, seed=config["seed"])
+    history = train(model, task, seed=config["seed"], progress=progress, desc=spec.label, **config["train"])
+    return task, model, history
+
+
+def run_config(config: dict[str, Any], progress: bool = False) -> dict[str, Any]:
+    """Train the model a configuration describes and measure it. Returns the configuration plus results:
+
+    ``label``, ``params`` (all trainable), ``params_no_latents``, ``train_loss`` (mean of the last 20 steps),
+    ``accuracy`` (held out), ``shifted`` ({"seq_len=128": accuracy, …}), ``seconds`` (wall time; machine-dependent),
+    and for retrieval with latents the accuracy of ideal memories with M slots (``slot_memory``: keeping the first
+    or the most asked facts, on the same held-out data) and, when all facts are asked equally, their ceiling
+    ``slot_ceiling`` (:func:`~lattn.tasks.slot_memory_accuracy`).
+    """
+    task, model, history = train_config(config, progress)
+    spec = MixerSpec(**config["mixer"])
+    record = {
+        **config,
+        "label": spec.label,
+        "params": count_parameters(model),
+        "params_no_latents": count_parameters(model, latents=False),
+        "train_loss": round(sum(history.loss[-20:]) / len(history.loss[-20:]), 5),
+        "accuracy": round(held_out_accuracy(model, task), 5),
+        "shifted": {_shift_name(s): round(held_out_accuracy(model, shifted(task, **s)), 5) for s in config["shifts"]},
+        "seconds": round(history.seconds, 2),
+    }
+    if config["task"] == "retrieval" and spec.kind == "latent":  # ideal memories with M slots, same held-out data
+        m = spec.num_latents
+        record["slot_memory"] = {keep: round(_oracle_accuracy(task, m, keep), 5) for keep in ("first", "important")}
+        if task.query_skew == 0:
+            record["slot_ceiling"] = round(slot_memory_accuracy(task.num_facts, m, task.num_values), 5)
+    return record
+
+
+def _oracle_accuracy(task: KeyValueRetrieval, slots: int, keep: str) -> float:
+    """Accuracy of :func:`~lattn.tasks.slot_memory_oracle` on the held-out batches."""
+    acc = 0.0
+    for s in EVAL_SEEDS:
+        batch = task(64, torch.Generator().manual_seed(s))
+        pred, m = slot_memory_oracle(task, batch, slots, keep), batch.scored
+        acc += (pred[m] == batch.y[m]).float().mean().item()
+    return acc / len(EVAL_SEEDS)
+
+
+def _shift_name(change: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in change.items())
+
+
+def time_per_step(spec: MixerSpec, seq_len: int, batch_size: int = 8, steps: int = 5) -> float:
+    """Median seconds of one training step (forward, backward, AdamW) of a global-task tagger at length N."""
+    task = ClusterMajority(seq_len=seq_len)
+    model = spec.tagger(task, DIM, HEADS, seed=0)
+    times = []
+    for i in range(steps + 1):  # the first step warms up
+        start = time.perf_counter()
+        train(model, task, steps=1, batch_size=batch_size, seed=i, progress=False)
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def run_timing(lengths: tuple[int, ...] = (128, 256, 512, 1024, 2048)) -> dict[str, Any]:
+    """Seconds per training step vs N for full attention and latent attention (M = 4, 16), batch 8."""
+    specs = [MixerSpec("full"), MixerSpec("latent", num_latents=4), MixerSpec("latent", num_latents=16)]
+    rows = [{"label": s.label, "seq_len": n, "seconds": time_per_step(s, n)} for s in specs for n in lengths]
+    return {"threads": torch.get_num_threads(), "batch_size": 8, "rows": rows}
+
+
+def load(name: str = RUNS_FILE) -> Any:
+    """A shipped result file of ``lattn/data/`` (parsed JSON)."""
+    return json.loads(resources.files("lattn").joinpath("data", name).read_text())
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields, its task's fields (defaults included) and its mixer's fields, in one dict."""
+    task = make_task(record["task"], record["task_args"])
+    fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(task)}
+    return {**fields, **record["mixer"], **record}
+
+
+def select(records: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
+    """The records whose fields match ``where``; task and mixer fields count too, with their defaults.
+
+    Example: ``select(runs, task="retrieval", kind="latent", num_facts=16)``.
+    """
+    return [r for r in records if all(_flat(r).get(k) == v for k, v in where.items())]
+
+
+def curve(records: list[dict[str, Any]], x: str, y: str = "accuracy", **where: Any) -> tuple[list, list[float]]:
+    """``(xs, ys)``: for each value of field ``x`` among the selected records (sorted), the mean of ``y`` over the
+    seeds. ``y`` is a record field or a shift name such as ``"seq_len=512"`` (looked up in ``shifted``).
+
+    Example: ``curve(runs, "num_latents", part="sweep", task="global", kind="latent")`` → accuracy vs M.
+    """
+    groups: dict[Any, list[float]] = {}
+    for r in select(records, **where):
+        value = r["shifted"][y] if y in r.get("shifted", {}) else r[y]
+        groups.setdefault(_flat(r)[x], []).append(value)
+    xs = sorted(groups)
+    return xs, [sum(groups[v]) / len(groups[v]) for v in xs]
+
+
+def _main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)  # tiny models: one thread is fastest and makes the runs bit-reproducible
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = tuple(args.part) if args.part else PARTS
+    todo = configs(parts)
+    if todo:
+        records, start = [], time.perf_counter()
+        for i, config in enumerate(todo, 1):
+            records.append(run_config(config))
+            r = records[-1]
+            print(f"[{i}/{len(todo)} {time.perf_counter() - start:6.0f} s] {r['part']:8} {r['task']:9} "
+                  f"{_shift_name(r['task_args']):32} {r['label']:13} seed {r['seed']}: acc {r['accuracy']:.3f}",
+                  flush=True)  # fmt: skip
+        path = out / RUNS_FILE
+        if args.part and path.exists():  # keep the other parts' records
+            records = [r for r in json.loads(path.read_text()) if r["part"] not in parts] + records
+        path.write_text(json.dumps(records, indent=1) + "\n")
+        print(f"wrote {path} ({len(records)} runs)")
+    if "timing" in parts:
+        (out / TIMING_FILE).write_text(json.dumps(run_timing(), indent=1) + "\n")
+        print(f"wrote {out / TIMING_FILE}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bottleneck", help="train full vs latent attention on the bottleneck tasks",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--part", action="append", choices=PARTS, help="run only this part (repeatable; default: all)")
+    p.add_argument("--out", default=str(resources.files("lattn").joinpath("data")), help="output folder")
+    p.set_defaults(func=_main)
