@@ -144,8 +144,9 @@ def scaled_dot_product(
         raise ValueError(f"mask must have dtype torch.bool (True = may attend), got {mask.dtype}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     mask = _combine(mask, causal, q.shape[-2], k.shape[-2], q.device)
-    scores = torch.einsum("...qd,...kd->...qk", upcast(q), upcast(k)) * scale  # (…, Nq, Nk)
+    scores = torch.einsum("...qd,...kd->...qk", upcast(q), upcast(k)).mul_(scale)  # (…, Nq, Nk)
     weights = masked_softmax(scores, mask, dim=-1)
+    del scores  # NOTE: in-place scale and early free: one Nq×Nk buffer less to allocate and to hold
     out = weights @ upcast(v)  # (…, Nq, dv)
     return out.to(q.dtype), weights
 

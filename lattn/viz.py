@@ -133,3 +133,59 @@ def map_grid(
                 ax.set_ylabel(f"{row_titles[i]}\n{ylabel}" if i < len(row_titles) else ylabel, fontsize=8)
     fig.colorbar(im, ax=fig.axes, fraction=0.02, pad=0.01)
     return fig
+
+
+# --- curves and text (notebook 06) --------------------------------------------------------------------------------
+__all__ += ["line_chart", "text_panel", "wrap_text"]
+
+
+def line_chart(
+    series: Any,
+    ax: Axes | None = None,
+    *,
+    baseline: float | None = None,
+    baseline_label: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    logx: bool = False,
+    logy: bool = False,
+    marker: str = "",
+) -> list:
+    """One line per entry of ``series`` ({label: (xs, ys)}), plus an optional dashed horizontal ``baseline``.
+    Returns the line artists (update them in place with ``set_data``)."""
+    ax = new_axes(ax)
+    lines = [ax.plot(as_array(xs), as_array(ys), marker=marker, label=label)[0] for label, (xs, ys) in series.items()]
+    if baseline is not None:
+        ax.axhline(baseline, color="0.5", ls="--", lw=1, label=baseline_label or None)
+    ax.set_xscale("log" if logx else "linear")
+    ax.set_yscale("log" if logy else "linear")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if series or baseline_label:
+        ax.legend(fontsize=8)
+    return lines
+
+
+def wrap_text(text: str, width: int = 64) -> str:
+    """Hard-wrap every line of ``text`` at ``width`` characters (line breaks of the text are kept)."""
+    if width < 1:
+        raise ValueError(f"width must be ≥ 1, got {width}")
+    out = []
+    for line in text.split("\n"):
+        out.extend([line[i : i + width] for i in range(0, len(line), width)] or [""])
+    return "\n".join(out)
+
+
+def text_panel(text: str, ax: Axes | None = None, *, title: str = "", width: int = 64, fontsize: float = 9):
+    """Plain text in a frameless axes: monospace, wrapped at ``width`` characters, no maths parsing (``$`` is
+    just a dollar). Returns the Text artist; update it in place with ``set_text(wrap_text(new, width))``."""
+    ax = new_axes(ax)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=10, loc="left")
+    return ax.text(
+        0.0, 1.0, wrap_text(text, width), family="monospace", fontsize=fontsize, va="top", ha="left",
+        transform=ax.transAxes, parse_math=False,
+    )  # fmt: skip

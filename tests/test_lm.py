@@ -1,0 +1,200 @@
+"""The character LM end to end: the shipped text and its split, training beats the unigram baseline,
+determinism, the shipped checkpoints reproduce their validation loss, the experiment script regenerates them."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import lattn.experiments
+from lattn._cli import run_subcommands
+from lattn.blocks import CharLM, LMConfig, evaluate_lm, load_checkpoint, save_checkpoint, speed, train_lm
+from lattn.experiments import lm as experiment
+from lattn.lm_data import TEXT_FILE, CharCorpus, CharVocab, load_text
+
+
+@pytest.fixture(scope="module")
+def corpus() -> CharCorpus:
+    return CharCorpus.load()
+
+
+# --- the text and its split -----------------------------------------------------------------------------------------
+def test_shipped_text_is_small_documented_and_clean():
+    raw = TEXT_FILE.read_text(encoding="utf-8")
+    assert TEXT_FILE.stat().st_size < 400_000
+    head = raw[:2000]
+    for fact in ("Lewis Carroll", "1865", "Public domain", "brotli", "sha256"):
+        assert fact in head, f"the header should say {fact!r}"
+    text = load_text()
+    assert text.lstrip().startswith("ALICE'S ADVENTURES IN WONDERLAND") and text.rstrip().endswith("THE END")
+    assert "\r" not in text and "#" not in text[:100]
+
+
+def test_vocab_round_trip_and_errors():
+    v = CharVocab.from_text("hello world")
+    assert v.chars == " dehlorw" and v.size == 8
+    assert v.decode(v.encode("word hello")) == "word hello"
+    assert v.encode("he").tolist() == [3, 2]  # " dehlorw": h is token 3, e token 2
+    with pytest.raises(ValueError, match=r"\['z'\]"):
+        v.encode("zoo")
+    with pytest.raises(ValueError, match="distinct"):
+        CharVocab("aa")
+    with pytest.raises(ValueError, match=r"\[0, 8\)"):
+        v.decode([8])
+
+
+def test_split_is_seeded_disjoint_and_complete(corpus):
+    text = load_text()
+    assert len(corpus.train) + len(corpus.val) == len(text)
+    assert 0.07 < len(corpus.val) / len(text) < 0.13
+    again = CharCorpus.load()
+    assert torch.equal(again.val, corpus.val) and torch.equal(again.train, corpus.train)
+    other = CharCorpus.load(seed=1)
+    assert not torch.equal(other.val, corpus.val)
+    # every validation chunk is a piece of the book that is absent from the training text
+    pieces = [text[i : i + corpus.chunk] for i in range(0, len(text), corpus.chunk)]
+    val_text = corpus.vocab.decode(corpus.val)
+    val_pieces = [p for p in pieces if p in val_text and p not in corpus.vocab.decode(corpus.train)]
+    assert sum(map(len, val_pieces)) == len(corpus.val)
+
+
+def test_batches_are_next_character_pairs(corpus):
+    x, y = corpus.batch(4, 16, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 16) and x.dtype == torch.long
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    x2, _ = corpus.batch(4, 16, torch.Generator().manual_seed(0))
+    assert torch.equal(x, x2)
+    wx, wy = corpus.windows(64)
+    assert wx.shape == (len(corpus.val) // 64 - (len(corpus.val) % 64 == 0), 64)
+    assert torch.equal(wx.flatten()[1:], wy.flatten()[:-1])
+    with pytest.raises(ValueError, match="split"):
+        corpus.batch(2, 8, torch.Generator(), split="test")
+
+
+def test_unigram_baseline_is_the_entropy_of_character_frequencies(corpus):
+    counts = torch.bincount(corpus.train, minlength=corpus.vocab.size).double() + 1
+    p = counts / counts.sum()
+    want = -sum(math.log(p[i]) for i in corpus.val.tolist()) / len(corpus.val)
+    assert corpus.unigram_loss() == pytest.approx(want, rel=1e-9)
+    assert 2.9 < corpus.unigram_loss() < 3.4  # English characters: ≈ 4.4 bits
+
+
+# --- training -------------------------------------------------------------------------------------------------------
+def small(kind: str) -> CharLM:
+    return CharLM.build(LMConfig(72, kind=kind, dim=32, heads=2, layers=1, context=16, num_latents=4), seed=0)
+
+
+@pytest.mark.parametrize("kind", ["full", "luna"])
+def test_short_training_beats_the_unigram_baseline(corpus, kind):
+    model = small(kind)
+    before = evaluate_lm(model, corpus)
+    history = train_lm(model, corpus, 120, batch_size=16, eval_every=60, progress=False)
+    assert history.val_steps == [0, 60, 120] and history.val_loss[0] == pytest.approx(before)
+    assert history.val_loss[-1] < corpus.unigram_loss() - 0.2 < before
+    assert history.tokens == 120 * 16 * 16 and history.tokens_per_s > 0
+
+
+def test_hiding_the_future_changes_nothing_for_causal_models(corpus):
+    """hide_future scores position t from the window cut after t: equal to teacher forcing iff the model is causal."""
+    for kind in ("full", "luna", "mla"):
+        model = small(kind)
+        plain = evaluate_lm(model, corpus, max_windows=3)
+        assert evaluate_lm(model, corpus, hide_future=True, max_windows=3) == pytest.approx(plain, abs=1e-5), kind
+    leaky = small("latent")
+    assert evaluate_lm(leaky, corpus, hide_future=True, max_windows=3) != pytest.approx(
+        evaluate_lm(leaky, corpus, max_windows=3), abs=1e-3
+    )
+    with pytest.raises(ValueError, match="max_windows"):
+        evaluate_lm(leaky, corpus, max_windows=0)
+
+
+def test_speed_measures_without_touching_the_model(corpus):
+    model = small("full")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = speed(model, corpus, steps=1, batch_size=2, new_tokens=3)
+    assert set(s) == {"train", "generate", "generate_uncached"} and all(v > 0 for v in s.values())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_training_is_deterministic(corpus):
+    runs = []
+    for _ in range(2):
+        model = small("mla")
+        runs.append((train_lm(model, corpus, 8, batch_size=8, progress=False), model.state_dict()))
+    (h1, s1), (h2, s2) = runs
+    assert h1 == h2  # losses equal exactly; wall time is not compared
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------------------
+def test_checkpoint_round_trip(tmp_path, corpus):
+    model = small("luna")
+    experiment.round_to_half(model)
+    path = save_checkpoint(model, tmp_path / "m.pt", val_loss=1.5, note="x")
+    loaded, info = load_checkpoint(path)
+    assert info == {"val_loss": 1.5, "note": "x"} and loaded.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+SHIPPED = sorted(experiment.DATA_DIR.glob("lm_*.pt"))
+
+
+def test_shipped_checkpoints_are_small_and_listed():
+    assert {p.stem for p in SHIPPED} == {f"lm_{k}" for k in experiment.DEFAULT_KINDS}
+    assert sum(p.stat().st_size for p in SHIPPED) < 1.5e6
+    results = json.loads((experiment.DATA_DIR / experiment.RESULTS).read_text())
+    assert set(results["models"]) == set(experiment.DEFAULT_KINDS)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_checkpoint_reproduces_its_validation_loss(path, corpus):
+    model, info = load_checkpoint(path)
+    results = json.loads((experiment.DATA_DIR / experiment.RESULTS).read_text())["models"][info["kind"]]
+    assert results["val_loss"] == info["val_loss"]
+    assert evaluate_lm(model, corpus) == pytest.approx(info["val_loss"], abs=1e-4)
+    assert info["val_curve"][-1] == pytest.approx(info["val_loss"], abs=0.02)  # the float16 rounding costs little
+    if info["kind"] != "latent":
+        assert info["val_loss"] < corpus.unigram_loss() - 1.0  # far below the baseline
+
+
+def test_experiment_regenerates_a_tiny_run_reproducibly(tmp_path):
+    sizes = dict(dim=16, heads=2, layers=1, context=16, num_latents=4, d_c=8, d_rope=4)
+    a = experiment.run(
+        ("full", "luna"), steps=6, batch_size=4, eval_every=3, out=tmp_path / "a", progress=False, memory=False, **sizes
+    )
+    b = experiment.run(
+        ("full", "luna"), steps=6, batch_size=4, eval_every=3, out=tmp_path / "b", progress=False, memory=False, **sizes
+    )
+    for kind in ("full", "luna"):
+        assert a["models"][kind]["val_loss"] == b["models"][kind]["val_loss"]
+        assert a["models"][kind]["val_steps"] == [0, 3, 6]
+        model, info = load_checkpoint(tmp_path / "a" / f"lm_{kind}.pt")
+        assert evaluate_lm(model, CharCorpus.load()) == pytest.approx(info["val_loss"], abs=1e-6)
+        sa = torch.load(tmp_path / "a" / f"lm_{kind}.pt", weights_only=True)["state"]
+        sb = torch.load(tmp_path / "b" / f"lm_{kind}.pt", weights_only=True)["state"]
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    saved = json.loads((tmp_path / "a" / experiment.RESULTS).read_text())
+    assert saved["models"]["full"]["val_loss"] == a["models"]["full"]["val_loss"]
+
+
+def test_memory_measurements_follow_the_cache_layouts():
+    sizes = dict(dim=16, heads=2, layers=2, d_c=8, d_rope=4, num_latents=4)
+    mem = experiment.measure_memory(("full", "luna", "mla", "latent"), 10, prefill=(32,), decode=(100, 1000), **sizes)
+    state = mem["decode_state_bytes"]
+    assert state["full"] == {"100": 2 * 2 * 100 * 16 * 4, "1000": 2 * 2 * 1000 * 16 * 4}  # layers·(k+v)·N·D·4 B
+    assert state["mla"]["1000"] == 2 * 1000 * (8 + 4) * 4  # layers·N·(d_c + d_rope)·4 B
+    assert state["luna"]["100"] == state["luna"]["1000"] > 0  # independent of N
+    assert state["latent"] == {"100": None, "1000": None}
+    assert all(mem["prefill_peak_bytes"][k]["32"] > 32 * 16 * 4 for k in state)
+
+
+def test_cli_lists_the_subcommand_and_rejects_unknown_kinds(capsys):
+    with pytest.raises(SystemExit) as done:
+        run_subcommands(lattn.experiments, ["lm", "--help"])
+    assert done.value.code == 0
+    assert "--kinds" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--kinds takes a comma-separated subset"):
+        run_subcommands(lattn.experiments, ["lm", "--kinds", "window"])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        experiment.config_for("window", 10)

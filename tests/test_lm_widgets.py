@@ -1,0 +1,96 @@
+"""Explorers and exercise checkers of notebook 06, driven from code (tiny random models)."""
+
+import pytest
+import torch
+
+from lattn.blocks import CharLM, LMConfig, future_leak, generate, sampling_probs
+from lattn.exercises import lm as ex
+from lattn.lm_data import CharVocab
+from lattn.viz import text_panel, wrap_text
+from lattn.widgets.lm import GenerationExplorer, LeakExplorer, shown
+
+VOCAB = CharVocab(" abcdefghij\n")
+
+
+def tiny(kind: str, seed: int = 0) -> CharLM:
+    config = LMConfig(VOCAB.size, kind=kind, dim=16, heads=2, layers=1, context=16, num_latents=8)
+    return CharLM.build(config, seed=seed).eval()
+
+
+def test_generation_explorer_shows_what_generate_gives():
+    models = {"full": tiny("full"), "luna": tiny("luna")}
+    e = GenerationExplorer(models, VOCAB, prompt="abc")
+    assert e.renders == 1 and e.status.value.startswith("rendered 1: model=full")
+    e.set(model="luna", temperature=0.0, length=20, seed=1)
+    want = generate(models["luna"], VOCAB.encode("abc")[None], 20)
+    assert e.state["text"] == VOCAB.decode(want[0]) and len(e.state["generated"]) == 20
+    probs = sampling_probs(models["luna"](VOCAB.encode("abc")[None])[0, -1], 0.0)
+    assert e.state["top_chars"][0] == VOCAB.chars[int(probs.argmax())] and e.state["top_probs"][0] == 1.0
+    before = e.png
+    e.set(temperature=1.5, seed=2)
+    assert e.png != before and e.renders == 3
+    assert "temperature=1.5" in e.status.value
+
+
+def test_generation_explorer_drops_unknown_prompt_characters():
+    e = GenerationExplorer({"full": tiny("full")}, VOCAB, prompt="aXb")
+    assert e.state["prompt"] == "ab" and e.state["dropped"] == 1
+    e.set(prompt="XYZ")
+    assert e.state["prompt"] == " " and e.state["dropped"] == 3
+    with pytest.raises(ValueError, match="at least one model"):
+        GenerationExplorer({}, VOCAB)
+
+
+def test_leak_explorer_marks_the_future_leak(tmp_path):
+    models = {"latent": tiny("latent"), "full": tiny("full")}
+    ids = VOCAB.encode("abcdefghij abcde")[None]
+    e = LeakExplorer(models, ids, VOCAB)
+    e.set(model="latent", position=9)
+    assert e.state["earlier"] > 0
+    assert torch.allclose(torch.as_tensor(e.state["delta"]).float(), future_leak(models["latent"], ids, 9))
+    e.set(model="full")
+    assert e.state["earlier"] == 0.0 and e.state["delta"][9] > 0
+    assert "earlier max=0" in e.status.value
+    assert e.save(tmp_path / "leak.png").stat().st_size > 1000
+    fig = e.snapshots([{"model": "latent", "position": 5}, {"model": "full", "position": 5}])
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match=r"\(1, N\)"):
+        LeakExplorer(models, ids[0], VOCAB)
+
+
+def test_text_helpers():
+    assert wrap_text("abcdef\nxy", 4) == "abcd\nef\nxy"
+    assert wrap_text("", 3) == ""
+    assert text_panel("cost $5 and $6", width=10).get_text() == "cost $5 an\nd $6"
+    assert shown(" ") == "␣" and shown("\n") == "⏎" and shown("a") == "a"
+
+
+# --- exercise checkers: right answers pass, typical mistakes get their hint --------------------------------------
+def test_check_leak_test(capsys):
+    def right(model, ids, position):
+        return future_leak(model, ids, position)[:position].max().item() if position else 0.0
+
+    def includes_the_change(model, ids, position):
+        return future_leak(model, ids, position)[: position + 1].max().item()
+
+    assert ex.check_leak_test(right)
+    assert not ex.check_leak_test(includes_the_change)
+    assert "look only at positions before" in capsys.readouterr().out
+    assert not ex.check_leak_test(None)
+    assert "Your turn" in capsys.readouterr().out
+
+
+def test_check_sampling_probs(capsys):
+    assert ex.check_sampling_probs(sampling_probs)
+    assert not ex.check_sampling_probs(lambda logits, t: (logits * t).softmax(-1) if t else logits.softmax(-1))
+    assert "divide the logits by the temperature" in capsys.readouterr().out
+    assert not ex.check_sampling_probs(lambda logits, t: (logits / t).softmax(-1))  # t = 0 → NaN
+    assert "divide by zero" in capsys.readouterr().out
+
+
+def test_check_cache_values(capsys):
+    assert ex.check_cache_values((96, 20))
+    assert not ex.check_cache_values((48, 20))
+    assert "key AND a value" in capsys.readouterr().out
+    assert not ex.check_cache_values((96, 32))
+    assert "c_KV once" in capsys.readouterr().out
