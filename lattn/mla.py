@@ -152,7 +152,7 @@ PRESETS: dict[str, MLAConfig] = {
 }
 
 
-# --- KV-cache accounting -----------------------------------------------------------------------------------------------
+# --- KV-cache accounting ----------------------------------------------------------------------------------------------
 def kv_elements_per_token(
     kind: str, *, heads: int, d_h: int, d_c: int = 0, d_rope: int = 0, n_groups: int | None = None
 ) -> int:
@@ -256,13 +256,14 @@ def chunk_causal_mask(start_pos: int, n: int, device: torch.device | None = None
     return keys[None, :] <= queries[:, None]  # (n, L)
 
 
-# --- the KV cache ------------------------------------------------------------------------------------------------------
+# --- the KV cache -----------------------------------------------------------------------------------------------------
 class MLACache:
-    """Preallocated per-layer KV cache; every buffer is (B, max_len, …) with the sequence on axis 1.
+    """Preallocated per-layer KV cache.
 
     * ``absorbed``: ``kv`` (B, L, d_c + d_rope) — the latent c_KV in the first d_c columns and the shared rotary key
-      k_R in the last d_rope: one shared key per token whose first d_c columns also serve as the value.
-    * ``naive``: ``k`` (B, L, H, d_h + d_rope) and ``v`` (B, L, H, d_h) — full per-head keys and values.
+      k_R in the last d_rope: one shared key per token, whose first d_c columns also serve as the value.
+    * ``naive``: ``k`` (B, H, L, d_h + d_rope) and ``v`` (B, H, L, d_h) — full per-head keys and values, laid out
+      as multi-head attention caches usually are.
 
     ``length`` counts the tokens written so far; ``nbytes`` is the memory really allocated.
     Make one with :meth:`MultiHeadLatentAttention.new_cache`.
@@ -272,6 +273,7 @@ class MLACache:
         self.mode = mode
         self.buffers = buffers
         self.d_rope = d_rope  # width of the rotary key, to split the absorbed buffer
+        self.seq_axis = 1 if mode == "absorbed" else 2  # the axis of the buffers that runs over positions
         self.length = 0
 
     @property
@@ -280,7 +282,7 @@ class MLACache:
 
     @property
     def max_len(self) -> int:
-        return next(iter(self.buffers.values())).shape[1]
+        return next(iter(self.buffers.values())).shape[self.seq_axis]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -289,7 +291,7 @@ class MLACache:
     @property
     def elements_per_token(self) -> int:
         """Values held per token (per sequence): d_c + d_rope absorbed, H·(2·d_h + d_rope) naive."""
-        return sum(math.prod(b.shape[2:]) for b in self.buffers.values())
+        return sum(b.numel() for b in self.buffers.values()) // (self.batch * self.max_len)
 
     @property
     def nbytes(self) -> int:
@@ -309,7 +311,7 @@ class MLACache:
     def _filled(self, name: str) -> Tensor:
         if name not in self.buffers:
             raise ValueError(f"a {self.mode}-mode cache holds {list(self.buffers)}, not {name!r}")
-        return self.buffers[name][:, : self.length]
+        return self.buffers[name].narrow(self.seq_axis, 0, self.length)
 
     def check(self, x: Tensor, start_pos: int, mode: str) -> None:
         """Raise a clear error unless ``x`` (B, N, D) can be written at ``start_pos``."""
@@ -332,15 +334,16 @@ class MLACache:
             )
 
     def write(self, start_pos: int, **parts: Tensor) -> list[Tensor]:
-        """Store each part (B, n, …) at positions [start_pos, start_pos + n); return every buffer's filled prefix
-        (B, start_pos + n, …), in the order given. Writing before ``length`` overwrites (e.g. to re-decode)."""
-        end = start_pos + next(iter(parts.values())).shape[1]
+        """Store each part (positions on ``seq_axis``, n of them) at positions [start_pos, start_pos + n); return
+        every buffer's filled prefix (start_pos + n positions), in the order given. Writing before ``length``
+        overwrites (e.g. to decode again from an earlier position)."""
+        n = next(iter(parts.values())).shape[self.seq_axis]
         views = []
         for name, part in parts.items():
             buf = self.buffers[name]
-            buf[:, start_pos:end] = part
-            views.append(buf[:, :end])
-        self.length = end
+            buf.narrow(self.seq_axis, start_pos, n).copy_(part)
+            views.append(buf.narrow(self.seq_axis, 0, start_pos + n))
+        self.length = start_pos + n
         return views
 
 
@@ -407,11 +410,11 @@ class MultiHeadLatentAttention(nn.Module):
 
     def cache_shapes(self, batch: int, max_len: int) -> dict[str, tuple[int, ...]]:
         """The buffer shapes of a cache for the current mode: {"kv": (B, L, d_c + d_rope)} when absorbed,
-        {"k": (B, L, H, d_h + d_rope), "v": (B, L, H, d_h)} when naive."""
+        {"k": (B, H, L, d_h + d_rope), "v": (B, H, L, d_h)} when naive."""
         c = self.config
         if self.mode == "absorbed":
             return {"kv": (batch, max_len, c.d_c + c.d_rope)}
-        return {"k": (batch, max_len, c.heads, c.d_h + c.d_rope), "v": (batch, max_len, c.heads, c.d_h)}
+        return {"k": (batch, c.heads, max_len, c.d_h + c.d_rope), "v": (batch, c.heads, max_len, c.d_h)}
 
     # --- the steps -------------------------------------------------------------------------------------------------
     def queries(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
@@ -431,6 +434,7 @@ class MultiHeadLatentAttention(nn.Module):
     def forward(
         self, x: Tensor, cache: MLACache | None = None, start_pos: int = 0, return_maps: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, N, dim) at positions start_pos … → (B, N, dim) (and the weights with ``return_maps``)."""
         self._check(x, cache, start_pos)
         N = x.shape[1]
         positions = torch.arange(start_pos, start_pos + N, device=x.device)  # (N,)
@@ -443,46 +447,76 @@ class MultiHeadLatentAttention(nn.Module):
         out = self.w_o(merge_heads(out))  # (B, N, dim)  eq. 19
         return (out, maps) if return_maps else out
 
-    def _attend_naive(self, q_c, q_r, c_kv, k_r, cache, start_pos, mask, return_maps):
+    def _attend_naive(
+        self,
+        q_c: Tensor,
+        q_r: Tensor,
+        c_kv: Tensor,
+        k_r: Tensor,
+        cache: MLACache | None,
+        start_pos: int,
+        mask: Tensor | None,
+        return_maps: bool,
+    ) -> tuple[Tensor, Tensor | None]:
         """Up-project every token's key and value (eq. 10-11, 16-17) and run ordinary multi-head attention."""
         c = self.config
         B, N, _ = c_kv.shape
-        k_c = self.w_uk(c_kv).view(B, N, c.heads, c.d_h)  # (B, N, H, d_h)
-        v = self.w_uv(c_kv).view(B, N, c.heads, c.d_h)  # (B, N, H, d_h)
-        k_r = k_r[:, :, None, :].expand(B, N, c.heads, c.d_rope)  # one rotary key copied into every head
-        k = torch.cat([k_c, k_r], dim=-1)  # (B, N, H, d_h + d_rope)
+        k_c = split_heads(self.w_uk(c_kv), c.heads)  # (B, H, N, d_h)
+        v = split_heads(self.w_uv(c_kv), c.heads)  # (B, H, N, d_h)
+        k_r = k_r[:, None].expand(B, c.heads, N, c.d_rope)  # one rotary key copied into every head
+        k = torch.cat([k_c, k_r], dim=-1)  # (B, H, N, d_h + d_rope)
         if cache is not None:
-            k, v = cache.write(start_pos, k=k, v=v)  # (B, L, H, ·)
+            k, v = cache.write(start_pos, k=k, v=v)  # (B, H, L, ·)
         q = torch.cat([q_c, q_r], dim=-1)  # (B, H, N, d_h + d_rope)
-        return self._sdpa(q, k.transpose(1, 2), v.transpose(1, 2), mask, return_maps)  # (B, H, N, d_h)
+        if return_maps:
+            return scaled_dot_product(q, k, v, mask, scale=c.softmax_scale)  # (B, H, N, d_h), (B, H, N, L)
+        return self._attention(q, k, v, mask), None
 
-    def _attend_absorbed(self, q_c, q_r, c_kv, k_r, cache, start_pos, mask, return_maps):
+    def _attend_absorbed(
+        self,
+        q_c: Tensor,
+        q_r: Tensor,
+        c_kv: Tensor,
+        k_r: Tensor,
+        cache: MLACache | None,
+        start_pos: int,
+        mask: Tensor | None,
+        return_maps: bool,
+    ) -> tuple[Tensor, Tensor | None]:
         """Fold W_UK into the queries and W_UV into the output; attend over the cached latents directly:
         multi-query attention with one shared (d_c + d_rope)-wide key and d_c-wide value per token."""
         c = self.config
-        w_uk = self.w_uk.weight.view(c.heads, c.d_h, c.d_c)  # (H, d_h, d_c)
-        w_uv = self.w_uv.weight.view(c.heads, c.d_h, c.d_c)  # (H, d_h, d_c)
+        B, H, N, _ = q_c.shape
+        w_uk = self.w_uk.weight.view(H, c.d_h, c.d_c)  # (H, d_h, d_c)
+        w_uv = self.w_uv.weight.view(H, c.d_h, c.d_c)  # (H, d_h, d_c)
         q_lat = torch.einsum("bhnd,hdc->bhnc", q_c, w_uk)  # (B, H, N, d_c): q_C·W_UK, the absorbed query
         kv = torch.cat([c_kv, k_r], dim=-1)  # (B, N, d_c + d_rope)
         if cache is not None:
             (kv,) = cache.write(start_pos, kv=kv)  # (B, L, d_c + d_rope)
         q = torch.cat([q_lat, q_r], dim=-1)  # (B, H, N, d_c + d_rope)
         key, value = kv[:, None], kv[:, None, :, : c.d_c]  # (B, 1, L, d_c + d_rope), (B, 1, L, d_c)
-        o_lat, maps = self._sdpa(q, key, value, mask, return_maps, shared_kv=True)  # (B, H, N, d_c)
+        maps = None
+        if return_maps:
+            o_lat, maps = scaled_dot_product(q, key, value, mask, scale=c.softmax_scale)  # (B, H, N, d_c)
+        else:  # one key for all heads: fold the heads into the query axis, so the cache is read once for all
+            folded_mask = None if mask is None else mask.repeat(H, 1)  # (H·N, L): row h·N + n is mask[n]
+            o_lat = self._attention(q.reshape(B, 1, H * N, -1), key, value, folded_mask).view(B, H, N, c.d_c)
         return torch.einsum("bhnc,hdc->bhnd", o_lat, w_uv), maps  # (B, H, N, d_h): W_UV applied after attention
 
-    def _sdpa(self, q, k, v, mask, return_maps, shared_kv=False):
-        """softmax(q·kᵀ/√(d_h + d_rope))·v. q (B, H, N, e); k, v (B, H or 1, L, ·); mask (N, L) or None."""
+    def _attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """Fast path, softmax(q·kᵀ/√(d_h + d_rope))·v: q (B, h, n, e), k (B, h, L, e), v (B, h, L, dv) → (B, h, n, dv).
+
+        Several queries with a mask (prefill, chunks): torch's fused kernel. A single new token (decode, mask None):
+        two matmuls and a softmax, the same code for both modes (as in DeepSeek's reference), so a benchmark compares
+        the cache layouts and not two different kernels; it keeps float64 exact and runs the softmax of half
+        inputs in float32.
+        """
         scale = self.config.softmax_scale
-        if return_maps:  # teaching path: explicit float32 softmax, weights kept
-            return scaled_dot_product(q, k, v, mask, scale=scale)  # (B, H, N, dv), (B, H, N, L)
-        if not shared_kv:
-            return fused_attention(q, k, v, mask, scale=scale), None
-        # one key/value for all heads: fold the heads into the query axis so the cache is read once for all heads
-        B, H, N, e = q.shape
-        folded_mask = None if mask is None else mask.repeat(H, 1)  # (H·N, L), row h·N + n = mask[n]
-        out = fused_attention(q.reshape(B, 1, H * N, e), k, v, folded_mask, scale=scale)  # (B, 1, H·N, d_c)
-        return out.view(B, H, N, -1), None
+        if mask is not None:
+            return fused_attention(q, k, v, mask, scale=scale)
+        scores = (q @ k.transpose(-1, -2)) * scale  # (B, h, n, L)
+        weights = scores.softmax(-1, dtype=torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype)
+        return weights.to(v.dtype) @ v  # (B, h, n, dv)
 
     def _check(self, x: Tensor, cache: MLACache | None, start_pos: int) -> None:
         check_tokens(x, self.config.dim)
@@ -503,7 +537,7 @@ class MultiHeadLatentAttention(nn.Module):
                 raise ValueError(f"cache buffers {got} do not fit this module's config (expected {expected})")
 
 
-# --- why RoPE is decoupled ---------------------------------------------------------------------------------------------
+# --- why RoPE is decoupled --------------------------------------------------------------------------------------------
 def absorption_gap(rope: str, *, d_h: int = 8, d_c: int = 16, n: int = 6, seed: int = 0) -> float:
     """Largest |exact − absorbed| attention score for one head, in float64, when position enters in different ways.
 

@@ -117,10 +117,18 @@ class Explorer:
         return self
 
     def snapshots(self, settings: list[dict[str, Any]], ncols: int = 2, titles: list[str] | None = None) -> Figure:
-        """Static fallback: small multiples of the explorer at several settings, as one figure."""
+        """Static fallback: small multiples of the explorer at several settings, as one figure.
+
+        Each setting starts from the current one (unnamed controls keep their values), and the explorer returns to
+        the current setting afterwards, so the live widget is left as it was.
+        """
         import matplotlib.image as mpimg
 
-        pngs = [self.set(**s).png for s in settings]
+        before = {name: c.value for name, c in self._controls.items() if not isinstance(c, W.Button)}
+        try:
+            pngs = [self.set(**{**before, **s}).png for s in settings]
+        finally:
+            self.set(**before)
         nrows = -(-len(pngs) // ncols)
         w, h = self.figsize
         fig = Figure(figsize=(w * ncols * 0.62, h * nrows * 0.62 + 0.3 * nrows), layout="constrained")

@@ -21,7 +21,7 @@ CUSTOM = "custom"
 PRESET_FIELDS = ("heads", "d_h", "d_c", "d_rope", "layers")
 BIT_OPTIONS = [("4 B (FP32)", 32), ("2 B (BF16)", 16), ("1 B (FP8)", 8), ("0.75 B (6-bit)", 6)]
 BUDGETS_GB = [16, 24, 40, 80, 141, 640]  # a laptop GPU … one H200 … an 8-GPU server
-CONTEXTS = [(f"{n // 1024}K", n) for n in (2**k for k in range(10, 21))]  # 1K … 1M tokens
+CONTEXTS = [(f"{n // 1024}K" if n < 2**20 else "1M", n) for n in (2**k for k in range(10, 21))]  # 1K … 1M tokens
 COLORS = {"MHA": "0.55", "GQA": "0.55", "MQA": "0.55", "MLA naive": "#d98c5f", "MLA": "#2a7ab0"}
 
 
@@ -63,7 +63,7 @@ class KVCacheCalculator(Explorer):
             "d_c": _int_slider("d_c", 32, 2048, p.d_c, step=32),
             "d_rope": _int_slider("d_h^R", 0, 256, p.d_rope, step=16),
             "n_groups": _int_slider("GQA groups", 1, 64, 8),
-            "bits": W.Dropdown(options=BIT_OPTIONS, value=16, description="per element"),
+            "bits": W.Dropdown(options=BIT_OPTIONS, value=16, description="precision"),
             "budget": W.Dropdown(options=[(f"{g} GB", g) for g in BUDGETS_GB], value=80, description="fits in"),
             "log_scale": W.Checkbox(value=False, description="log scale"),
         }
@@ -87,6 +87,18 @@ class KVCacheCalculator(Explorer):
                 values["preset"] = CUSTOM
         super().set(**values)
         return self
+
+    def snapshots(self, settings: list[dict[str, Any]], ncols: int = 2, titles: list[str] | None = None) -> Figure:
+        """Like :meth:`Explorer.snapshots`, but each setting starts from the current one (not from the previous
+        snapshot) and the explorer returns to the current setting afterwards."""
+        before = {name: control.value for name, control in self._controls.items()}
+        sizes = {k: before[k] for k in ("preset", *PRESET_FIELDS)}
+        others = {k: v for k, v in before.items() if k not in sizes}
+        full = [{**others, **(s if "preset" in s else {**sizes, **s})} for s in settings]
+        try:
+            return super().snapshots(full, ncols, titles)
+        finally:
+            self.set(**before)
 
     def compute(self) -> dict[str, Any]:
         dims = {"heads": self.heads.value, "d_h": self.d_h.value, "d_c": self.d_c.value, "d_rope": self.d_rope.value}
@@ -112,8 +124,9 @@ class KVCacheCalculator(Explorer):
         ax.invert_yaxis()
         ax.set_xlabel("KV cache (GB, 1 GB = 10⁹ bytes)")
         self.labels = [ax.text(0, i, "", va="center", fontsize=9) for i in y]  # value at the end of each bar
+        ax.set_ylim(len(KV_KINDS) - 0.5, -1.0)  # room above the first bar for the budget's label
         self.budget_line = ax.axvline(1, color="crimson", ls="--", lw=1.5)
-        self.budget_text = ax.text(1, -0.55, "", color="crimson", fontsize=9, ha="left", va="bottom")
+        self.budget_text = ax.text(1, -0.75, "", color="crimson", fontsize=9, ha="left", va="center")
 
     def draw(self, state: dict[str, Any]) -> None:
         ax, gb = self.ax, state["gb"]
@@ -137,7 +150,7 @@ class KVCacheCalculator(Explorer):
             range(len(KV_KINDS)), [f"{names.get(k, k)}\n{state['per_token'][k]:,} / token / layer" for k in KV_KINDS]
         )
         self.budget_line.set_xdata([state["budget"], state["budget"]])
-        self.budget_text.set_position((state["budget"], -0.55))
+        self.budget_text.set_position((state["budget"], -0.75))
         self.budget_text.set_text(f" fits in {state['budget']} GB")
         ax.set_title(
             f"{self.preset.value}: {self.context.label} tokens × batch {self.batch.value}, {self.layers.value} layers, "
@@ -164,7 +177,7 @@ class DecodeBenchExplorer(Explorer):
     size; starts from the stored 2-core measurement (``lattn/data/bench_mla_2core.csv``).
 
     Controls: ``metric`` (tokens/s or ms per step), ``run`` (a button: re-measure a small version on this machine,
-    about 10 s). State: ``rows`` of the benchmark, ``source``, ``speedup`` {context: absorbed / naive}.
+    a few seconds). State: ``rows`` of the benchmark, ``source``, ``speedup`` {context: absorbed / naive}.
     """
 
     figsize = (9.0, 3.3)
@@ -243,24 +256,26 @@ class DecodeBenchExplorer(Explorer):
         for ax, data in ((self.ax_speed, state["series"]), (self.ax_cache, state["cache_mb"])):
             values = np.concatenate(list(data.values()))
             ax.set_xlim(c.min() / 1.5, c.max() * 1.5)
-            ax.set_ylim(values.min() / 2, values.max() * 2)
+            ax.set_ylim(values.min() / (6 if ax is self.ax_speed else 2), values.max() * 2)  # room for the labels
+            ax.set_xticks(c, [f"{n // 1024}K" if n >= 1024 else str(n) for n in c])
+            ax.minorticks_off()
         for note in self.notes:
             note.remove()
-        self.notes = [
-            self.ax_speed.annotate(
+        self.notes = [  # the speed-up under each context, along the bottom of the axes
+            self.ax_speed.text(
+                x,
+                0.04,
                 f"{s:.1f}×",
-                (x, state["series"]["absorbed"][i]),
-                textcoords="offset points",
-                xytext=(0, 7),
+                transform=self.ax_speed.get_xaxis_transform(),
                 ha="center",
                 fontsize=8,
-                color=COLORS["MLA"],
+                color=COLORS["MLA"] if s >= 1 else COLORS["MLA naive"],
             )
-            for i, (x, s) in enumerate(state["speedup"].items())
+            for x, s in state["speedup"].items()
         ]
         self.ax_speed.set_ylabel(state["metric"])
         better = "higher" if state["metric"] == "tokens/s" else "lower"
-        self.ax_speed.set_title(f"decode {state['metric']} ({better} is better; labels: absorbed / naive)", fontsize=10)
+        self.ax_speed.set_title(f"decode {state['metric']} ({better} is better); bottom: absorbed / naive", fontsize=10)
         self.fig.suptitle(f"{state['config']}, {state['threads']} threads — {state['source']}", fontsize=10)
 
     def describe(self, state: dict[str, Any]) -> str:

@@ -1,0 +1,416 @@
+"""Tests for lattn.mla: DeepSeek Multi-head Latent Attention, its KV cache and its accounting.
+
+References: an independent float64 re-implementation (per-head loops, complex-number RoPE), the two modes against
+each other, full forwards against cached ones, and the DeepSeek-V2/V3 papers' numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lattn.mla import (
+    KV_KINDS,
+    MODES,
+    PRESETS,
+    MLACache,
+    MLAConfig,
+    MultiHeadLatentAttention,
+    absorption_gap,
+    apply_rope,
+    chunk_causal_mask,
+    kv_cache_bytes,
+    kv_elements_per_token,
+)
+
+# d_cq > 0 (V2/V3-style query compression) and d_cq = 0 (V2-Lite-style); all widths differ to catch transposes
+TINY = MLAConfig(dim=20, heads=3, d_h=4, d_c=10, d_rope=6, d_cq=8)
+TINY_LITE = MLAConfig(dim=16, heads=2, d_h=6, d_c=7, d_rope=4, d_cq=0)
+CONFIGS = [pytest.param(TINY, id="q-compressed"), pytest.param(TINY_LITE, id="no-q-compression")]
+
+
+def make(config: MLAConfig, dtype=torch.float64, seed: int = 0, mode: str = "absorbed") -> MultiHeadLatentAttention:
+    torch.manual_seed(seed)
+    m = MultiHeadLatentAttention(config, mode=mode).to(dtype)
+    with torch.no_grad():  # RMSNorm weights start at 1; perturb them so a wrong norm cannot hide
+        for norm in (m.kv_norm, m.q_norm):
+            if norm is not None:
+                norm.weight.uniform_(0.5, 1.5)
+    return m
+
+
+def tokens(config: MLAConfig, B: int = 2, N: int = 7, dtype=torch.float64, seed: int = 1) -> torch.Tensor:
+    return torch.randn(B, N, config.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor, what: str = "") -> float:
+    """Max |a − b| (printed with the mean, so a failing run shows how far off it was)."""
+    d = (a.double() - b.double()).abs()
+    print(f"{what}: max diff {d.max().item():.3e}, mean {d.mean().item():.3e}")
+    return d.max().item()
+
+
+def run(m: MultiHeadLatentAttention, x: torch.Tensor, mode: str, **kw):
+    m.mode = mode
+    return m(x, **kw)
+
+
+# --- an independent reference -----------------------------------------------------------------------------------------
+def rope_complex(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """RoPE as complex multiplication: feature pair (i, i + d/2) is the complex number x_i + j·x_{i+d/2}."""
+    d = x.shape[-1]
+    freq = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    z = torch.complex(x[..., : d // 2], x[..., d // 2 :]) * torch.polar(
+        torch.ones(len(positions), d // 2, dtype=torch.float64), positions[:, None].double() * freq
+    ).view(len(positions), *([1] * (x.dim() - 2)), d // 2)
+    return torch.cat([z.real, z.imag], dim=-1)
+
+
+def reference_mla(m: MultiHeadLatentAttention, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+    """Equations 9-19 of DeepSeek-V2 written out token by token and head by head, in float64."""
+    c = m.config
+    B, N, _ = x.shape
+    W = {name: p.detach().double() for name, p in m.named_parameters()}
+    x = x.double()
+
+    def rms(t, w):
+        return t / t.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt() * w
+
+    pos = torch.arange(start_pos, start_pos + N)
+    src = rms(x @ W["w_dq.weight"].T, W["q_norm.weight"]) if c.d_cq else x
+    q_c = (src @ W["w_uq.weight"].T).view(B, N, c.heads, c.d_h)
+    q_r = rope_complex((src @ W["w_qr.weight"].T).view(B, N, c.heads, c.d_rope).transpose(0, 1), pos, c.rope_theta)
+    q_r = q_r.transpose(0, 1)  # (B, N, H, d_rope)
+    c_kv = rms(x @ W["w_dkv.weight"].T, W["kv_norm.weight"])  # (B, N, d_c)
+    k_r = rope_complex((x @ W["w_kr.weight"].T).transpose(0, 1), pos, c.rope_theta).transpose(0, 1)  # (B, N, d_rope)
+    k_c = (c_kv @ W["w_uk.weight"].T).view(B, N, c.heads, c.d_h)
+    v = (c_kv @ W["w_uv.weight"].T).view(B, N, c.heads, c.d_h)
+    out = torch.zeros(B, N, c.heads, c.d_h, dtype=torch.float64)
+    for b in range(B):
+        for i in range(N):
+            for h in range(c.heads):
+                scores = torch.tensor(
+                    [
+                        (q_c[b, i, h] @ k_c[b, j, h] + q_r[b, i, h] @ k_r[b, j]) / math.sqrt(c.d_h + c.d_rope)
+                        for j in range(i + 1)
+                    ]
+                )
+                w = torch.exp(scores - scores.max())
+                out[b, i, h] = (w / w.sum()) @ v[b, : i + 1, h]
+    return out.reshape(B, N, -1) @ W["w_o.weight"].T
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("mode", MODES)
+def test_matches_independent_reference(config, mode):
+    m, x = make(config, mode=mode), tokens(config, N=5)
+    assert max_diff(m(x), reference_mla(m, x), mode) < 1e-12
+
+
+# --- the two modes agree ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_naive_equals_absorbed_float64_prefill_and_decode(config, seed):
+    m, x = make(config, seed=seed), tokens(config, N=6, seed=seed + 10)
+    assert max_diff(run(m, x, "naive"), run(m, x, "absorbed"), "prefill") <= 1e-10
+    steps = {}
+    for mode in MODES:
+        m.mode = mode
+        cache = m.new_cache(2, 6)
+        m(x[:, :5], cache)
+        steps[mode] = m(x[:, 5:], cache, start_pos=5)  # one decode step
+    assert max_diff(steps["naive"], steps["absorbed"], "decode") <= 1e-10
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_naive_equals_absorbed_float32(config):
+    m, x = make(config, torch.float32), tokens(config, N=6, dtype=torch.float32)
+    assert max_diff(run(m, x, "naive"), run(m, x, "absorbed"), "float32") <= 1e-4
+
+
+def test_naive_equals_absorbed_bfloat16_cosine():
+    config = MLAConfig(dim=64, heads=4, d_h=16, d_c=32, d_rope=8, d_cq=24)
+    m, x = make(config, torch.bfloat16), tokens(config, N=12, dtype=torch.bfloat16)
+    outs = {}
+    for mode in MODES:
+        m.mode = mode
+        cache = m.new_cache(2, 13)
+        prefill = m(x, cache)
+        decode = m(tokens(config, N=1, dtype=torch.bfloat16, seed=5), cache, start_pos=12)
+        outs[mode] = torch.cat([prefill, decode], 1).double().flatten()
+    cos = torch.nn.functional.cosine_similarity(outs["naive"], outs["absorbed"], dim=0).item()
+    print(f"bf16 cosine similarity naive vs absorbed: {cos:.6f}")
+    assert cos > 0.9999
+
+
+def test_teaching_path_matches_fast_path_and_maps_are_causal():
+    m, x = make(TINY, torch.float32), tokens(TINY, N=6, dtype=torch.float32)
+    for mode in MODES:
+        m.mode = mode
+        fast = m(x)
+        slow, maps = m(x, return_maps=True)
+        assert maps.shape == (2, TINY.heads, 6, 6)
+        assert max_diff(fast, slow, f"{mode} teaching vs fast") < 1e-5
+        assert torch.allclose(maps.sum(-1), torch.ones(2, TINY.heads, 6))
+        assert (maps.triu(1) == 0).all()
+    m.mode = "naive"
+    naive_maps = m(x, return_maps=True)[1]
+    m.mode = "absorbed"
+    assert max_diff(naive_maps, m(x, return_maps=True)[1], "maps naive vs absorbed") < 1e-5
+
+
+# --- cache = full forward ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("mode", MODES)
+def test_step_by_step_decode_equals_full_forward(config, mode):
+    m, x = make(config, mode=mode), tokens(config, N=7)
+    full = m(x)
+    cache = m.new_cache(2, 7)
+    steps = torch.cat([m(x[:, t : t + 1], cache, start_pos=t) for t in range(7)], dim=1)
+    assert cache.length == 7
+    assert max_diff(steps, full, "decode") < 1e-12
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("mode", MODES)
+def test_chunked_prefill_at_nonzero_start_equals_full_forward(config, mode):
+    m, x = make(config, mode=mode), tokens(config, N=9)
+    full = m(x)
+    cache = m.new_cache(2, 12)
+    parts = [m(x[:, :3], cache), m(x[:, 3:7], cache, start_pos=3), m(x[:, 7:], cache, start_pos=7)]
+    assert max_diff(torch.cat(parts, 1), full, "chunks 3+4+2") < 1e-12
+    # the chunk's own mask: with start_pos = 3, its maps see the 3 cached keys and its own lower triangle
+    cache = m.new_cache(2, 12)
+    m(x[:, :3], cache)
+    _, maps = m(x[:, 3:7], cache, start_pos=3, return_maps=True)
+    assert maps.shape == (2, config.heads, 4, 7)
+    assert torch.equal(maps[0, 0] > 0, chunk_causal_mask(3, 4))
+
+
+def test_rewinding_the_cache_rewrites_positions():
+    m, x = make(TINY), tokens(TINY, N=5)
+    cache = m.new_cache(2, 5)
+    m(x, cache)
+    other = tokens(TINY, N=2, seed=9)
+    again = m(other, cache, start_pos=3)  # overwrite the last two positions
+    assert cache.length == 5
+    assert max_diff(again, m(torch.cat([x[:, :3], other], 1))[:, 3:], "rewind") < 1e-12
+
+
+def test_without_cache_start_pos_only_shifts_rope_which_is_relative():
+    m, x = make(TINY), tokens(TINY, N=6)
+    assert max_diff(m(x, start_pos=0), m(x, start_pos=1000), "RoPE shift") < 1e-10
+
+
+def test_absorbed_cache_holds_exactly_the_latent_and_rotary_key():
+    m, x = make(TINY), tokens(TINY, N=4)
+    cache = m.new_cache(2, 6)
+    m(x, cache)
+    c_kv, k_r = m.latents(x, torch.arange(4))
+    assert cache.c_kv.shape == (2, 4, TINY.d_c) and cache.k_rope.shape == (2, 4, TINY.d_rope)
+    assert torch.equal(cache.c_kv, c_kv) and torch.equal(cache.k_rope, k_r)
+    with pytest.raises(ValueError, match="holds"):
+        m.mode = "naive"
+        _ = m.new_cache(2, 6).c_kv
+
+
+# --- causality --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+def test_a_future_token_never_changes_an_earlier_output(mode):
+    m, x = make(TINY, mode=mode), tokens(TINY, N=8)
+    base = m(x)
+    for t in (0, 3, 7):
+        changed = x.clone()
+        changed[:, t:] += 10 * torch.randn_like(changed[:, t:])
+        out = m(changed)
+        assert torch.equal(out[:, :t], base[:, :t])
+        assert not torch.allclose(out[:, t:], base[:, t:])  # … while it does change its own and later outputs
+
+
+def test_chunk_causal_mask_hand_example():
+    """start_pos=2, n=2: query 0 sits at position 2 and sees keys 0..2; query 1 at position 3 sees 0..3."""
+    assert chunk_causal_mask(2, 2).tolist() == [[True, True, True, False], [True, True, True, True]]
+    assert torch.equal(chunk_causal_mask(0, 4), torch.ones(4, 4, dtype=torch.bool).tril())
+
+
+# --- RoPE and the reason it is decoupled ------------------------------------------------------------------------------
+def test_apply_rope_matches_complex_rotation_and_is_relative():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 8, generator=g, dtype=torch.float64), torch.randn(2, 8, generator=g, dtype=torch.float64)
+    pos = torch.tensor([3, 11])
+    assert max_diff(apply_rope(q, pos), rope_complex(q, pos, 10000.0), "rope vs complex") < 1e-14
+    rq = lambda t, p: apply_rope(t[None], torch.tensor([p]))[0]
+    # the score depends on the offset only: (3, 11) and (103, 111) give the same dot product
+    assert abs(rq(q[0], 3) @ rq(k[0], 11) - rq(q[0], 103) @ rq(k[0], 111)) < 1e-12
+    assert abs(rq(q[0], 3) @ rq(k[0], 11) - rq(q[0], 3) @ rq(k[0], 12)) > 1e-3
+    assert torch.allclose(apply_rope(q, pos).norm(dim=-1), q.norm(dim=-1))  # a rotation keeps lengths
+
+
+def test_rope_on_the_up_projected_key_breaks_absorption():
+    """Associativity lets W_UK move to the query side only while nothing position-dependent sits between W_UK and
+    c_KV; RoPE on k_C = W_UK·c_KV puts R_j (the key's position) there, so the absorbed shortcut is wrong."""
+    assert absorption_gap("none") < 1e-12
+    assert absorption_gap("decoupled") < 1e-12
+    gaps = [absorption_gap("on_key", seed=s) for s in range(3)]
+    print("gaps with RoPE on the up-projected key:", gaps)
+    assert min(gaps) > 0.1
+
+
+# --- gradients --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("mode", MODES)
+def test_float64_gradcheck(config, mode):
+    m = make(config, mode=mode)
+    x = tokens(config, B=1, N=3).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: m(t), (x,))
+    # and through the absorbed weights (W_UK folded into the query, W_UV into the output)
+    w_uk = m.w_uk.weight.detach().clone().requires_grad_()
+    w_uv = m.w_uv.weight.detach().clone().requires_grad_()
+    f = lambda a, b: torch.func.functional_call(m, {"w_uk.weight": a, "w_uv.weight": b}, (x.detach(),))
+    assert torch.autograd.gradcheck(f, (w_uk, w_uv), fast_mode=True)  # a random projection of the Jacobian
+
+
+# --- KV-cache accounting ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_cache_nbytes_equal_the_formulas(mode, dtype):
+    m = make(TINY, dtype, mode=mode)
+    cache = m.new_cache(3, 11)
+    kind = "MLA" if mode == "absorbed" else "MLA naive"
+    per_token = TINY.kv_elements_per_token(kind)
+    assert cache.elements_per_token == per_token
+    bits = torch.finfo(dtype).bits
+    assert cache.nbytes == TINY.kv_cache_bytes(kind, context=11, batch=3, bits=bits)
+    assert cache.nbytes == sum(b.numel() * b.element_size() for b in cache.buffers.values())
+    expected = (TINY.d_c + TINY.d_rope) if mode == "absorbed" else TINY.heads * (2 * TINY.d_h + TINY.d_rope)
+    assert per_token == expected
+
+
+def test_paper_per_token_numbers():
+    v2, lite, v3 = (PRESETS[k] for k in ("DeepSeek-V2", "DeepSeek-V2-Lite", "DeepSeek-V3"))
+    per_token_all_layers = lambda c, kind="MLA": c.kv_elements_per_token(kind) * c.layers
+    assert per_token_all_layers(v2) == 34_560  # paper: 34.6K
+    assert per_token_all_layers(lite) == 15_552  # paper: 15.6K
+    assert per_token_all_layers(v3) == 35_136
+    assert per_token_all_layers(lite, "MHA") == 110_592  # paper: 110.6K
+    assert round(100 * 15_552 / 110_592) == 14
+    assert per_token_all_layers(v2, "MHA") == 1_966_080
+    assert per_token_all_layers(v3, "MHA") == 1_998_848
+    assert round(100 * 35_136 / 1_998_848, 2) == 1.76
+    assert v3.kv_elements_per_token("MLA naive") == 40_960
+    assert round(40_960 / 576, 1) == 71.1
+    assert v2.equivalent_gqa_groups() == 2.25  # "equal to GQA with only 2.25 groups"
+    assert v2.kv_elements_per_token("MLA") == 4.5 * v2.d_h
+    assert v2.softmax_scale == pytest.approx(0.0721688, abs=1e-7)
+
+
+def test_headline_kv_reduction_reconstruction():
+    """DeepSeek 67B (GQA: 8 KV groups, d_h 128, 95 layers) in BF16 vs DeepSeek-V2's MLA cache at ~6 bits."""
+    old = kv_cache_bytes("GQA", context=1, layers=95, bits=16, heads=64, d_h=128, n_groups=8)
+    new = PRESETS["DeepSeek-V2"].kv_cache_bytes("MLA", context=1, bits=6)
+    assert (old, new) == (389_120, 25_920)
+    assert round(100 * (1 - new / old), 1) == 93.3
+
+
+def test_accounting_kinds_and_scaling():
+    dims = {"heads": 8, "d_h": 16, "d_c": 40, "d_rope": 8}
+    assert [kv_elements_per_token(k, n_groups=2, **dims) for k in KV_KINDS] == [256, 64, 32, 8 * 40, 48]
+    assert kv_cache_bytes("MQA", context=10, batch=2, layers=3, bits=8, **dims) == 32 * 10 * 2 * 3
+    assert kv_cache_bytes("MLA", context=7, bits=6, **dims) == 48 * 7 * 6 / 8  # fractional bytes are allowed
+
+
+def test_scaled_keeps_the_ratios():
+    lite = PRESETS["DeepSeek-V2-Lite"]
+    small = lite.scaled(0.25)
+    assert (small.dim, small.heads, small.d_h, small.d_c, small.d_rope, small.d_cq) == (512, 16, 32, 128, 16, 0)
+    assert small.equivalent_gqa_groups() == lite.equivalent_gqa_groups() == 2.25
+    assert small.kv_elements_per_token("MLA") / small.kv_elements_per_token("MHA") == pytest.approx(
+        lite.kv_elements_per_token("MLA") / lite.kv_elements_per_token("MHA")
+    )
+    v3 = PRESETS["DeepSeek-V3"].scaled(0.0625, heads=0.125, layers=2)
+    assert (v3.dim, v3.heads, v3.d_h, v3.d_c, v3.d_rope, v3.d_cq, v3.layers) == (56, 16, 8, 32, 4, 96, 2)
+    assert v3.d_rope % 2 == 0 and PRESETS["DeepSeek-V2"].scaled(0.01).d_rope == 2
+
+
+# --- bad input --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        ({"d_rope": 5}, ValueError, "d_rope must be even"),
+        ({"d_c": 0}, ValueError, "d_c must be ≥ 1"),
+        ({"heads": -2}, ValueError, "heads must be ≥ 1"),
+        ({"d_cq": -1}, ValueError, "d_cq must be ≥ 0"),
+        ({"d_h": 4.0}, TypeError, "d_h must be an int"),
+        ({"layers": True}, TypeError, "layers must be an int"),
+        ({"rope_theta": 0.0}, ValueError, "rope_theta"),
+    ],
+)
+def test_bad_configs(changes, error, match):
+    fields = {"dim": 8, "heads": 2, "d_h": 4, "d_c": 6, "d_rope": 2} | changes
+    with pytest.raises(error, match=match):
+        MLAConfig(**fields)
+
+
+def test_bad_config_helpers():
+    with pytest.raises(ValueError, match="unknown preset"):
+        MLAConfig.preset("DeepSeek-V4")
+    with pytest.raises(ValueError, match="width > 0"):
+        TINY.scaled(0)
+    with pytest.raises(ValueError, match="unknown cache kind"):
+        kv_elements_per_token("MLA absorbed", heads=2, d_h=4)
+    with pytest.raises(ValueError, match="n_groups dividing heads=8"):
+        kv_elements_per_token("GQA", heads=8, d_h=4, n_groups=3)
+    with pytest.raises(ValueError, match="n_groups"):
+        TINY.kv_elements_per_token("GQA")
+    with pytest.raises(ValueError, match="bits"):
+        TINY.kv_cache_bytes(context=4, bits=0)
+    with pytest.raises(ValueError, match="context"):
+        TINY.kv_cache_bytes(context=-1)
+    with pytest.raises(TypeError, match="MLAConfig"):
+        MultiHeadLatentAttention({"dim": 8})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        MultiHeadLatentAttention(TINY, mode="absorb")
+    with pytest.raises(ValueError, match="max_len"):
+        make(TINY).new_cache(2, 0)
+
+
+def test_bad_inputs_to_forward():
+    m = make(TINY)
+    x = tokens(TINY, N=4)
+    cases = [
+        (lambda: m(x[0]), ValueError, r"3-D \(B, N, dim=20\)"),
+        (lambda: m(x[..., :5]), ValueError, "last dimension must be dim=20"),
+        (lambda: m(x[:, :0]), ValueError, "at least one token"),
+        (lambda: m(x.float()), TypeError, "weights are torch.float64"),
+        (lambda: m(x.long()), TypeError, "floating-point"),
+        (lambda: m(x, start_pos=-1), ValueError, "start_pos must be an int ≥ 0"),
+        (lambda: m(x, cache="cache"), TypeError, "MLACache"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_bad_cache_use():
+    m = make(TINY)
+    x = tokens(TINY, N=4)
+    cache = m.new_cache(2, 6)
+    m(x, cache)
+    with pytest.raises(ValueError, match="cache overflow: writing 4 tokens at start_pos=4 needs 8 slots"):
+        m(x, cache, start_pos=4)
+    with pytest.raises(ValueError, match="would leave a gap"):
+        m(x[:, :1], cache, start_pos=5)
+    with pytest.raises(ValueError, match="batch 1 but the cache was allocated for batch 2"):
+        m(x[:1, :1], cache, start_pos=4)
+    with pytest.raises(TypeError, match=r"cache holds torch\.float32"):
+        m(x[:, :1], m.new_cache(2, 6, dtype=torch.float32))
+    m.mode = "naive"
+    with pytest.raises(ValueError, match="made for mode='absorbed'"):
+        m(x[:, :1], cache, start_pos=4)
+    other = make(MLAConfig(dim=20, heads=3, d_h=4, d_c=12, d_rope=6))  # same dim, wider latent
+    with pytest.raises(ValueError, match="do not fit"):
+        m.mode = "absorbed"
+        m(x[:, :1], other.new_cache(2, 6))
+    assert isinstance(cache, MLACache) and cache.length == 4  # failed calls wrote nothing
