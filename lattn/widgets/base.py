@@ -48,6 +48,9 @@ class Explorer:
         self.state: dict[str, Any] = {}
         self.setup(self.fig)
         self.render()
+        # NOTE: freeze the layout found by the first render: later renders of an unchanged state are then
+        # byte-identical (constrained layout re-solves and moves a few pixels), so "the picture changed" means it.
+        self.fig.set_layout_engine("none")
 
     # --- to override -------------------------------------------------------------------------------------------
     def controls(self) -> dict[str, W.Widget]:
@@ -79,8 +82,8 @@ class Explorer:
 
     @property
     def png(self) -> bytes:
-        """The PNG bytes currently shown."""
-        return self.image.value
+        """The PNG bytes currently shown (ipywidgets 8 stores a memoryview, 7.x bytes)."""
+        return bytes(self.image.value)
 
     def widget(self) -> W.Widget:
         """The whole explorer as one widget: controls, picture, status."""

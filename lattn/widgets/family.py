@@ -186,7 +186,7 @@ class FamilyExplorer(Explorer):
         future = "n/a" if fw is None else f"{fw:.3f}"
         return (
             f"mechanism={state['key']}, N={state['n']}, M={state['m']}, stages={'+'.join(state['stages']) or 'none'}, "
-            f"future weight={future}"
+            f"future weight={future}, mark future={self.mark_future.value}"
         )
 
 

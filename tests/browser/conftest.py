@@ -1,23 +1,24 @@
-"""Fixtures of the real-browser tests: one JupyterLab server and one headless Debian Chromium per test session.
+"""Fixtures of the real-browser tests: one Jupyter server and one headless Debian Chromium per test session.
 
-Without Chromium (or Playwright) the tests are skipped with a one-line reason, unless ``CI`` is set, where a missing
-browser is a failure. Screenshots and the latency table go to ``artifacts/browser/`` (``LATTN_ARTIFACTS`` moves it);
-the path is printed at the end of the run. ``LATTN_NOTEBOOKS`` points the suite at another folder of notebooks.
+The server is JupyterLab 4, or the classic Notebook 6.5 with ``LATTN_FRONTEND=classic`` (what tests/colab/run.sh
+runs in the Colab-like venv, for ipywidgets 7.7.1's views). Without Chromium (or Playwright) the tests are skipped
+with a one-line reason, unless ``CI`` is set, where a missing browser is a failure. Screenshots and the latency
+table go to ``artifacts/browser/`` (classic: ``artifacts/browser-classic/``; ``LATTN_ARTIFACTS`` moves it), whose
+path is printed at the end of the run. ``LATTN_NOTEBOOKS`` points the suite at another folder of notebooks.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from importlib import metadata
 from pathlib import Path
 
 import psutil
 import pytest
-
 from labpage import Measurement, latency_table
-from labserver import LabServer
+from labserver import LabServer, all_notebooks, artifacts_dir, frontend, notebook_dir
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("LATTN_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -31,18 +32,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def notebook_dir() -> Path:
-    return Path(os.environ.get("LATTN_NOTEBOOKS", REPO / "notebooks"))
-
-
-def all_notebooks() -> list[Path]:
-    return sorted(notebook_dir().glob("*.ipynb"))
-
-
-def artifacts_dir() -> Path:
-    return Path(os.environ.get("LATTN_ARTIFACTS", REPO / "artifacts" / "browser")).resolve()
-
-
 def _missing_browser() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
@@ -51,7 +40,16 @@ def _missing_browser() -> str | None:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return "Playwright for Python is not installed (pip install -e .[test])"
+    if frontend() == "classic" and not version("notebook", "").startswith("6."):
+        return f"LATTN_FRONTEND=classic needs the classic Notebook 6 (tests/colab/run.sh), found {version('notebook')}"
     return None
+
+
+def version(package: str, missing: str = "none") -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return missing
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +64,7 @@ def browser_ready() -> None:
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     out = artifacts_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("*.png"), *out.glob("latency.*")]:
-        old.unlink()
+    out.mkdir(parents=True, exist_ok=True)  # each test replaces its own notebook's screenshots
     return out
 
 
@@ -80,14 +76,14 @@ def lab(browser_ready, tmp_path_factory) -> LabServer:
     for extra in notebook_dir().iterdir():
         if extra.is_dir() and not extra.name.startswith("."):
             shutil.copytree(extra, workdir / "root" / extra.name)
-    server = LabServer(workdir, notebooks)
+    server = LabServer(workdir, notebooks, frontend())
     try:
         server.start()
         yield server
     finally:
         killed = server.stop()
         if killed:
-            print(f"\nbrowser tests: killed {len(killed)} leftover process(es) of the JupyterLab server: {killed}")
+            print(f"\nbrowser tests: killed {len(killed)} leftover process(es) of the {frontend()} server: {killed}")
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +133,8 @@ def pytest_terminal_summary(terminalreporter):
     table = latency_table(MEASUREMENTS)
     out = artifacts_dir()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latency.md").write_text(table + "\n")
-    terminalreporter.section("browser: control change → redrawn image (ms)")
+    (out / "latency.md").write_text(f"{frontend()} frontend, ipywidgets {version('ipywidgets')}\n\n{table}\n")
+    stack = f"{frontend()} frontend, ipywidgets {version('ipywidgets')}"
+    terminalreporter.section(f"browser ({stack}): control change → redrawn image (ms)")
     terminalreporter.write_line(table)
     terminalreporter.write_line(f"screenshots and latency table: {out}")

@@ -1,6 +1,7 @@
-"""A throw-away JupyterLab server for the browser tests.
+"""A throw-away Jupyter server for the browser tests: JupyterLab 4, or the classic Notebook 6.5 (``frontend``).
 
-Started from this Python (so its ``python3`` kernel is this venv), on 127.0.0.1 with a free fixed port, no token,
+The classic frontend is what the Colab-like venv has (Notebook 6.5 + widgetsnbextension 3.6, i.e. the ipywidgets
+7.7.1 views in the page). Started from this Python (so its ``python3`` kernel is this venv), on 127.0.0.1 with a free fixed port, no token,
 no password, no XSRF check, ``allow_root`` (CI runs as root), a temporary root holding copies of the notebooks, and
 its own config/data/runtime/settings/workspaces folders, so nothing of the user's Jupyter set-up leaks in. News,
 update checks, the extension manager and cell windowing (which removes off-screen cells from the page) are off.
@@ -32,6 +33,33 @@ LAB_SETTINGS = {
 }
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def notebook_dir() -> Path:
+    return Path(os.environ.get("LATTN_NOTEBOOKS", REPO / "notebooks"))
+
+
+def all_notebooks() -> list[Path]:
+    return sorted(notebook_dir().glob("*.ipynb"))
+
+
+def artifacts_dir() -> Path:
+    default = REPO / "artifacts" / ("browser" if frontend() == "lab" else f"browser-{frontend()}")
+    return Path(os.environ.get("LATTN_ARTIFACTS", default)).resolve()
+
+
+FRONTENDS = ("lab", "classic")
+
+
+def frontend() -> str:
+    """Which frontend this run drives: ``LATTN_FRONTEND`` (``lab``, the default, or ``classic``)."""
+    name = os.environ.get("LATTN_FRONTEND", "lab")
+    if name not in FRONTENDS:
+        raise ValueError(f"LATTN_FRONTEND must be one of {FRONTENDS}, got {name!r}")
+    return name
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,16 +75,19 @@ def write_settings(settings_dir: Path) -> None:
 
 
 class LabServer:
-    """``LabServer(workdir, notebooks).start()`` → ``.url``; always pair with ``stop()``."""
+    """``LabServer(workdir, notebooks, frontend).start()`` → ``.url``; always pair with ``stop()``."""
 
-    def __init__(self, workdir: Path, notebooks: list[Path]) -> None:
+    def __init__(self, workdir: Path, notebooks: list[Path], frontend: str = "lab") -> None:
+        if frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
+        self.frontend = frontend
         self.workdir = Path(workdir)
         self.root = self.workdir / "root"
         self.notebooks = notebooks
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / "jupyterlab.log"
+        self.log_path = self.workdir / f"{frontend}.log"
         self._log = None
 
     def start(self, timeout: float = 120.0) -> LabServer:
@@ -78,7 +109,27 @@ class LabServer:
         write_settings(self.workdir / "settings")
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.pop("JUPYTER_PATH", None)
-        cmd = [
+        env.pop("MPLBACKEND", None)  # a learner's kernel picks its own (inline), whatever pytest's conftest set
+        cmd = self.lab_command() if self.frontend == "lab" else self.classic_command()
+        self._log = open(self.log_path, "w")  # closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=self.root, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the {self.frontend} server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/status", timeout=5) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the {self.frontend} server did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def lab_command(self) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "jupyterlab",
@@ -92,21 +143,22 @@ class LabServer:
             f"--ServerApp.root_dir={self.root}",
             "--LabApp.expose_app_in_browser=True",
         ]
-        self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(cmd, env=env, cwd=self.root, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/status", timeout=5) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"JupyterLab did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def classic_command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "notebook",
+            "--no-browser",
+            "--NotebookApp.ip=127.0.0.1",
+            f"--NotebookApp.port={self.port}",
+            "--NotebookApp.port_retries=0",
+            "--NotebookApp.allow_root=True",
+            "--NotebookApp.token=",
+            "--NotebookApp.password=",
+            "--NotebookApp.disable_check_xsrf=True",
+            f"--NotebookApp.notebook_dir={self.root}",
+        ]
 
     def log_tail(self, n: int = 40) -> str:
         try:

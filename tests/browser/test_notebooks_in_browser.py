@@ -1,0 +1,65 @@
+"""Every notebook, run all in a real frontend in headless Chromium; every explorer in it moved by a user's input.
+
+The frontend is JupyterLab 4 (ipywidgets 8 views) by default; ``LATTN_FRONTEND=classic``, run from the Colab-like
+venv by tests/colab/run.sh, drives the classic Notebook 6.5 with ipywidgets 7.7.1's views instead.
+
+nbval never looks at widget views or pictures; this does. Per notebook: run all, wait for an idle kernel, no cell
+may show an error. Per explorer (found by its ``.lattn-status`` label): move its first slider a few times and change
+one control of each other kind, waiting each time for the kernel-written status to count a new render and checking
+that the picture's bytes changed; screenshots and the slider → image latency go to the artifacts folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from labpage import COUNT_EXPLORERS_PY, FRONTEND_PAGES, Measurement
+from labserver import all_notebooks, frontend
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOKS = all_notebooks()
+MOVES = int(os.environ.get("LATTN_BROWSER_MOVES", "5"))  # slider moves per explorer (latency = their median)
+RUN_ALL_TIMEOUT_S = 300
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])
+def test_notebook_runs_and_explorers_redraw(notebook, page, lab, artifacts, record):
+    for old in [artifacts / f"{notebook.stem}.png", *artifacts.glob(f"{notebook.stem}-explorer*.png")]:
+        old.unlink(missing_ok=True)
+    nb = FRONTEND_PAGES[frontend()](page, lab.url, notebook.name)
+    nb.run_all(RUN_ALL_TIMEOUT_S)
+    problems = nb.cell_problems()
+    page.screenshot(path=artifacts / f"{notebook.stem}.png")
+    assert not problems, f"{notebook.name} in the {frontend()} frontend:\n" + "\n".join(problems)
+
+    in_kernel = int(nb.kernel(COUNT_EXPLORERS_PY).strip())
+    explorers = nb.explorers(expected=in_kernel)
+    assert len(explorers) >= min(in_kernel, 1), (
+        f"the kernel holds {in_kernel} explorers, the page shows none: {nb.widget_diagnostics()}"
+    )
+    if len(explorers) < in_kernel:  # e.g. an explorer made only for a static figure and never displayed
+        print(f"{notebook.name}: the kernel holds {in_kernel} explorers, the page shows {len(explorers)}")
+
+    for ex in explorers:
+        ex.box.scroll_into_view_if_needed()
+        count, _ = ex.read_status()
+        assert count >= 1, f"explorer {ex.number} shows no render"
+        stem = f"{notebook.stem}-explorer{ex.number}"
+        ex.box.screenshot(path=artifacts / f"{stem}-before.png")
+        sliders, toggles = ex.sliders(), ex.toggles()
+        assert sliders or toggles, f"explorer {ex.number} has no control the test knows how to move"
+        try:
+            if sliders:
+                name, handle = sliders[0]
+                image_ms, status_ms = ex.move_slider(name, handle, MOVES)
+                record(Measurement(notebook.name, ex.number, name, "slider", image_ms, status_ms))
+            for kind, name, target in toggles:
+                image_ms, status_ms = ex.flip(kind, name, target, times=2)
+                record(Measurement(notebook.name, ex.number, name, kind, image_ms, status_ms))
+        finally:
+            ex.box.screenshot(path=artifacts / f"{stem}-after.png")
+
+    problems = nb.cell_problems()  # a callback's traceback would land in an output
+    assert not problems, f"{notebook.name} after moving its explorers:\n" + "\n".join(problems)
