@@ -47,10 +47,13 @@ class Explorer:
         self.renders = 0
         self.state: dict[str, Any] = {}
         self.setup(self.fig)
-        self.render()
-        # NOTE: freeze the layout found by the first render: later renders of an unchanged state are then
-        # byte-identical (constrained layout re-solves and moves a few pixels), so "the picture changed" means it.
+        # NOTE: solve the constrained layout once on the initial state, then freeze it: every render of an unchanged
+        # state is then byte-identical (constrained layout re-solves and moves a few pixels each time), so "the
+        # picture changed" means a control changed it.
+        self.draw(self.compute())
+        png_bytes(self.fig, self.dpi)
         self.fig.set_layout_engine("none")
+        self.render()
 
     # --- to override -------------------------------------------------------------------------------------------
     def controls(self) -> dict[str, W.Widget]:

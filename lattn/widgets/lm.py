@@ -115,8 +115,8 @@ class GenerationExplorer(Explorer):
 
     def describe(self, state: dict[str, Any]) -> str:
         return (
-            f"model={self.model.value}, temperature={self.temperature.value:g}, seed={self.seed.value}, "
-            f"{len(state['generated'])} new chars"
+            f"model={self.model.value}, prompt={self.prompt.value!r}, temperature={self.temperature.value:g}, "
+            f"seed={self.seed.value}, {len(state['generated'])} new chars"
         )
 
 

@@ -163,7 +163,7 @@ class KVCacheCalculator(Explorer):
         return (
             f"{self.preset.value}, context={self.context.label}, batch={self.batch.value}, layers={self.layers.value}, "
             f"heads={self.heads.value}, d_h={self.d_h.value}, d_c={self.d_c.value}, d_rope={self.d_rope.value}, "
-            f"groups={state['groups']}, bits={self.bits.value}, budget={state['budget']} GB, log={state['log']}: "
+            f"groups={state['groups']} (asked {self.n_groups.value}; must divide heads), bits={self.bits.value}, budget={state['budget']} GB, log={state['log']}: "
             f"MLA {_fmt_gb(mla)} vs MHA {_fmt_gb(mha)} ({100 * mla / mha:.2f} %)"
         )
 
