@@ -144,9 +144,14 @@ def scaled_dot_product(
         raise ValueError(f"mask must have dtype torch.bool (True = may attend), got {mask.dtype}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     mask = _combine(mask, causal, q.shape[-2], k.shape[-2], q.device)
-    scores = torch.einsum("...qd,...kd->...qk", upcast(q), upcast(k)).mul_(scale)  # (…, Nq, Nk)
+    qf, kf = upcast(q), upcast(k)
+    if qf.shape[-2] <= kf.shape[-2]:  # NOTE: scale the shorter of q and k, not the (Nq, Nk) scores: a pass less
+        qf = qf * scale
+    else:
+        kf = kf * scale
+    scores = torch.einsum("...qd,...kd->...qk", qf, kf)  # (…, Nq, Nk)
     weights = masked_softmax(scores, mask, dim=-1)
-    del scores  # NOTE: in-place scale and early free: one Nq×Nk buffer less to allocate and to hold
+    del scores  # NOTE: freed before weights @ v: one Nq×Nk buffer less to hold
     out = weights @ upcast(v)  # (…, Nq, dv)
     return out.to(q.dtype), weights
 

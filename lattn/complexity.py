@@ -212,9 +212,13 @@ def latent_attention_cost(
     return {s: latent_stage_cost(s, n, m, **sizes) for s in check_stages(stages)}
 
 
-def total_cost(costs: Mapping[str, Cost] | Iterable[Cost]) -> Cost:
+def total_cost(costs: Mapping[str, Cost] | Iterable[Cost], *, core_only: bool = False) -> Cost:
     """Stages run one after another: FLOPs add up; memory peaks at the stage whose own peak, plus what earlier
-    stages keep (the maps the teaching path returns), is largest. Those are the tensors of the result."""
+    stages keep (the maps the teaching path returns), is largest. Those are the tensors of the result.
+
+    ``core_only``: find the peak of the attention core alone (q, k, v not counted, as when they are views of the
+    input); the result's ``core_bytes`` is then the core's peak.
+    """
     parts = list(costs.values()) if isinstance(costs, Mapping) else list(costs)
     if not parts:
         raise ValueError("total_cost needs at least one Cost")
@@ -223,7 +227,7 @@ def total_cost(costs: Mapping[str, Cost] | Iterable[Cost]) -> Cost:
     for c in parts:
         moments.append((c.inputs, {**kept, **c.tensors}))
         kept.update({name: c.tensors[name] for name in c.kept})
-    inputs, tensors = max(moments, key=lambda m: sum(m[0].values()) + sum(m[1].values()))
+    inputs, tensors = max(moments, key=lambda m: (0 if core_only else sum(m[0].values())) + sum(m[1].values()))
     flops = sum(c.core_flops for c in parts), sum(c.projection_flops for c in parts)
     return Cost(*flops, dict(inputs), tensors, tuple(kept))
 

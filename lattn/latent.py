@@ -113,13 +113,13 @@ def _write_update(
     B, H, N, _ = q.shape
     M = k.shape[-2]
     blocks = 1 if keep_map else max(1, math.ceil(B * H * N * M * 4 / _WRITE_BLOCK_BYTES))
-    k = upcast(k)
+    k = upcast(k) * scale  # NOTE: scaling the M latent keys, not the (N, M) scores, saves a pass over the map
     num = den = w = None
     for i in range(blocks):  # equal blocks (sizes differ by ≤ 1 token), so none is a lone token
         rows = slice(N * i // blocks, N * (i + 1) // blocks)
-        scores = torch.einsum("bhnd,bhmd->bhnm", upcast(q[:, :, rows]), k).mul_(scale)  # (B, H, n, M)
+        scores = torch.einsum("bhnd,bhmd->bhnm", upcast(q[:, :, rows]), k)  # (B, H, n, M)
         w = masked_softmax(scores, dim=-1)  # softmax over latents
-        del scores  # NOTE: frees the block early; the in-place scale above saves another
+        del scores  # frees the block before the next one is made
         if mask is not None:
             w = w * mask[:, None, rows, None]  # padded tokens write nothing
         part = torch.einsum("bhnm,bhnd->bhmd", w, upcast(v[:, :, rows]))  # (B, H, M, dh)

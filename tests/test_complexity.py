@@ -1,0 +1,299 @@
+"""lattn.complexity: the FLOP formulas equal torch's FlopCounterMode on the real modules (core and whole module,
+fast and teaching paths, several shapes); the memory formulas are a lower bound of the bytes PyTorch really holds
+and grow as N² (full, explicit) or N (fused, latent); hand-derived cases; bad input."""
+
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lattn.attention import MultiHeadAttention, fused_attention, merge_heads, split_heads
+from lattn.complexity import (
+    PATHS,
+    Cost,
+    count_flops,
+    crossover_n,
+    full_attention_cost,
+    latent_attention_cost,
+    latent_stage_cost,
+    matrix_bytes,
+    measured_flops,
+    peak_bytes,
+    total_cost,
+    without_projections,
+)
+from lattn.latent import STAGES, LatentAttention
+
+SHAPES = [  # (B, N, H, dh, M)
+    (2, 37, 4, 8, 5),
+    (1, 64, 2, 16, 3),
+    (3, 20, 1, 12, 7),
+]
+SUBSETS = [("write",), ("gather",), ("broadcast",), ("gather", "broadcast"), ("write", "gather"), STAGES]
+
+
+def stock_counts(fn) -> dict[str, int]:
+    """Per-operator FLOPs of ``fn()`` from torch's unmodified counter."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return {str(op): n for op, n in counter.get_flop_counts().get("Global", {}).items()}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("path", PATHS)
+def test_full_attention_flops_match_counter(shape, path):
+    B, N, H, dh, _ = shape
+    torch.manual_seed(0)
+    mha, x = MultiHeadAttention(H * dh, H), torch.randn(B, N, H * dh)
+    mask = torch.rand(B, N) > 0.2
+    cost = full_attention_cost(N, batch=B, heads=H, dim_head=dh, path=path)
+    got = measured_flops(mha, x, mask=mask, return_maps=path == "teaching")
+    assert got == {"core": cost.core_flops, "projections": cost.projection_flops, "total": cost.flops}
+    assert cost.core_flops == 4 * B * H * N * N * dh  # hand formula: two N×N matmuls per head
+    assert cost.projection_flops == 8 * B * N * (H * dh) ** 2  # four D×D layers on N rows
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("stages", SUBSETS)
+@pytest.mark.parametrize("path", PATHS)
+def test_latent_flops_match_counter(shape, stages, path):
+    B, N, H, dh, M = shape
+    torch.manual_seed(1)
+    la, x = LatentAttention(H * dh, M, H, stages=stages), torch.randn(B, N, H * dh)
+    cost = total_cost(latent_attention_cost(N, M, batch=B, heads=H, dim_head=dh, path=path, stages=stages))
+    got = measured_flops(la, x, return_maps=path == "teaching")
+    assert got == {"core": cost.core_flops, "projections": cost.projection_flops, "total": cost.flops}
+
+
+@pytest.mark.parametrize("shape", SHAPES[:2])
+def test_teaching_path_matches_the_stock_counter_operator_by_operator(shape):
+    """Independent of our CPU-SDPA mapping: torch's own counter, its own matmul formulas, split by operator."""
+    B, N, H, dh, M = shape
+    torch.manual_seed(2)
+    x = torch.randn(B, N, H * dh)
+    la = LatentAttention(H * dh, M, H)
+    counts = stock_counts(lambda: la(x, return_maps=True))
+    cost = total_cost(latent_attention_cost(N, M, batch=B, heads=H, dim_head=dh, path="teaching"))
+    assert counts["aten.bmm"] == cost.core_flops  # every einsum / weights @ v of the three stages
+    assert counts.get("aten.addmm", 0) + counts.get("aten.mm", 0) == cost.projection_flops  # the 12 Linear layers
+    mha = MultiHeadAttention(H * dh, H)
+    counts = stock_counts(lambda: mha(x, return_maps=True))
+    assert counts["aten.bmm"] == full_attention_cost(N, batch=B, heads=H, dim_head=dh).core_flops
+
+
+def test_stock_counter_misses_the_cpu_fused_kernel_ours_does_not():
+    """Why lattn.complexity.flop_counter exists: on the CPU, torch's counter sees no FLOPs in fused attention."""
+    q, k, v = (torch.randn(1, 2, 16, 8) for _ in range(3))
+    stock = sum(stock_counts(lambda: fused_attention(q, k, v)).values())
+    ours = count_flops(lambda: fused_attention(q, k, v))
+    assert ours == 4 * 2 * 16 * 16 * 8
+    assert stock in (0, ours)  # 0 in torch 2.13; equal if a later torch learns the CPU kernel
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flops_do_not_depend_on_dtype_or_mask(dtype):
+    B, N, H, dh, M = 2, 24, 2, 8, 4
+    torch.manual_seed(3)
+    la = LatentAttention(H * dh, M, H).to(dtype)
+    x, mask = torch.randn(B, N, H * dh, dtype=dtype), torch.rand(B, N) > 0.5
+    cost = total_cost(latent_attention_cost(N, M, batch=B, heads=H, dim_head=dh, dtype=dtype))
+    assert count_flops(lambda: la(x, mask=mask)) == cost.flops
+
+
+def test_without_projections_is_the_attention_core():
+    torch.manual_seed(4)
+    mha, x = MultiHeadAttention(16, 2), torch.randn(2, 9, 16)
+    core = without_projections(mha)
+    q = split_heads(x, 2)  # identity projections: q = k = v = the tokens, split into heads
+    assert torch.allclose(core(x), merge_heads(fused_attention(q, q, q)), atol=1e-6)
+    assert isinstance(mha.to_q, torch.nn.Linear)  # the original is untouched
+    with pytest.raises(TypeError, match=r"nn\.Module"):
+        without_projections(lambda t: t)
+    with pytest.raises(ValueError, match="square Linear"):
+        without_projections(torch.nn.Sequential(torch.nn.Linear(4, 3)))
+
+
+def test_stage_formulas_by_hand():
+    """Hand-derived: B=1, H=2, dh=4 (D=8), N=10, M=3. Each stage: two N×M matmuls per head and four Linear layers.
+
+    core = 2 matmuls · 2 FLOPs · H·N·M·dh = 4·2·10·3·4 = 960; projections = 2·D²·(2N + 2M) = 2·64·26 = 3328.
+    Write memory (float32): q, v = 10·8·4 = 320 B each; k, output = 3·8·4 = 96 B each; map 2·10·3·4 = 240 B.
+    """
+    for stage in STAGES:
+        cost = latent_stage_cost(stage, 10, 3, heads=2, dim_head=4, path="fast")
+        assert (cost.core_flops, cost.projection_flops) == (960, 3328)
+    write = latent_stage_cost("write", 10, 3, heads=2, dim_head=4, path="teaching")
+    assert sorted(write.inputs.values()) == [96, 320, 320]  # k from the latents; q, v from the tokens
+    assert sorted(write.tensors.values()) == [96, 240]  # the update of the 3 latents; the map
+    assert (write.core_bytes, write.peak_bytes) == (336, 1072)
+    # the maps exist only on the teaching path (the fast path fuses gather and broadcast, streams write)
+    for stage in STAGES:
+        assert latent_stage_cost(stage, 10, 3, heads=2, dim_head=4).peak_bytes == 1072 - 240
+
+
+def test_total_cost_adds_flops_and_finds_the_peak():
+    """N=100, M=4, H=2, dh=8 (D=16), float32: each map (2·100·4 floats) is 3,200 B; a stage holding its map peaks
+    at 16,512 B (e.g. broadcast: q 6,400 + k 256 + v 256 + map 3,200 + output 6,400), 13,312 B without it. The fast
+    path holds no map, so the module peaks at 13,312 B; the teaching path returns all three maps, so during the
+    broadcast stage the write and gather maps are still held: 16,512 + 6,400 = 22,912 B.
+    """
+    for path, stage_peaks, peak in (("fast", [13_312] * 3, 13_312), ("teaching", [16_512] * 3, 22_912)):
+        costs = latent_attention_cost(100, 4, heads=2, dim_head=8, path=path)
+        total = total_cost(costs)
+        assert total.core_flops == sum(c.core_flops for c in costs.values())
+        assert total.flops == sum(c.flops for c in costs.values())
+        assert [c.peak_bytes for c in costs.values()] == stage_peaks
+        assert total.peak_bytes == peak
+    # the core alone (q, k, v being views of the input): the broadcast stage's token-sized output, plus the maps
+    core = {path: total_cost(latent_attention_cost(100, 4, heads=2, dim_head=8, path=path), core_only=True)
+            for path in PATHS}  # fmt: skip
+    assert (core["fast"].core_bytes, core["teaching"].core_bytes) == (6_400, 3 * 3_200 + 6_400)
+    maps = [name for name in total.tensors if "weights" in name]
+    assert maps == ["write: weights (B,H,100,4) float32", "gather: weights (B,H,4,100) float32",
+                    "broadcast: weights (B,H,100,4) float32"]  # fmt: skip
+    assert total_cost([Cost(1, 2, {"q": 3}, {"a": 5})]) == Cost(1, 2, {"q": 3}, {"a": 5})
+
+
+def test_matrix_bytes_and_half_precision():
+    assert matrix_bytes(16_384, 16_384) == 2**30  # one float32 16k×16k map: 1 GiB
+    assert matrix_bytes(4, 5, batch=2, heads=3, dtype=torch.bfloat16) == 2 * 3 * 4 * 5 * 2
+    f32 = full_attention_cost(64, heads=2, dim_head=8, path="teaching")
+    bf16 = full_attention_cost(64, heads=2, dim_head=8, path="teaching", dtype=torch.bfloat16)
+    # activations halve; the softmax weights stay float32
+    weights = matrix_bytes(64, 64, heads=2)
+    assert bf16.peak_bytes - weights == (f32.peak_bytes - weights) // 2
+
+
+def test_ratio_of_cores_is_n_over_3m():
+    full = full_attention_cost(16_384, heads=4).core_flops
+    latent = total_cost(latent_attention_cost(16_384, 64, heads=4)).core_flops
+    assert full / latent == pytest.approx(16_384 / (3 * 64))
+
+
+@pytest.mark.parametrize("m,heads,dim_head", [(64, 4, 64), (8, 2, 16), (1, 1, 4)])
+def test_crossover_n_against_a_scan(m, heads, dim_head):
+    sizes = {"heads": heads, "dim_head": dim_head}
+    assert crossover_n(m, **sizes) == 3 * m + 1  # cores: 4·N²·D < 12·N·M·D ⇔ N > 3M
+
+    def latent_wins(n):
+        return total_cost(latent_attention_cost(n, m, **sizes)).flops < full_attention_cost(n, **sizes).flops
+
+    n_star = crossover_n(m, whole_module=True, **sizes)
+    assert latent_wins(n_star) and not latent_wins(n_star - 1)
+    assert all(latent_wins(n) for n in range(n_star, n_star + 50))
+    # closed form of N² − N·(D + 3M) − 3·M·D = 0
+    D = heads * dim_head
+    assert n_star == math.floor((D + 3 * m + math.sqrt((D + 3 * m) ** 2 + 12 * m * D)) / 2) + 1
+    assert crossover_n(m, stages=("gather", "broadcast"), **sizes) == 2 * m + 1
+
+
+def test_peak_bytes_by_hand():
+    x = torch.ones(1000)
+    assert peak_bytes(lambda: x + 1) == 4000
+    assert peak_bytes(lambda: (x + 1) * 2) == 8000  # x + 1 still exists while the product is made
+    assert peak_bytes(lambda: x.view(10, 100).t()) == 0  # views allocate nothing
+    assert peak_bytes(lambda: x.add_(0)) == 0  # nor do in-place ops
+    assert peak_bytes(lambda: [x * i for i in range(3)]) == 12000  # all kept
+    assert peak_bytes(lambda: [(x * i).sum() for i in range(3)]) == 4000 + 3 * 4  # products freed one by one
+
+
+def _modules(dim, heads, m, stage):
+    if stage == "full":
+        return MultiHeadAttention(dim, heads)
+    return LatentAttention(dim, m, heads, stages=STAGES if stage == "all" else (stage,))
+
+
+def _cost(stage, n, m, **sizes):
+    if stage == "full":
+        return full_attention_cost(n, **sizes)
+    if stage == "all":
+        return total_cost(latent_attention_cost(n, m, **sizes))
+    return latent_stage_cost(stage, n, m, **sizes)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("stage", ["full", *STAGES, "all"])
+def test_memory_formula_is_a_lower_bound_of_what_pytorch_holds(stage, path, dtype):
+    """Measured peak ≥ the bytes that must exist; for whole modules within 4× of it (eager PyTorch keeps a few
+    temporaries more: the scores next to the weights, float32 copies of half-precision inputs, the output
+    projection). The attention core alone (projections removed) holds at least ``core_bytes``."""
+    torch.manual_seed(5)
+    for B, N, H, dh, M in SHAPES:
+        module = _modules(H * dh, H, M, stage).to(dtype)
+        x = torch.randn(B, N, H * dh, dtype=dtype)
+        cost = _cost(stage, N, M, batch=B, heads=H, dim_head=dh, dtype=dtype, path=path)
+        teaching = path == "teaching"
+        measured = peak_bytes(lambda: module(x, return_maps=teaching))  # noqa: B023
+        assert cost.peak_bytes <= measured <= 4 * cost.peak_bytes, (stage, path, (B, N, H, dh, M), measured)
+        core = without_projections(module)
+        assert cost.core_bytes <= peak_bytes(lambda: core(x, return_maps=teaching))  # noqa: B023
+
+
+@pytest.mark.parametrize(
+    "stage,path,growth",
+    [("full", "teaching", 4.0), ("full", "fast", 2.0), ("write", "fast", 2.0), ("write", "teaching", 2.0)],
+)
+def test_memory_grows_as_predicted_when_n_doubles(stage, path, growth):
+    """N → 2N: the explicit N×N weights quadruple the peak; everything else (N·D, N·M) only doubles it."""
+    torch.manual_seed(6)
+    H, dh, M = 2, 8, 4
+    module = _modules(H * dh, H, M, stage)
+    peaks, costs = [], []
+    for n in (512, 1024):
+        x = torch.randn(1, n, H * dh)
+        peaks.append(peak_bytes(lambda: module(x, return_maps=path == "teaching")))  # noqa: B023
+        costs.append(_cost(stage, n, M, heads=H, dim_head=dh, path=path).peak_bytes)
+    assert peaks[1] / peaks[0] == pytest.approx(growth, rel=0.05)
+    assert costs[1] / costs[0] == pytest.approx(growth, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: full_attention_cost(0), ValueError, "n must be a positive integer"),
+        (lambda: full_attention_cost(8, heads=2.0), ValueError, "heads must be a positive integer"),
+        (lambda: full_attention_cost(8, path="slow"), ValueError, "path must be one of"),
+        (lambda: full_attention_cost(8, dtype=torch.int64), TypeError, "floating torch.dtype"),
+        (lambda: latent_stage_cost("read", 8, 2), ValueError, "unknown stage"),
+        (lambda: latent_attention_cost(8, 0), ValueError, "m must be a positive integer"),
+        (lambda: latent_attention_cost(8, 2, stages=("broadcast", "write")), ValueError, "order"),
+        (lambda: total_cost([]), ValueError, "at least one"),
+        (lambda: crossover_n(0), ValueError, "m must be"),
+        (lambda: matrix_bytes(-1, 3), ValueError, "rows"),
+    ],
+)
+def test_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_fast_write_stage_streams_blocks_with_the_same_result_and_flops(monkeypatch):
+    """The fast path's write stage walks the tokens in blocks (perf: no whole (B, H, N, M) map); it must give the
+    teaching path's answer and count exactly the formula's FLOPs however the tokens are split."""
+    import lattn.latent as latent
+
+    class Shapes(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.seen.extend(
+                tuple(t.shape) for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)
+            )
+            return out
+
+    B, N, H, dh, M = 2, 50, 2, 8, 3
+    torch.manual_seed(7)
+    la = LatentAttention(H * dh, M, H, stages=("write",))
+    x, mask = torch.randn(B, N, H * dh), torch.rand(B, N) > 0.3
+    teaching, _ = la(x, mask=mask, return_maps=True)
+    monkeypatch.setattr(latent, "_WRITE_BLOCK_BYTES", B * H * M * 4 * 7)  # ≤ 7 tokens per block: 8 blocks of 6-7
+    rec = Shapes()
+    rec.seen = []
+    with rec:
+        fast = la(x, mask=mask)
+    diff = (fast - teaching).abs().max()
+    assert diff < 1e-5, f"blocked fast path vs teaching path: max diff {diff:.2e}"
+    assert (B, H, 6, M) in rec.seen and (B, H, 7, M) in rec.seen and (B, H, N, M) not in rec.seen
+    cost = latent_stage_cost("write", N, M, batch=B, heads=H, dim_head=dh)
+    assert count_flops(lambda: la(x, mask=mask)) == cost.flops
