@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch --index-url https://download.pytorch.org/whl/cpu
 PY := $(VENV)/bin/python
+# JupyterLab refuses to run as root (containers, CI) unless told to.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: lab test notebooks bench colab-test clean
@@ -26,7 +28,7 @@ $(VENV)/.dev: $(PY) pyproject.toml
 	touch $@
 
 lab: $(VENV)/.lab
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ARGS)
 
 test: $(VENV)/.dev
 	$(VENV)/bin/pytest
