@@ -25,12 +25,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "Attention",
+    "KVCache",
     "MultiHeadAttention",
+    "attend",
+    "check_int",
     "check_mask",
     "check_tokens",
+    "chunk_causal_mask",
+    "drop_padded",
     "fused_attention",
     "masked_softmax",
     "merge_heads",
+    "project",
     "scaled_dot_product",
     "split_heads",
     "upcast",
@@ -65,7 +72,9 @@ def check_mask(mask: Tensor | None, x: Tensor) -> None:
     if mask is None:
         return
     if not isinstance(mask, Tensor):
-        raise TypeError(f"mask must be a bool torch.Tensor of shape {_shape(x)[:-1]}), got {type(mask).__name__}")
+        raise TypeError(
+            f"mask must be a bool torch.Tensor of shape (B, N) = {tuple(x.shape[:2])}, got {type(mask).__name__}"
+        )
     if mask.dtype != torch.bool:
         raise ValueError(f"mask must have dtype torch.bool (True = real token), got {mask.dtype}")
     if mask.shape != x.shape[:2]:
@@ -74,12 +83,35 @@ def check_mask(mask: Tensor | None, x: Tensor) -> None:
         )
 
 
+def check_int(*, minimum: int = 1, **values: object) -> None:
+    """Raise a clear error unless every named value is an integer ≥ ``minimum`` (bools and floats refused)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer ≥ {minimum}, got {value!r} ({type(value).__name__})")
+        if value < minimum:
+            raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value}")
+
+
 def check_dim_heads(dim: int, heads: int) -> None:
     """Validate a (dim, heads) pair of a multi-head module."""
-    if dim < 1 or heads < 1:
-        raise ValueError(f"dim and heads must be positive, got dim={dim}, heads={heads}")
+    check_int(dim=dim, heads=heads)
     if dim % heads:
         raise ValueError(f"dim={dim} must be divisible by heads={heads}")
+
+
+def check_dtype(x: Tensor, module: nn.Module, name: str = "x") -> None:
+    """Raise a clear TypeError when ``x`` and the module's (first) weights have different dtypes."""
+    weight = next(module.parameters(), None)
+    if weight is not None and x.dtype != weight.dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the module's weights are {weight.dtype}: convert one of them, e.g."
+            f" module.to({x.dtype}) or {name}.to({weight.dtype})"
+        )
+
+
+def drop_padded(t: Tensor, mask: Tensor) -> Tensor:
+    """Zero the padded tokens (mask False) of heads t (B, H, N, d): whatever they hold (even NaN) reaches no product."""
+    return t.masked_fill(~mask[:, None, :, None], 0)
 
 
 def split_heads(t: Tensor, heads: int) -> Tensor:
@@ -97,6 +129,17 @@ def merge_heads(t: Tensor) -> Tensor:
 def _causal_mask(nq: int, nk: int, device: torch.device) -> Tensor:
     """(Nq, Nk) bool, query i may see keys j ≤ i (top-left aligned, as torch's ``is_causal``)."""
     return torch.ones(nq, nk, dtype=torch.bool, device=device).tril()
+
+
+def chunk_causal_mask(start_pos: int, n: int, device: torch.device | None = None) -> Tensor:
+    """(n, start_pos + n) bool: query i sits at position start_pos + i and may see every key j ≤ start_pos + i.
+
+    For start_pos = 0 this is the usual lower triangle; for a chunk after a cached prefix its left part (the prefix)
+    is all True. Example: start_pos=2, n=2 → [[1, 1, 1, 0], [1, 1, 1, 1]].
+    """
+    keys = torch.arange(start_pos + n, device=device)  # (L,)
+    queries = torch.arange(start_pos, start_pos + n, device=device)  # (n,)
+    return keys[None, :] <= queries[:, None]  # (n, L)
 
 
 def _combine(mask: Tensor | None, causal: bool, nq: int, nk: int, device: torch.device) -> Tensor | None:
@@ -180,38 +223,191 @@ def fused_attention(
     return (out * alive).to(dtype)
 
 
-class MultiHeadAttention(nn.Module):
-    """Multi-head self-attention: H heads of size dim/H, each building an N×N map.
+class KVCache:
+    """Keys and values of the tokens seen so far, for decoding with :class:`Attention` (self-attention).
 
-    ``forward(x (B, N, dim), mask (B, N) bool = real token, causal) → (B, N, dim)``; with ``return_maps=True``
-    also the attention maps (B, H, N, N) (rows = queries, columns = keys).
+    k, v (B, H, L, dh) are preallocated for L = ``max_len`` positions; the first ``length`` are filled. The cache
+    knows its own length: new tokens go to position ``length`` unless told otherwise.
     """
 
-    def __init__(self, dim: int, heads: int = 1, *, bias: bool = True) -> None:
+    def __init__(self, k: Tensor, v: Tensor) -> None:
+        self.k, self.v, self.length = k, v, 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cache (all allocated slots)."""
+        return self.k.nbytes + self.v.nbytes
+
+    def append(self, k: Tensor, v: Tensor, start_pos: int | None = None) -> tuple[Tensor, Tensor, int]:
+        """Store T new keys/values (B, H, T, dh) at ``start_pos`` (default: ``length``, right after the cached ones).
+
+        Returns the keys and values of positions 0 … start_pos + T − 1 (B, H, L, dh) and the start position used.
+        A ``start_pos`` below ``length`` rewinds (the later positions are overwritten); above it is an error.
+        """
+        T = k.shape[2]
+        start_pos = self.length if start_pos is None else start_pos
+        check_int(start_pos=start_pos, minimum=0)
+        if start_pos > self.length or start_pos + T > self.max_len:
+            raise ValueError(
+                f"cannot write {T} token(s) at position {start_pos}: the cache holds {self.length} of {self.max_len}"
+                " positions (start_pos defaults to the cache's length)"
+            )
+        self.k[:, :, start_pos : start_pos + T] = k
+        self.v[:, :, start_pos : start_pos + T] = v
+        self.length = start_pos + T
+        return self.k[:, :, : self.length], self.v[:, :, : self.length], start_pos
+
+
+def attend(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *, causal: bool = False, return_maps: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """The core of every attention layer on heads: q (B, H, Nq, dh), k (B, H, Nk, dh), v (B, H, Nk, dv).
+
+    ``return_maps=False``: the fast path (:func:`fused_attention`), maps ``None``; ``True``: the teaching path
+    (:func:`scaled_dot_product`), maps (B, H, Nq, Nk). Same numbers either way.
+    """
+    if return_maps:
+        return scaled_dot_product(q, k, v, mask, causal)
+    return fused_attention(q, k, v, mask, causal), None
+
+
+def project(x: Tensor, linears: list[nn.Module]) -> list[Tensor]:
+    """Several Linear layers over the same input as one matmul: x (…, D) → [(…, out_i)], exactly each layer's output.
+
+    NOTE: one pass over x instead of one per layer; the concatenated weight is small (Σ out_i × D).
+    """
+    if len(linears) == 1 or not all(isinstance(lin, nn.Linear) for lin in linears):
+        return [lin(x) for lin in linears]  # e.g. projections swapped for nn.Identity to time the core alone
+    weight = torch.cat([lin.weight for lin in linears])  # (Σ out_i, D)
+    bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
+    return list(F.linear(x, weight, bias).split([lin.out_features for lin in linears], dim=-1))
+
+
+class Attention(nn.Module):
+    """THE attention layer of the package: multi-head self- or cross-attention, fast or teaching path.
+
+    Queries come from ``x`` (B, Nq, dim); keys and values from ``context`` (B, Nk, context_dim), or from ``x`` itself
+    (self-attention). Owns ``to_q``, ``to_k``, ``to_v``, ``to_out``; H heads of size ``dim // heads``.
+
+    ``forward(x, *, context=None, mask=None, attn_mask=None, causal=False, return_maps=False, cache=None,
+    start_pos=None)`` → (B, Nq, dim), with ``return_maps=True`` also the maps (B, H, Nq, Nk).
+
+    * ``mask`` (B, Nk) bool, True = a real context token. Padded tokens take no part at all (their keys and values
+      are zeroed before any product); in self-attention their outputs are zero too.
+    * ``attn_mask`` bool, broadcastable to (B, H, Nq, Nk): which query may see which key (e.g. a band or a
+      block-causal mask). ``causal``: query i sees keys j ≤ i. A query with nothing to see gets zeros, never NaN.
+    * ``cache`` (:class:`KVCache`, from :meth:`new_cache`): decoding. ``x`` holds T new tokens at positions
+      ``start_pos`` … (default: the cache's length); they see every cached token and, causally, each other.
+    """
+
+    def __init__(self, dim: int, *, heads: int = 1, context_dim: int | None = None, bias: bool = True) -> None:
         super().__init__()
         check_dim_heads(dim, heads)
-        self.dim, self.heads = dim, heads
+        context_dim = dim if context_dim is None else context_dim
+        check_int(context_dim=context_dim)
+        self.dim, self.heads, self.context_dim = dim, heads, context_dim
         self.to_q = nn.Linear(dim, dim, bias=bias)
-        self.to_k = nn.Linear(dim, dim, bias=bias)
-        self.to_v = nn.Linear(dim, dim, bias=bias)
+        self.to_k = nn.Linear(context_dim, dim, bias=bias)
+        self.to_v = nn.Linear(context_dim, dim, bias=bias)
         self.to_out = nn.Linear(dim, dim, bias=bias)
+
+    @property
+    def d_head(self) -> int:
+        return self.dim // self.heads
+
+    def split(self, t: Tensor) -> Tensor:
+        """(B, N, dim) → (B, H, N, d_head)."""
+        return split_heads(t, self.heads)
+
+    def merge(self, read: Tensor) -> Tensor:
+        """Heads (B, H, N, d_head) → merged and projected out (B, N, dim)."""
+        return self.to_out(merge_heads(read))
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        """An empty :class:`KVCache` for ``batch`` sequences of up to ``max_len`` tokens (the weights' dtype)."""
+        check_int(batch=batch, max_len=max_len)
+        w = self.to_k.weight
+        shape = (batch, self.heads, max_len, self.d_head)
+        return KVCache(
+            torch.zeros(shape, dtype=w.dtype, device=w.device), torch.zeros(shape, dtype=w.dtype, device=w.device)
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        causal: bool = False,
+        return_maps: bool = False,
+        cache: KVCache | None = None,
+        start_pos: int | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        check_tokens(x, self.dim, "x")
+        check_dtype(x, self)
+        if context is None:
+            context = x
+        else:
+            check_tokens(context, self.context_dim, "context")
+            if context.shape[0] != x.shape[0]:
+                raise ValueError(f"x and context need the same batch size, got {x.shape[0]} and {context.shape[0]}")
+        check_mask(mask, context)
+        q = self.split(self.to_q(x))  # (B, H, Nq, dh)
+        k, v = self.split(self.to_k(context)), self.split(self.to_v(context))  # (B, H, Nk, dh) each
+        allowed = None
+        if mask is not None:
+            allowed = mask[:, None, None, :]  # (B, 1, 1, Nk)
+            k, v = drop_padded(k, mask), drop_padded(v, mask)
+        if attn_mask is not None:
+            allowed = attn_mask if allowed is None else allowed & attn_mask  # (B|1, H|1, Nq, Nk)
+        if cache is not None:
+            if context is not x or allowed is not None:
+                raise ValueError("a KV cache is for self-attention decoding: pass neither context nor masks with it")
+            k, v, start_pos = cache.append(k, v, start_pos)  # (B, H, L, dh) each
+            T = q.shape[2]
+            allowed, causal = (None if T == 1 else chunk_causal_mask(start_pos, T, x.device)), False
+        read, maps = attend(q, k, v, allowed, causal=causal, return_maps=return_maps)  # (B, H, Nq, dh)
+        out = self.merge(read)  # (B, Nq, dim)
+        if mask is not None and context is x:
+            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
+        return (out, maps) if return_maps else out
+
+    def extra_repr(self) -> str:
+        cross = "" if self.context_dim == self.dim else f", context_dim={self.context_dim}"
+        return f"dim={self.dim}, heads={self.heads}{cross}"
+
+
+class MultiHeadAttention(Attention):
+    """Multi-head self-attention: H heads of size dim/H, each building an N×N map (the O(N²) baseline).
+
+    :class:`Attention` with the queries, keys and values all from the tokens. ``forward(x (B, N, dim), *, mask (B, N)
+    bool = real token, causal=False, return_maps=False, cache=None, start_pos=None) → (B, N, dim)``; with
+    ``return_maps=True`` also the maps (B, H, N, N) (rows = queries, columns = keys).
+    """
+
+    is_causal = True  # causal=True gives a causal layer (a triangular mask)
+    returns_tokens = True
+
+    def __init__(self, dim: int, heads: int = 1, *, bias: bool = True) -> None:
+        super().__init__(dim, heads=heads, bias=bias)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries, keys and values, each (B, H, N, dh)."""
-        return tuple(split_heads(f(x), self.heads) for f in (self.to_q, self.to_k, self.to_v))  # type: ignore[return-value]
+        return self.split(self.to_q(x)), self.split(self.to_k(x)), self.split(self.to_v(x))
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        return_maps: bool = False,
+        cache: KVCache | None = None,
+        start_pos: int | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        check_tokens(x, self.dim)
-        check_mask(mask, x)
-        q, k, v = self.project(x)  # (B, H, N, dh) each
-        key_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N)
-        if return_maps:
-            out, maps = scaled_dot_product(q, k, v, key_mask, causal)  # (B, H, N, dh), (B, H, N, N)
-        else:
-            out = fused_attention(q, k, v, key_mask, causal)
-        out = self.to_out(merge_heads(out))  # (B, N, dim)
-        if mask is not None:
-            out = out * mask[..., None]  # padded positions output zeros
-        return (out, maps) if return_maps else out
+        return super().forward(x, mask=mask, causal=causal, return_maps=return_maps, cache=cache, start_pos=start_pos)

@@ -29,13 +29,16 @@ import torch
 from torch import Tensor, nn
 
 from .attention import (
+    Attention,
+    attend,
     check_dim_heads,
+    check_dtype,
+    check_int,
     check_mask,
     check_tokens,
-    fused_attention,
+    drop_padded,
     masked_softmax,
-    merge_heads,
-    scaled_dot_product,
+    project,
     split_heads,
     upcast,
 )
@@ -128,17 +131,6 @@ def _write_update(
     return num / (den.unsqueeze(-1) + eps), (w if keep_map else None)
 
 
-class _CrossProjections(nn.Module):
-    """q, k, v and output projections of one stage (queries from one side, keys/values from the other)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(dim, dim)
-        self.to_v = nn.Linear(dim, dim)
-        self.to_out = nn.Linear(dim, dim)
-
-
 class LatentAttention(nn.Module):
     """Latent attention with learned latents (M, dim), H heads and the chosen stages.
 
@@ -147,10 +139,15 @@ class LatentAttention(nn.Module):
         stages: non-empty subset of ("write", "gather", "broadcast") in this order.
         eps: added to each latent's column sum in the write stage (a latent nobody writes to stays put).
 
-    ``forward(x (B, N, D), mask (B, N) bool = real token, return_maps=False)`` returns tokens (B, N, D) when the
-    broadcast stage is present, else the updated latents (B, M, D); with ``return_maps=True`` also
-    :class:`LatentMaps`. Padded tokens take no part in write and gather, and their outputs are zero.
+    Each stage is one :class:`~lattn.attention.Attention` layer (``proj[stage]``: ``to_q``, ``to_k``, ``to_v``,
+    ``to_out``). ``forward(x (B, N, D), *, mask (B, N) bool = real token, causal=False, return_maps=False)``
+    returns tokens (B, N, D) when the broadcast stage is present, else the updated latents (B, M, D); with
+    ``return_maps=True`` also :class:`LatentMaps`. Padded tokens take no part in write and gather, and their
+    outputs are zero. Not causal: every output reads latents that every token wrote to (``causal=True`` is an error).
     """
+
+    is_causal = False
+    causal_note = "the latents gather from every token, so every output reads the future (the naive decoder)."
 
     def __init__(
         self,
@@ -163,58 +160,69 @@ class LatentAttention(nn.Module):
     ) -> None:
         super().__init__()
         check_dim_heads(dim, heads)
-        if not isinstance(num_latents, int) or num_latents < 1:
-            raise ValueError(f"num_latents must be an integer ≥ 1, got {num_latents!r}")
+        check_int(num_latents=num_latents)
         self.stages = check_stages(stages)
         self.dim, self.num_latents, self.heads, self.eps = dim, num_latents, heads, eps
         self.latents = nn.Parameter(torch.randn(num_latents, dim))  # (M, D), learned
-        self.proj = nn.ModuleDict({s: _CrossProjections(dim) for s in self.stages})
+        self.proj = nn.ModuleDict({s: Attention(dim, heads=heads) for s in self.stages})
 
     @property
     def returns_tokens(self) -> bool:
         """True when forward returns tokens (B, N, D); False when it returns latents (B, M, D)."""
         return "broadcast" in self.stages
 
+    def _token_projections(self, x: Tensor) -> dict[str, Tensor]:
+        """Every projection of the tokens x (B, N, D) in one matmul, split into heads: {"write.q": (B, H, N, dh), …}.
+
+        The tokens are queries and values of write, keys and values of gather, queries of broadcast.
+        """
+        wanted = {"write": ("q", "v"), "gather": ("k", "v"), "broadcast": ("q",)}
+        names = [f"{s}.{p}" for s in self.stages for p in wanted[s]]
+        linears = [getattr(self.proj[n.split(".")[0]], "to_" + n.split(".")[1]) for n in names]
+        return {n: split_heads(t, self.heads) for n, t in zip(names, project(x, linears))}
+
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, return_maps: bool = False
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
     ) -> Tensor | tuple[Tensor, LatentMaps]:
+        if causal:
+            raise ValueError(f"LatentAttention cannot be causal: {self.causal_note} Use lattn.family.LunaCausal.")
         check_tokens(x, self.dim)
+        check_dtype(x, self)
         check_mask(mask, x)
         B, N, D = x.shape
         H = self.heads
         scale = 1.0 / math.sqrt(D // H)
-        z = self.latents.to(x.dtype).expand(B, -1, -1)  # (B, M, D)
+        z = self.latents.expand(B, -1, -1)  # (B, M, D)
+        t = self._token_projections(x)  # the tokens' q / k / v of every stage, (B, H, N, dh) each
+        if mask is not None:  # padded tokens' keys and values reach no product
+            t = {n: (v if n.endswith(".q") else drop_padded(v, mask)) for n, v in t.items()}
+        key_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N)
         maps: dict[str, Tensor] = {}
 
-        if "write" in self.stages:
+        if "write" in self.stages:  # tokens query the latents; each latent takes a weighted mean of token values
             p = self.proj["write"]
-            q, k, v = split_heads(p.to_q(x), H), split_heads(p.to_k(z), H), split_heads(p.to_v(x), H)
-            upd, w = _write_update(q, k, v, mask, scale, self.eps, keep_map=return_maps)  # (B, H, M, dh)
-            z = z + p.to_out(merge_heads(upd.to(x.dtype)))  # (B, M, D)
+            k = p.split(p.to_k(z))  # (B, H, M, dh)
+            upd, w = _write_update(t["write.q"], k, t["write.v"], mask, scale, self.eps, keep_map=return_maps)
+            z = z + p.merge(upd.to(x.dtype))  # (B, M, D)
             if return_maps:
-                maps["write"] = w
+                maps["write"] = w  # (B, H, N, M)
 
-        if "gather" in self.stages:
+        if "gather" in self.stages:  # latents query the tokens; softmax over tokens
             p = self.proj["gather"]
-            q, k, v = split_heads(p.to_q(z), H), split_heads(p.to_k(x), H), split_heads(p.to_v(x), H)
-            key_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N)
+            read, gather = attend(p.split(p.to_q(z)), t["gather.k"], t["gather.v"], key_mask, return_maps=return_maps)
+            z = z + p.merge(read)  # (B, M, D)
             if return_maps:
-                read, maps["gather"] = scaled_dot_product(q, k, v, key_mask)  # (B, H, M, dh), (B, H, M, N)
-            else:
-                read = fused_attention(q, k, v, key_mask)
-            z = z + p.to_out(merge_heads(read))  # (B, M, D)
+                maps["gather"] = gather  # (B, H, M, N)
 
         out = z
-        if "broadcast" in self.stages:
+        if "broadcast" in self.stages:  # tokens query the latents; softmax over latents
             p = self.proj["broadcast"]
-            q, k, v = split_heads(p.to_q(x), H), split_heads(p.to_k(z), H), split_heads(p.to_v(z), H)
-            if return_maps:
-                read, maps["broadcast"] = scaled_dot_product(q, k, v)  # (B, H, N, dh), (B, H, N, M)
-            else:
-                read = fused_attention(q, k, v)
-            out = p.to_out(merge_heads(read))  # (B, N, D)
+            read, broadcast = attend(t["broadcast.q"], p.split(p.to_k(z)), p.split(p.to_v(z)), return_maps=return_maps)
+            out = p.merge(read)  # (B, N, D)
             if mask is not None:
-                out = out * mask[..., None]
+                out = out.masked_fill(~mask[..., None], 0)
+            if return_maps:
+                maps["broadcast"] = broadcast  # (B, H, N, M)
 
         return (out, LatentMaps(**maps)) if return_maps else out
 

@@ -30,7 +30,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .attention import _shape, check_tokens, fused_attention, merge_heads, scaled_dot_product, split_heads
+from .attention import (
+    _shape,
+    check_tokens,
+    chunk_causal_mask,
+    fused_attention,
+    merge_heads,
+    scaled_dot_product,
+    split_heads,
+)
 
 __all__ = [
     "KV_KINDS",
@@ -243,17 +251,6 @@ def apply_rope(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
     cos, sin = angles.cos().to(work), angles.sin().to(work)
     x1, x2 = x.to(work).chunk(2, dim=-1)  # (…, N, d/2) each
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
-
-
-def chunk_causal_mask(start_pos: int, n: int, device: torch.device | None = None) -> Tensor:
-    """(n, start_pos + n) bool: query i sits at position start_pos + i and may see every key j ≤ start_pos + i.
-
-    For start_pos = 0 this is the usual lower triangle; for a chunk after a cached prefix its left part (the prefix)
-    is all True. Example: start_pos=2, n=2 → [[1, 1, 1, 0], [1, 1, 1, 1]].
-    """
-    keys = torch.arange(start_pos + n, device=device)  # (L,)
-    queries = torch.arange(start_pos, start_pos + n, device=device)  # (n,)
-    return keys[None, :] <= queries[:, None]  # (n, L)
 
 
 # --- the KV cache -----------------------------------------------------------------------------------------------------

@@ -14,3 +14,17 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor, what: str = "") -> float:
+    """Max |a − b| in float64, printed with the mean (a failing run shows how far off it was)."""
+    assert a.shape == b.shape, f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}"
+    d = (a.double() - b.double()).abs()
+    print(f"{what}: max diff {d.max().item():.3e}, mean {d.mean().item():.3e}")
+    return d.max().item()
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, atol: float, what: str = "") -> None:
+    """Assert max |a − b| ≤ atol (message gives the max and the mean difference)."""
+    diff = max_diff(a, b, what)
+    assert diff <= atol, f"{what}: max diff {diff:.3e} > {atol}"
