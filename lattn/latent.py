@@ -124,7 +124,7 @@ def _write_update(
         w = masked_softmax(scores, dim=-1)  # softmax over latents
         del scores  # frees the block before the next one is made
         if mask is not None:
-            w = w * mask[:, None, rows, None]  # padded tokens write nothing
+            w = w.masked_fill(~mask[:, None, rows, None], 0)  # padded tokens write nothing (even a NaN one)
         part = torch.einsum("bhnm,bhnd->bhmd", w, upcast(v[:, :, rows]))  # (B, H, M, dh)
         num = part if num is None else num + part
         den = w.sum(-2) if den is None else den + w.sum(-2)  # (B, H, M): each latent's total weight

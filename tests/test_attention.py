@@ -6,12 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import assert_close
+
 from lattn.attention import MultiHeadAttention, fused_attention, masked_softmax, scaled_dot_product
-
-
-def assert_close(a, b, atol, what=""):
-    diff = (a.double() - b.double()).abs()
-    assert diff.max() <= atol, f"{what}: max diff {diff.max():.3e}, mean {diff.mean():.3e} > {atol}"
 
 
 def reference_attention(q, k, v, mask=None, causal=False):

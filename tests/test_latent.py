@@ -6,14 +6,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from conftest import assert_close
+
 from lattn.latent import STAGES, LatentAttention, LatentMaps
 
 SUBSETS = [s for r in range(1, 4) for s in __import__("itertools").combinations(STAGES, r)]
-
-
-def assert_close(a, b, atol, what=""):
-    diff = (a.double() - b.double()).abs()
-    assert diff.max() <= atol, f"{what}: max diff {diff.max():.3e}, mean {diff.mean():.3e} > {atol}"
 
 
 def reference_forward(la: LatentAttention, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -248,3 +245,43 @@ def test_single_stage_string_and_repr():
     la = LatentAttention(8, 2, stages="gather")
     assert la.stages == ("gather",) and not la.returns_tokens
     assert "num_latents=2" in repr(la)
+
+
+@pytest.mark.parametrize("stages", SUBSETS)
+def test_nan_in_padded_tokens_reaches_no_real_output(stages):
+    la = LatentAttention(8, num_latents=3, heads=2, stages=stages)
+    x = torch.randn(2, 6, 8)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    poisoned = x.clone()
+    poisoned[1, 3:] = float("nan")
+    for rm in (False, True):
+        clean, dirty = la(x, mask=mask, return_maps=rm), la(poisoned, mask=mask, return_maps=rm)
+        clean, dirty = (clean[0], dirty[0]) if rm else (clean, dirty)
+        assert torch.isfinite(dirty).all(), f"{stages}: a NaN in a padded token leaked"
+        assert_close(dirty, clean, 0.0, f"{stages}: padded content is invisible")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"num_latents": True}, TypeError, "num_latents must be an integer"),
+        ({"num_latents": 4.0}, TypeError, "num_latents must be an integer"),
+        ({"heads": 2.0}, TypeError, "heads must be an integer"),
+        ({"dim": 16.0}, TypeError, "dim must be an integer"),
+    ],
+)
+def test_non_integer_sizes_are_refused(kwargs, error, match):
+    args = {"dim": 16, "num_latents": 4, "heads": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        LatentAttention(args.pop("dim"), args.pop("num_latents"), args.pop("heads"))
+
+
+def test_dtype_mismatch_and_causal_are_clear_errors():
+    la = LatentAttention(8, 2)
+    with pytest.raises(TypeError, match=r"torch.float64 but the module's weights are torch.float32.*module.to"):
+        la(torch.randn(1, 4, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="cannot be causal"):
+        la(torch.randn(1, 4, 8), causal=True)
+    with pytest.raises(TypeError):
+        la(torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool))  # the mask is keyword-only
