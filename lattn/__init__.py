@@ -1,14 +1,37 @@
 """lattn — latent attention, built up from standard attention, one mechanism per module.
 
+The map of the house (data flows one way: tasks → mechanisms → models → viz → widgets → notebooks)::
+
+    attention.py    THE attention layer `Attention` (self/cross, fast/teaching path, masks, KV cache) and
+                    MultiHeadAttention, the O(N²) baseline                                                   nb 00
+    latent.py       LatentAttention: write / gather / broadcast, each stage an `Attention`; LatentMaps      nb 01
+    analysis.py     singular values and best rank-M approximations of attention maps                         nb 01
+    complexity/     cost formulas (FLOPs, bytes) on one shape dataclass; measuring instruments               nb 02
+    bench/          `python -m lattn.bench`: timings, reported as ratios, never asserted                     nb 02, 05
+    tasks.py        seeded synthetic tasks (cluster majority, key-value retrieval)                           nb 03
+    train.py        the Tagger, its baselines (window, stacked full) and the one training loop               nb 03
+    experiments/    `python -m lattn.experiments`: longer runs whose small results ship in lattn/data        nb 03, 06
+    family/         Perceiver (IO, AR), Set Transformer (MAB, ISAB, PMA), Luna (+ causal), Slot, Linformer   nb 04
+    mla.py          DeepSeek's Multi-head Latent Attention: config, decoupled RoPE, naive/absorbed, cache    nb 05
+    blocks.py       the pre-norm Transformer block around any mechanism                                      nb 06
+    lm.py, lm_data.py  the tiny character LM: training, evaluation, generation, checkpoints; its corpus     nb 06
+    viz/            figures and diagrams (arrays in, figures out; no widgets)
+    widgets/        one explorer per lesson: controls wired to compute and viz (no maths, no drawing)
+    exercises/      self-checks with hints, one module per lesson
+
+One calling convention for every mechanism: ``forward(x, *, mask=None, causal=False, return_maps=False, …)``,
+keyword-only after the tokens ``x``; class attributes say what a module is (``is_causal``, ``returns_tokens``,
+``stages``); modules with a decoding state have ``new_cache(batch, max_len)`` and take ``cache=``/``start_pos=``.
+
 Glossary (the words used in code, docs and notebooks):
 
 * **tokens** ``x`` (B, N, D): the input sequence; N is the sequence length, D the width.
 * **latents** (M, D): M ≪ N learned tokens in the middle (``num_latents``); the bottleneck.
-* **heads** H, head size ``dh = D // H``.
+* **heads** H, head size ``d_head = D // H``.
 * **write** map (B, H, N, M): tokens query latents, softmax over latents; latents take the weighted mean.
 * **gather** map (B, H, M, N): latents query tokens, softmax over tokens.
 * **broadcast** map (B, H, N, M): tokens query latents, softmax over latents; the output.
-* **effective map** broadcast @ gather (B, H, N, N): how tokens reach tokens through the latents; rank ≤ M.
+* **effective map** broadcast @ gather (B, H, N, N): the gather→broadcast path of one head; rank ≤ M.
 * **mask** (B, N) bool: True = a real token that may be attended to.
 * the **family** (:mod:`lattn.family`): Perceiver (IO, AR), Set Transformer (ISAB, PMA), Luna (and causal Luna),
   Slot Attention, Linformer — published architectures as choices of write / gather / broadcast.
@@ -23,13 +46,14 @@ import os
 # when lattn is imported before torch; the test suite and `make lab` set it in the environment too.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .attention import MultiHeadAttention, fused_attention, scaled_dot_product
+from .attention import Attention, MultiHeadAttention, fused_attention, scaled_dot_product
 from .latent import STAGES, LatentAttention, LatentMaps
 
 __version__ = "0.1.0"
 
 __all__ = [
     "STAGES",
+    "Attention",
     "LatentAttention",
     "LatentMaps",
     "MultiHeadAttention",
