@@ -17,8 +17,8 @@ over its 60 layers, where multi-head attention with the same heads would cache 1
 
     >>> mla = MultiHeadLatentAttention(MLAConfig.preset("DeepSeek-V2-Lite").scaled(0.125))
     >>> cache = mla.new_cache(batch=2, max_len=64)
-    >>> y = mla(torch.randn(2, 10, mla.config.dim), cache)              # prefill: (2, 10, dim)
-    >>> y = mla(torch.randn(2, 1, mla.config.dim), cache, start_pos=10)  # decode one token: (2, 1, dim)
+    >>> y = mla(torch.randn(2, 10, mla.config.dim), cache=cache)  # prefill, positions 0..9: (2, 10, dim)
+    >>> y = mla(torch.randn(2, 1, mla.config.dim), cache=cache)   # decode at position cache.length = 10: (2, 1, dim)
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ from torch import Tensor, nn
 
 from .attention import (
     _shape,
+    attend,
+    check_dtype,
+    check_int,
+    check_mask,
     check_tokens,
     chunk_causal_mask,
     fused_attention,
@@ -78,13 +82,8 @@ class MLAConfig:
     name: str = "custom"  # label for tables and plots
 
     def __post_init__(self) -> None:
-        for field in ("dim", "heads", "d_h", "d_c", "d_rope", "d_cq", "layers"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"MLAConfig.{field} must be an int, got {value!r} ({type(value).__name__})")
-            if value < (0 if field == "d_cq" else 1):
-                rule = "≥ 0 (0 = no query compression)" if field == "d_cq" else "≥ 1"
-                raise ValueError(f"MLAConfig.{field} must be {rule}, got {value}")
+        check_int(**{f"MLAConfig.{f}": getattr(self, f) for f in ("dim", "heads", "d_h", "d_c", "d_rope", "layers")})
+        check_int(**{"MLAConfig.d_cq (0 = no query compression)": self.d_cq}, minimum=0)
         if self.d_rope % 2:
             raise ValueError(f"MLAConfig.d_rope must be even (RoPE rotates pairs of features), got {self.d_rope}")
         if not self.rope_theta > 0:
@@ -172,9 +171,8 @@ def kv_elements_per_token(
     * ``MLA`` (absorbed): the latent and the shared rotary key, d_c + d_rope.
     Example: heads=128, d_h=128, d_c=512, d_rope=64 → MHA 32,768; MLA naive 40,960; MLA 576.
     """
-    for name, value in (("heads", heads), ("d_h", d_h), ("d_c", d_c), ("d_rope", d_rope)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name in ("heads", "d_h") else 0):
-            raise ValueError(f"{name} must be an int ≥ {1 if name in ('heads', 'd_h') else 0}, got {value!r}")
+    check_int(heads=heads, d_h=d_h)
+    check_int(d_c=d_c, d_rope=d_rope, minimum=0)
     if kind == "MHA":
         return 2 * heads * d_h
     if kind == "GQA":
@@ -191,9 +189,7 @@ def kv_elements_per_token(
 
 
 def _cache_bytes(per_token: int, *, context: int, batch: int, layers: int, bits: float) -> float:
-    for name, value in (("context", context), ("batch", batch), ("layers", layers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an int ≥ 0, got {value!r}")
+    check_int(context=context, batch=batch, layers=layers, minimum=0)
     if not bits > 0:
         raise ValueError(f"bits per element must be > 0 (e.g. 16 for BF16, 6 for a quantised cache), got {bits}")
     return per_token * context * batch * layers * bits / 8
@@ -348,15 +344,28 @@ class MLACache:
 class MultiHeadLatentAttention(nn.Module):
     """Causal multi-head latent attention (DeepSeek-V2/V3) with decoupled RoPE and a KV cache.
 
-    ``forward(x (B, N, dim), cache=None, start_pos=0) → (B, N, dim)``: the N tokens sit at positions
-    start_pos … start_pos + N − 1; with a cache they also attend to the start_pos tokens cached before them
-    (prefill: start_pos = 0; decode: N = 1; chunked prefill: any N at any start_pos ≤ cache.length).
-    ``return_maps=True`` takes the teaching path (explicit float32 softmax) and also returns the weights
-    (B, H, N, start_pos + N) (without a cache: (B, H, N, N)).
+    ``forward(x (B, N, dim), *, mask=None, causal=False, return_maps=False, cache=None, start_pos=None)
+    → (B, N, dim)``: the N tokens sit at positions start_pos … start_pos + N − 1 and each sees itself and the
+    tokens before it. MLA is always causal (a decoder layer); ``causal`` is accepted only for the package's uniform
+    calling convention and changes nothing.
+
+    * ``cache`` (from :meth:`new_cache`): decoding. ``start_pos`` defaults to ``cache.length`` (prefill, then one
+      token per call, needs no bookkeeping); the chunk also attends to the start_pos tokens cached before it. A
+      ``start_pos`` below ``cache.length`` rewinds (later positions are overwritten); above it is a ValueError.
+    * without a cache, ``start_pos`` (default 0) only shifts the rotary positions, which changes nothing but
+      rounding (RoPE scores depend on offsets only).
+    * ``mask`` (B, N) bool, True = a real token (no cache): padded tokens take no part at all (they are zeroed
+      before any product) and their outputs are zero. A NaN in a real token does spread to later tokens.
+    * ``return_maps=True`` takes the teaching path (explicit float32 softmax) and also returns the weights
+      (B, H, N, start_pos + N) (without a cache: (B, H, N, N)).
 
     ``mode`` (settable): ``"absorbed"`` (default, caches c_KV and k_R) or ``"naive"`` (caches per-head K and V).
     Both modes use the same weights and give the same output.
     """
+
+    is_causal = True  # always causal; causal=True is accepted and changes nothing
+    returns_tokens = True
+    stages = ()  # no latent tokens: MLA's latent runs along the feature axis (one c_KV per token)
 
     def __init__(self, config: MLAConfig, *, mode: str = "absorbed") -> None:
         super().__init__()
@@ -395,9 +404,7 @@ class MultiHeadLatentAttention(nn.Module):
     ) -> MLACache:
         """An empty cache for ``batch`` sequences of up to ``max_len`` tokens, laid out for the current mode
         (dtype/device default to the module's weights)."""
-        for name, value in (("batch", batch), ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
+        check_int(batch=batch, max_len=max_len)
         w = self.w_o.weight
         opts = {"dtype": dtype or w.dtype, "device": device or w.device}
         shapes = self.cache_shapes(batch, max_len)
@@ -429,19 +436,34 @@ class MultiHeadLatentAttention(nn.Module):
         return c_kv, k_r
 
     def forward(
-        self, x: Tensor, cache: MLACache | None = None, start_pos: int = 0, return_maps: bool = False
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        return_maps: bool = False,
+        cache: MLACache | None = None,
+        start_pos: int | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x (B, N, dim) at positions start_pos … → (B, N, dim) (and the weights with ``return_maps``)."""
-        self._check(x, cache, start_pos)
+        start_pos = self._check(x, mask, cache, start_pos)
         N = x.shape[1]
+        if mask is not None:
+            x = x.masked_fill(~mask[..., None], 0)  # padded tokens reach no product, whatever they hold (even NaN)
         positions = torch.arange(start_pos, start_pos + N, device=x.device)  # (N,)
         q_c, q_r = self.queries(x, positions)  # (B, H, N, d_h), (B, H, N, d_rope)
         c_kv, k_r = self.latents(x, positions)  # (B, N, d_c), (B, N, d_rope)
         past = start_pos if cache is not None else 0  # keys before the chunk that the chunk may see
-        mask = None if N == 1 else chunk_causal_mask(past, N, x.device)  # (N, L)
-        attend = self._attend_naive if self.mode == "naive" else self._attend_absorbed
-        out, maps = attend(q_c, q_r, c_kv, k_r, cache, start_pos, mask, return_maps)  # (B, H, N, d_h)
-        out = self.w_o(merge_heads(out))  # (B, N, dim)  eq. 19
+        allowed = None
+        if N > 1 or mask is not None:
+            allowed = chunk_causal_mask(past, N, x.device)[None, None]  # (1, 1, N, L)
+        if mask is not None:
+            allowed = allowed & mask[:, None, None, :]  # (B, 1, N, N): and only real keys
+        attend_heads = self._attend_naive if self.mode == "naive" else self._attend_absorbed
+        read, maps = attend_heads(q_c, q_r, c_kv, k_r, cache, start_pos, allowed, return_maps)  # (B, H, N, d_h)
+        out = self.w_o(merge_heads(read))  # (B, N, dim)  eq. 19
+        if mask is not None:
+            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
         return (out, maps) if return_maps else out
 
     def _attend_naive(
@@ -465,9 +487,10 @@ class MultiHeadLatentAttention(nn.Module):
         if cache is not None:
             k, v = cache.write(start_pos, k=k, v=v)  # (B, H, L, ·)
         q = torch.cat([q_c, q_r], dim=-1)  # (B, H, N, d_h + d_rope)
-        if return_maps:
-            return scaled_dot_product(q, k, v, mask, scale=c.softmax_scale)  # (B, H, N, d_h), (B, H, N, L)
-        return self._attention(q, k, v, mask), None
+        if mask is None and not return_maps:  # one new token: the same code as the absorbed mode (see _attention)
+            return self._attention(q, k, v, None), None
+        # the package's attention core: its default scale 1/√(d_h + d_rope) is eq. 18's
+        return attend(q, k, v, mask, return_maps=return_maps)  # (B, H, N, d_h), maps (B, H, N, L) or None
 
     def _attend_absorbed(
         self,
@@ -481,7 +504,11 @@ class MultiHeadLatentAttention(nn.Module):
         return_maps: bool,
     ) -> tuple[Tensor, Tensor | None]:
         """Fold W_UK into the queries and W_UV into the output; attend over the cached latents directly:
-        multi-query attention with one shared (d_c + d_rope)-wide key and d_c-wide value per token."""
+        multi-query attention with one shared (d_c + d_rope)-wide key and d_c-wide value per token.
+
+        Its own core, not :func:`~lattn.attention.attend`: the scores run over d_c + d_rope features but scale by
+        1/√(d_h + d_rope), and one key serves all heads (folded into the query axis, so the cache is read once).
+        """
         c = self.config
         B, H, N, _ = q_c.shape
         w_uk = self.w_uk.weight.view(H, c.d_h, c.d_c)  # (H, d_h, d_c)
@@ -496,8 +523,9 @@ class MultiHeadLatentAttention(nn.Module):
         if return_maps:
             o_lat, maps = scaled_dot_product(q, key, value, mask, scale=c.softmax_scale)  # (B, H, N, d_c)
         else:  # one key for all heads: fold the heads into the query axis, so the cache is read once for all
-            folded_mask = None if mask is None else mask.repeat(H, 1)  # (H·N, L): row h·N + n is mask[n]
-            o_lat = self._attention(q.reshape(B, 1, H * N, -1), key, value, folded_mask).view(B, H, N, c.d_c)
+            L = key.shape[2]
+            folded = None if mask is None else mask.expand(-1, H, -1, -1).reshape(-1, 1, H * N, L)  # row h·N + n
+            o_lat = self._attention(q.reshape(B, 1, H * N, -1), key, value, folded).view(B, H, N, c.d_c)
         return torch.einsum("bhnc,hdc->bhnd", o_lat, w_uv), maps  # (B, H, N, d_h): W_UV applied after attention
 
     def _attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
@@ -515,23 +543,27 @@ class MultiHeadLatentAttention(nn.Module):
         weights = scores.softmax(-1, dtype=torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype)
         return weights.to(v.dtype) @ v  # (B, h, n, dv)
 
-    def _check(self, x: Tensor, cache: MLACache | None, start_pos: int) -> None:
+    def _check(self, x: Tensor, mask: Tensor | None, cache: MLACache | None, start_pos: int | None) -> int:
+        """Raise a clear error for bad input; return the start position to use (default: the cache's length)."""
         check_tokens(x, self.config.dim)
         if x.shape[1] < 1:
             raise ValueError(f"x must hold at least one token, got shape {_shape(x)}")
-        weight_dtype = self.w_o.weight.dtype
-        if x.dtype != weight_dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the module's weights are {weight_dtype}; convert one of them")
-        if isinstance(start_pos, bool) or not isinstance(start_pos, int) or start_pos < 0:
-            raise ValueError(f"start_pos must be an int ≥ 0, got {start_pos!r}")
+        check_dtype(x, self)
+        check_mask(mask, x)
+        if cache is not None and not isinstance(cache, MLACache):
+            raise TypeError(f"cache must be an MLACache (see new_cache), got {type(cache).__name__}")
+        if start_pos is None:
+            start_pos = 0 if cache is None else cache.length
+        check_int(start_pos=start_pos, minimum=0)
         if cache is not None:
-            if not isinstance(cache, MLACache):
-                raise TypeError(f"cache must be an MLACache (see new_cache), got {type(cache).__name__}")
+            if mask is not None:
+                raise ValueError("a cache is for decoding whole sequences: pass no mask with it")
             cache.check(x, start_pos, self.mode)
             expected = self.cache_shapes(cache.batch, cache.max_len)
             got = {k: tuple(b.shape) for k, b in cache.buffers.items()}
             if got != expected:
                 raise ValueError(f"cache buffers {got} do not fit this module's config (expected {expected})")
+        return start_pos
 
 
 # --- why RoPE is decoupled --------------------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
 """Tests for lattn.mla: DeepSeek Multi-head Latent Attention, its KV cache and its accounting.
 
-References: an independent float64 re-implementation (per-head loops, complex-number RoPE), the two modes against
-each other, full forwards against cached ones, and the DeepSeek-V2/V3 papers' numbers.
+References: the two modes against each other, full forwards against cached ones, and the DeepSeek-V2/V3 papers'
+numbers; the independent float64 re-implementations (and the shared configs) live in tests/test_mla_reference.py.
 """
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
+from conftest import assert_close, max_diff
+from test_mla_reference import CONFIGS, TINY, make, tokens
 
 from lattn.mla import (
     KV_KINDS,
@@ -19,94 +19,15 @@ from lattn.mla import (
     MLAConfig,
     MultiHeadLatentAttention,
     absorption_gap,
-    apply_rope,
     chunk_causal_mask,
     kv_cache_bytes,
     kv_elements_per_token,
 )
 
-# d_cq > 0 (V2/V3-style query compression) and d_cq = 0 (V2-Lite-style); all widths differ to catch transposes
-TINY = MLAConfig(dim=20, heads=3, d_h=4, d_c=10, d_rope=6, d_cq=8)
-TINY_LITE = MLAConfig(dim=16, heads=2, d_h=6, d_c=7, d_rope=4, d_cq=0)
-CONFIGS = [pytest.param(TINY, id="q-compressed"), pytest.param(TINY_LITE, id="no-q-compression")]
-
-
-def make(config: MLAConfig, dtype=torch.float64, seed: int = 0, mode: str = "absorbed") -> MultiHeadLatentAttention:
-    torch.manual_seed(seed)
-    m = MultiHeadLatentAttention(config, mode=mode).to(dtype)
-    with torch.no_grad():  # RMSNorm weights start at 1; perturb them so a wrong norm cannot hide
-        for norm in (m.kv_norm, m.q_norm):
-            if norm is not None:
-                norm.weight.uniform_(0.5, 1.5)
-    return m
-
-
-def tokens(config: MLAConfig, B: int = 2, N: int = 7, dtype=torch.float64, seed: int = 1) -> torch.Tensor:
-    return torch.randn(B, N, config.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor, what: str = "") -> float:
-    """Max |a − b| (printed with the mean, so a failing run shows how far off it was)."""
-    d = (a.double() - b.double()).abs()
-    print(f"{what}: max diff {d.max().item():.3e}, mean {d.mean().item():.3e}")
-    return d.max().item()
-
 
 def run(m: MultiHeadLatentAttention, x: torch.Tensor, mode: str, **kw):
     m.mode = mode
     return m(x, **kw)
-
-
-# --- an independent reference -----------------------------------------------------------------------------------------
-def rope_complex(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """RoPE as complex multiplication: feature pair (i, i + d/2) is the complex number x_i + j·x_{i+d/2}."""
-    d = x.shape[-1]
-    freq = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-    z = torch.complex(x[..., : d // 2], x[..., d // 2 :]) * torch.polar(
-        torch.ones(len(positions), d // 2, dtype=torch.float64), positions[:, None].double() * freq
-    ).view(len(positions), *([1] * (x.dim() - 2)), d // 2)
-    return torch.cat([z.real, z.imag], dim=-1)
-
-
-def reference_mla(m: MultiHeadLatentAttention, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-    """Equations 9-19 of DeepSeek-V2 written out token by token and head by head, in float64."""
-    c = m.config
-    B, N, _ = x.shape
-    W = {name: p.detach().double() for name, p in m.named_parameters()}
-    x = x.double()
-
-    def rms(t, w):
-        return t / t.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt() * w
-
-    pos = torch.arange(start_pos, start_pos + N)
-    src = rms(x @ W["w_dq.weight"].T, W["q_norm.weight"]) if c.d_cq else x
-    q_c = (src @ W["w_uq.weight"].T).view(B, N, c.heads, c.d_h)
-    q_r = rope_complex((src @ W["w_qr.weight"].T).view(B, N, c.heads, c.d_rope).transpose(0, 1), pos, c.rope_theta)
-    q_r = q_r.transpose(0, 1)  # (B, N, H, d_rope)
-    c_kv = rms(x @ W["w_dkv.weight"].T, W["kv_norm.weight"])  # (B, N, d_c)
-    k_r = rope_complex((x @ W["w_kr.weight"].T).transpose(0, 1), pos, c.rope_theta).transpose(0, 1)  # (B, N, d_rope)
-    k_c = (c_kv @ W["w_uk.weight"].T).view(B, N, c.heads, c.d_h)
-    v = (c_kv @ W["w_uv.weight"].T).view(B, N, c.heads, c.d_h)
-    out = torch.zeros(B, N, c.heads, c.d_h, dtype=torch.float64)
-    for b in range(B):
-        for i in range(N):
-            for h in range(c.heads):
-                scores = torch.tensor(
-                    [
-                        (q_c[b, i, h] @ k_c[b, j, h] + q_r[b, i, h] @ k_r[b, j]) / math.sqrt(c.d_h + c.d_rope)
-                        for j in range(i + 1)
-                    ]
-                )
-                w = torch.exp(scores - scores.max())
-                out[b, i, h] = (w / w.sum()) @ v[b, : i + 1, h]
-    return out.reshape(B, N, -1) @ W["w_o.weight"].T
-
-
-@pytest.mark.parametrize("config", CONFIGS)
-@pytest.mark.parametrize("mode", MODES)
-def test_matches_independent_reference(config, mode):
-    m, x = make(config, mode=mode), tokens(config, N=5)
-    assert max_diff(m(x), reference_mla(m, x), mode) < 1e-12
 
 
 # --- the two modes agree ----------------------------------------------------------------------------------------------
@@ -119,8 +40,8 @@ def test_naive_equals_absorbed_float64_prefill_and_decode(config, seed):
     for mode in MODES:
         m.mode = mode
         cache = m.new_cache(2, 6)
-        m(x[:, :5], cache)
-        steps[mode] = m(x[:, 5:], cache, start_pos=5)  # one decode step
+        m(x[:, :5], cache=cache)
+        steps[mode] = m(x[:, 5:], cache=cache, start_pos=5)  # one decode step
     assert max_diff(steps["naive"], steps["absorbed"], "decode") <= 1e-10
 
 
@@ -137,8 +58,8 @@ def test_naive_equals_absorbed_bfloat16_cosine():
     for mode in MODES:
         m.mode = mode
         cache = m.new_cache(2, 13)
-        prefill = m(x, cache)
-        decode = m(tokens(config, N=1, dtype=torch.bfloat16, seed=5), cache, start_pos=12)
+        prefill = m(x, cache=cache)
+        decode = m(tokens(config, N=1, dtype=torch.bfloat16, seed=5), cache=cache, start_pos=12)
         outs[mode] = torch.cat([prefill, decode], 1).double().flatten()
     cos = torch.nn.functional.cosine_similarity(outs["naive"], outs["absorbed"], dim=0).item()
     print(f"bf16 cosine similarity naive vs absorbed: {cos:.6f}")
@@ -168,7 +89,7 @@ def test_step_by_step_decode_equals_full_forward(config, mode):
     m, x = make(config, mode=mode), tokens(config, N=7)
     full = m(x)
     cache = m.new_cache(2, 7)
-    steps = torch.cat([m(x[:, t : t + 1], cache, start_pos=t) for t in range(7)], dim=1)
+    steps = torch.cat([m(x[:, t : t + 1], cache=cache, start_pos=t) for t in range(7)], dim=1)
     assert cache.length == 7
     assert max_diff(steps, full, "decode") < 1e-12
 
@@ -179,12 +100,12 @@ def test_chunked_prefill_at_nonzero_start_equals_full_forward(config, mode):
     m, x = make(config, mode=mode), tokens(config, N=9)
     full = m(x)
     cache = m.new_cache(2, 12)
-    parts = [m(x[:, :3], cache), m(x[:, 3:7], cache, start_pos=3), m(x[:, 7:], cache, start_pos=7)]
+    parts = [m(x[:, :3], cache=cache), m(x[:, 3:7], cache=cache, start_pos=3), m(x[:, 7:], cache=cache, start_pos=7)]
     assert max_diff(torch.cat(parts, 1), full, "chunks 3+4+2") < 1e-12
     # the chunk's own mask: with start_pos = 3, its maps see the 3 cached keys and its own lower triangle
     cache = m.new_cache(2, 12)
-    m(x[:, :3], cache)
-    _, maps = m(x[:, 3:7], cache, start_pos=3, return_maps=True)
+    m(x[:, :3], cache=cache)
+    _, maps = m(x[:, 3:7], cache=cache, start_pos=3, return_maps=True)
     assert maps.shape == (2, config.heads, 4, 7)
     assert torch.equal(maps[0, 0] > 0, chunk_causal_mask(3, 4))
 
@@ -192,9 +113,9 @@ def test_chunked_prefill_at_nonzero_start_equals_full_forward(config, mode):
 def test_rewinding_the_cache_rewrites_positions():
     m, x = make(TINY), tokens(TINY, N=5)
     cache = m.new_cache(2, 5)
-    m(x, cache)
+    m(x, cache=cache)
     other = tokens(TINY, N=2, seed=9)
-    again = m(other, cache, start_pos=3)  # overwrite the last two positions
+    again = m(other, cache=cache, start_pos=3)  # overwrite the last two positions
     assert cache.length == 5
     assert max_diff(again, m(torch.cat([x[:, :3], other], 1))[:, 3:], "rewind") < 1e-12
 
@@ -207,13 +128,43 @@ def test_without_cache_start_pos_only_shifts_rope_which_is_relative():
 def test_absorbed_cache_holds_exactly_the_latent_and_rotary_key():
     m, x = make(TINY), tokens(TINY, N=4)
     cache = m.new_cache(2, 6)
-    m(x, cache)
+    m(x, cache=cache)
     c_kv, k_r = m.latents(x, torch.arange(4))
     assert cache.c_kv.shape == (2, 4, TINY.d_c) and cache.k_rope.shape == (2, 4, TINY.d_rope)
     assert torch.equal(cache.c_kv, c_kv) and torch.equal(cache.k_rope, k_r)
     with pytest.raises(ValueError, match="holds"):
         m.mode = "naive"
         _ = m.new_cache(2, 6).c_kv
+
+
+# --- the calling convention ------------------------------------------------------------------------------------------
+def test_class_attributes_and_causal_keyword():
+    m, x = make(TINY), tokens(TINY, N=5)
+    assert (MultiHeadLatentAttention.is_causal, MultiHeadLatentAttention.returns_tokens) == (True, True)
+    assert MultiHeadLatentAttention.stages == ()
+    assert torch.equal(m(x, causal=True), m(x))  # always causal: the keyword is accepted and changes nothing
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_decode_after_prefill_without_start_pos_equals_full_forward(mode):
+    """Issue 12: start_pos defaults to the cache's length (it used to default to 0 and truncate the cache)."""
+    m, x = make(TINY, mode=mode), tokens(TINY, N=7)
+    cache = m.new_cache(2, 8)
+    parts = [m(x[:, :4], cache=cache), m(x[:, 4:5], cache=cache), m(x[:, 5:], cache=cache)]
+    assert cache.length == 7
+    assert_close(torch.cat(parts, 1), m(x), 1e-12, "prefill 4 + decode 1 + chunk 2, no start_pos")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_padding_mask_padded_tokens_take_no_part(mode):
+    m, x = make(TINY, mode=mode), tokens(TINY, N=6)
+    mask = torch.tensor([[True] * 6, [False, False] + [True] * 4])  # sequence 1: two pad tokens on the left
+    x[1, :2] = float("nan")  # whatever a padded token holds reaches no product
+    out, maps = m(x, mask=mask, return_maps=True)
+    assert_close(out[0], m(x[:1])[0], 1e-12, "unpadded sequence unchanged")
+    assert_close(out[1, 2:], m(x[1:, 2:])[0], 1e-12, "padded sequence = its real tokens alone")  # RoPE is relative
+    assert torch.equal(out[1, :2], torch.zeros(2, TINY.dim)) and (maps[1, :, :, :2] == 0).all()
+    assert_close(m(x, mask=mask), out, 1e-12, "fast path = teaching path")
 
 
 # --- causality --------------------------------------------------------------------------------------------------------
@@ -236,18 +187,6 @@ def test_chunk_causal_mask_hand_example():
 
 
 # --- RoPE and the reason it is decoupled ------------------------------------------------------------------------------
-def test_apply_rope_matches_complex_rotation_and_is_relative():
-    g = torch.Generator().manual_seed(0)
-    q, k = torch.randn(2, 8, generator=g, dtype=torch.float64), torch.randn(2, 8, generator=g, dtype=torch.float64)
-    pos = torch.tensor([3, 11])
-    assert max_diff(apply_rope(q, pos), rope_complex(q, pos, 10000.0), "rope vs complex") < 1e-14
-    rq = lambda t, p: apply_rope(t[None], torch.tensor([p]))[0]
-    # the score depends on the offset only: (3, 11) and (103, 111) give the same dot product
-    assert abs(rq(q[0], 3) @ rq(k[0], 11) - rq(q[0], 103) @ rq(k[0], 111)) < 1e-12
-    assert abs(rq(q[0], 3) @ rq(k[0], 11) - rq(q[0], 3) @ rq(k[0], 12)) > 1e-3
-    assert torch.allclose(apply_rope(q, pos).norm(dim=-1), q.norm(dim=-1))  # a rotation keeps lengths
-
-
 def test_rope_on_the_up_projected_key_breaks_absorption():
     """Associativity lets W_UK move to the query side only while nothing position-dependent sits between W_UK and
     c_KV; RoPE on k_C = W_UK·c_KV puts R_j (the key's position) there, so the absorbed shortcut is wrong."""
@@ -339,11 +278,14 @@ def test_scaled_keeps_the_ratios():
     ("changes", "error", "match"),
     [
         ({"d_rope": 5}, ValueError, "d_rope must be even"),
-        ({"d_c": 0}, ValueError, "d_c must be ≥ 1"),
-        ({"heads": -2}, ValueError, "heads must be ≥ 1"),
-        ({"d_cq": -1}, ValueError, "d_cq must be ≥ 0"),
-        ({"d_h": 4.0}, TypeError, "d_h must be an int"),
-        ({"layers": True}, TypeError, "layers must be an int"),
+        ({"d_c": 0}, ValueError, "MLAConfig.d_c must be an integer ≥ 1"),
+        ({"heads": -2}, ValueError, "MLAConfig.heads must be an integer ≥ 1"),
+        ({"d_cq": -1}, ValueError, r"MLAConfig.d_cq \(0 = no query compression\) must be an integer ≥ 0"),
+        ({"d_h": 4.0}, TypeError, "MLAConfig.d_h must be an integer"),
+        ({"layers": True}, TypeError, "MLAConfig.layers must be an integer"),
+        ({"heads": True}, TypeError, "MLAConfig.heads must be an integer"),
+        ({"dim": 64.0}, TypeError, "MLAConfig.dim must be an integer"),
+        ({"d_rope": "2"}, TypeError, "MLAConfig.d_rope must be an integer"),
         ({"rope_theta": 0.0}, ValueError, "rope_theta"),
     ],
 )
@@ -383,10 +325,20 @@ def test_bad_inputs_to_forward():
         (lambda: m(x[0]), ValueError, r"3-D \(B, N, dim=20\)"),
         (lambda: m(x[..., :5]), ValueError, "last dimension must be dim=20"),
         (lambda: m(x[:, :0]), ValueError, "at least one token"),
-        (lambda: m(x.float()), TypeError, "weights are torch.float64"),
+        (lambda: m(x.float()), TypeError, r"x has dtype torch.float32 but the module's weights are torch.float64"),
+        (lambda: make(TINY, torch.float32)(x), TypeError, r"float64 but the module's weights are torch.float32.*x.to"),
         (lambda: m(x.long()), TypeError, "floating-point"),
-        (lambda: m(x, start_pos=-1), ValueError, "start_pos must be an int ≥ 0"),
+        (lambda: m(x, start_pos=-1), ValueError, "start_pos must be an integer ≥ 0"),
+        (lambda: m(x, start_pos=1.0), TypeError, "start_pos must be an integer"),
         (lambda: m(x, cache="cache"), TypeError, "MLACache"),
+        (lambda: m(x, m.new_cache(2, 6)), TypeError, "positional argument"),  # keyword-only after x
+        (
+            lambda: m(x, mask=torch.ones(2, 3, dtype=torch.bool)),
+            ValueError,
+            r"mask must have shape \(B, N\) = \(2, 4\)",
+        ),
+        (lambda: m(x, mask=torch.ones(2, 4)), ValueError, "mask must have dtype torch.bool"),
+        (lambda: m(x, mask=torch.ones(2, 4, dtype=torch.bool), cache=m.new_cache(2, 6)), ValueError, "no mask"),
     ]
     for call, error, match in cases:
         with pytest.raises(error, match=match):
@@ -397,20 +349,20 @@ def test_bad_cache_use():
     m = make(TINY)
     x = tokens(TINY, N=4)
     cache = m.new_cache(2, 6)
-    m(x, cache)
+    m(x, cache=cache)
     with pytest.raises(ValueError, match="cache overflow: writing 4 tokens at start_pos=4 needs 8 slots"):
-        m(x, cache, start_pos=4)
+        m(x, cache=cache)  # start_pos defaults to the cache's length, 4
     with pytest.raises(ValueError, match="would leave a gap"):
-        m(x[:, :1], cache, start_pos=5)
+        m(x[:, :1], cache=cache, start_pos=5)
     with pytest.raises(ValueError, match="batch 1 but the cache was allocated for batch 2"):
-        m(x[:1, :1], cache, start_pos=4)
+        m(x[:1, :1], cache=cache)
     with pytest.raises(TypeError, match=r"cache holds torch\.float32"):
-        m(x[:, :1], m.new_cache(2, 6, dtype=torch.float32))
+        m(x[:, :1], cache=m.new_cache(2, 6, dtype=torch.float32))
     m.mode = "naive"
     with pytest.raises(ValueError, match="made for mode='absorbed'"):
-        m(x[:, :1], cache, start_pos=4)
+        m(x[:, :1], cache=cache)
     other = make(MLAConfig(dim=20, heads=3, d_h=4, d_c=12, d_rope=6))  # same dim, wider latent
     with pytest.raises(ValueError, match="do not fit"):
         m.mode = "absorbed"
-        m(x[:, :1], other.new_cache(2, 6))
+        m(x[:, :1], cache=other.new_cache(2, 6))
     assert isinstance(cache, MLACache) and cache.length == 4  # failed calls wrote nothing
