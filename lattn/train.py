@@ -1,4 +1,5 @@
-"""A small, deterministic training loop, the tagger model the lessons train, and the mixers it compares.
+"""The package's one training loop (:func:`fit`, used by the tagger here and the LM in :mod:`lattn.lm`), the tagger
+model the lessons train, and the mixers it compares.
 
 ``Tagger`` = input projection → one attention *mixer* (with a residual) → MLP head, giving per-token logits.
 Swapping the mixer is the only difference between the models the notebooks compare:
@@ -23,12 +24,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .attention import MultiHeadAttention, check_mask, check_tokens, fused_attention, merge_heads, scaled_dot_product
+from .attention import Attention, MultiHeadAttention, check_int, check_tokens
 from .latent import LatentAttention
 from .tasks import Batch
 
@@ -41,7 +43,10 @@ __all__ = [
     "WindowAttention",
     "count_parameters",
     "evaluate",
+    "fit",
+    "latent_profile",
     "latent_roles",
+    "token_rows",
     "train",
 ]
 
@@ -51,8 +56,9 @@ Task = Callable[[int, torch.Generator], Batch]
 class Tagger(nn.Module):
     """Per-token classifier around one attention mixer.
 
-    ``forward(x (B, N, in_dim), mask (B, N)) → logits (B, N, num_classes)``; ``return_maps=True`` also returns the
-    mixer's maps. The mixer maps (B, N, dim) → (B, N, dim) and accepts ``mask`` and ``return_maps``.
+    ``forward(x (B, N, in_dim), *, mask (B, N) = None, return_maps=False) → logits (B, N, num_classes)``;
+    ``return_maps=True`` also returns the mixer's maps. The mixer follows the package's calling convention:
+    ``mixer(x (B, N, dim), *, mask, return_maps) → (B, N, dim)``.
     """
 
     def __init__(self, in_dim: int, dim: int, num_classes: int, mixer: nn.Module) -> None:
@@ -62,7 +68,7 @@ class Tagger(nn.Module):
         self.mixer = mixer
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, num_classes))
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, return_maps: bool = False):
+    def forward(self, x: Tensor, *, mask: Tensor | None = None, return_maps: bool = False):
         h = self.embed(x)  # (B, N, dim)
         mixed = self.mixer(self.norm(h), mask=mask, return_maps=return_maps)
         mixed, maps = mixed if return_maps else (mixed, None)
@@ -73,40 +79,36 @@ class Tagger(nn.Module):
 class NoMixer(nn.Module):
     """No context: every token's mixer output is zero, so the tagger sees each token alone. (B, N, D) → zeros."""
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, return_maps: bool = False):
+    is_causal = True  # trivially: nothing is read from any other position
+    returns_tokens = True
+    stages = ()
+
+    def forward(self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False):
         out = torch.zeros_like(x)  # (B, N, D)
         return (out, None) if return_maps else out
 
 
 class WindowAttention(MultiHeadAttention):
     """Purely local attention: like :class:`~lattn.attention.MultiHeadAttention`, but token i sees only the tokens
-    j with |i − j| ≤ ``window``. Computed here with a band mask (O(N²) work, kept simple: it is a baseline).
+    j with |i − j| ≤ ``window``: the attention layer with a band ``attn_mask`` (O(N²) work, kept simple: it is a
+    baseline).
 
-    ``forward(x (B, N, dim), mask (B, N), return_maps)`` → (B, N, dim) [, maps (B, H, N, N)].
+    ``forward(x (B, N, dim), *, mask (B, N) = None, causal=False, return_maps=False)`` → (B, N, dim)
+    [, maps (B, H, N, N)].
     """
 
     def __init__(self, dim: int, heads: int = 1, *, window: int) -> None:
         super().__init__(dim, heads)
-        if window < 0:
-            raise ValueError(f"window must be ≥ 0, got {window}")
+        check_int(window=window, minimum=0)
         self.window = window
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, return_maps: bool = False):
+    def forward(
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         check_tokens(x, self.dim)
-        check_mask(mask, x)
-        pos = torch.arange(x.shape[1], device=x.device)
-        allowed = (pos[:, None] - pos[None, :]).abs() <= self.window  # (N, N) the band
-        if mask is not None:
-            allowed = allowed & mask[:, None, None, :]  # (B, 1, N, N)
-        q, k, v = self.project(x)  # (B, H, N, dh) each
-        if return_maps:
-            out, maps = scaled_dot_product(q, k, v, allowed)  # (B, H, N, dh), (B, H, N, N)
-        else:
-            out = fused_attention(q, k, v, allowed)
-        out = self.to_out(merge_heads(out))  # (B, N, dim)
-        if mask is not None:
-            out = out * mask[..., None]
-        return (out, maps) if return_maps else out
+        pos = torch.arange(x.shape[1], device=x.device)  # (N,)
+        band = (pos[:, None] - pos[None, :]).abs() <= self.window  # (N, N) True = within the window
+        return Attention.forward(self, x, mask=mask, attn_mask=band, causal=causal, return_maps=return_maps)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, heads={self.heads}, window={self.window}"
@@ -117,22 +119,25 @@ class StackedAttention(nn.Module):
     the parameter count of latent attention, whose three stages are three attention steps in a row.
 
     ``h₁ = x + A₁(x)``, ``h₂ = h₁ + A₂(LN(h₁))``, …, output ``A_L(LN(h_{L−1}))`` (the tagger adds the residual).
-    ``forward(x (B, N, dim), mask, return_maps)`` → (B, N, dim) [, tuple of L maps (B, H, N, N)].
+    ``forward(x (B, N, dim), *, mask=None, causal=False, return_maps=False)`` → (B, N, dim)
+    [, tuple of L maps (B, H, N, N)].
     """
+
+    is_causal = True  # causal=True makes every layer causal
+    returns_tokens = True
 
     def __init__(self, dim: int, heads: int = 1, layers: int = 3) -> None:
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"layers must be ≥ 1, got {layers}")
+        check_int(layers=layers)
         self.layers = nn.ModuleList(MultiHeadAttention(dim, heads) for _ in range(layers))
         # no affine weights: then the parameter count is exactly layers × MultiHeadAttention's
         self.norms = nn.ModuleList(nn.LayerNorm(dim, elementwise_affine=False) for _ in range(layers - 1))
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, return_maps: bool = False):
+    def forward(self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False):
         h, maps = x, []
         for i, layer in enumerate(self.layers):
             inp = h if i == 0 else self.norms[i - 1](h)  # the tagger already normalised x
-            out = layer(inp, mask=mask, return_maps=return_maps)
+            out = layer(inp, mask=mask, causal=causal, return_maps=return_maps)
             if return_maps:
                 out, m = out
                 maps.append(m)
@@ -212,16 +217,116 @@ def latent_roles(write: Tensor, role: Tensor, num_roles: int, per_token: bool = 
     return mass / mass.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
+def token_rows(maps, stage: str) -> Tensor:
+    """One stage of :class:`~lattn.latent.LatentMaps` with tokens along the rows: write / broadcast (B, H, N, M),
+    gather transposed (B, H, N, M), or ``"effective"`` broadcast @ gather (B, H, N, N)."""
+    if stage == "effective":
+        return maps.effective()  # (B, H, N, N)
+    m = getattr(maps, stage)
+    return m.transpose(-1, -2) if stage == "gather" else m  # (B, H, N, M)
+
+
+@torch.no_grad()
+def latent_profile(model: nn.Module, task, size: int = 64, seed: int = 2024) -> dict[str, Tensor]:
+    """Per stage (write / gather / broadcast), (H, M, G): the share of each latent's weight per token group of a
+    trained latent tagger, over one batch of ``size`` sequences of ``task`` (which gives ``groups(batch)``),
+    weighted per token (:func:`latent_roles` with ``per_token=True``)."""
+    batch = task(size, torch.Generator().manual_seed(seed))
+    labels, names = task.groups(batch)
+    _, maps = model(batch.x, mask=batch.mask, return_maps=True)
+    stages = ("write", "gather", "broadcast")
+    return {s: latent_roles(token_rows(maps, s), labels, len(names), per_token=True) for s in stages}
+
+
 @dataclass
 class History:
-    """Per-step training loss and accuracy (fraction of the scored tokens tagged right), and the wall time.
+    """What a run of :func:`fit` recorded: the training loss (and accuracy, where the task has one) per step, the
+    validation loss at ``val_steps``, the training tokens and the wall time of the training steps.
 
     ``seconds`` depends on the machine, so it takes no part in comparisons (``==``) of histories.
     """
 
     loss: list[float] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
-    seconds: float = field(default=0.0, compare=False)  # wall time of the whole run
+    accuracy: list[float] = field(default_factory=list)  # per step, fraction of the scored tokens right (tagger)
+    val_steps: list[int] = field(default_factory=list)  # steps after which the validation loss was measured
+    val_loss: list[float] = field(default_factory=list)
+    tokens: int = 0  # training tokens processed (B·N per step)
+    seconds: float = field(default=0.0, compare=False)  # wall time of the training steps (validation excluded)
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Training throughput: tokens (forward + backward + update) per second of wall time."""
+        return self.tokens / self.seconds if self.seconds else float("nan")
+
+
+LossFn = Callable[[nn.Module, Any], tuple[Tensor, float | None, int]]  # (model, batch) → (loss, accuracy, tokens)
+
+
+def fit(
+    model: nn.Module,
+    next_batch: Callable[[torch.Generator], Any],
+    loss_fn: LossFn,
+    steps: int,
+    *,
+    lr: float,
+    seed: int = 0,
+    min_lr: float | None = None,
+    clip: float | None = None,
+    validate: Callable[[], float] | None = None,
+    eval_every: int = 0,
+    progress: bool = True,
+    desc: str = "training",
+) -> History:
+    """THE training loop of the package: ``steps`` AdamW steps (weight decay 0.01) on fresh batches, no early stop.
+
+    ``next_batch(generator) → batch`` draws from a generator seeded with ``seed`` (deterministic on the CPU);
+    ``loss_fn(model, batch) → (loss, accuracy or None, tokens)``. ``min_lr``: None = constant ``lr``, else a cosine
+    decay from ``lr`` to ``min_lr`` over the budget. ``clip``: clip the gradient norm to it. ``validate() → loss``
+    runs before the first step, every ``eval_every`` steps and after the last (``eval_every`` > 0). A tqdm bar
+    shows the loss unless ``progress=False``; the model is left in eval mode.
+    """
+    check_int(steps=steps)
+    check_int(eval_every=eval_every, minimum=0)
+    if eval_every and validate is None:
+        raise ValueError("eval_every > 0 needs a validate() function")
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = None if min_lr is None else torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=min_lr)
+    history = History()
+    eval_seconds = 0.0
+
+    def run_validation(step: int) -> None:
+        nonlocal eval_seconds
+        start = time.perf_counter()
+        history.val_steps.append(step)
+        history.val_loss.append(validate())
+        eval_seconds += time.perf_counter() - start
+        model.train()
+
+    start = time.perf_counter()
+    if eval_every:
+        run_validation(0)
+    model.train()
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        loss, acc, tokens = loss_fn(model, next_batch(g))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        history.loss.append(loss.item())
+        history.tokens += tokens
+        if acc is not None:
+            history.accuracy.append(acc)
+        if eval_every and (step % eval_every == 0 or step == steps):
+            run_validation(step)
+        bar.set_postfix(loss=f"{loss.item():.3f}", **({} if acc is None else {"acc": f"{acc:.2f}"}), refresh=False)
+    history.seconds = time.perf_counter() - start - eval_seconds  # training time only
+    model.eval()
+    return history
 
 
 def _loss_and_accuracy(model: nn.Module, batch: Batch) -> tuple[Tensor, float]:
@@ -248,36 +353,23 @@ def train(
     desc: str = "training",
     cosine: bool = False,
 ) -> History:
-    """Train ``model`` on fresh batches of ``task`` for a fixed budget of ``steps`` (AdamW, no early stopping).
+    """Train a tagger on fresh batches of ``task`` for a fixed budget of ``steps`` (AdamW, through :func:`fit`).
 
     ``task`` is any callable ``(batch_size, generator) → Batch`` whose targets ``model(batch.x, mask=batch.mask)``
     scores with logits (B, N, C) (per-token targets (B, N), only ``batch.scored`` tokens count) or (B, C) (one
     target per sequence). ``cosine=True`` decays the learning rate to 0 along a cosine over the budget.
     Deterministic on the CPU: the data come from a generator seeded with ``seed`` (initialise the model with its
-    own seed). Returns the :class:`History`.
+    own seed). Returns the :class:`History` (loss and accuracy per step).
     """
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be ≥ 1, got steps={steps}, batch_size={batch_size}")
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    history = History()
-    model.train()
-    start = time.perf_counter()
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine else None
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
-    for _ in bar:
-        loss, acc = _loss_and_accuracy(model, task(batch_size, g))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        history.loss.append(loss.item())
-        history.accuracy.append(acc)
-        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", refresh=False)
-    history.seconds = time.perf_counter() - start
-    model.eval()
-    return history
+    check_int(batch_size=batch_size)
+
+    def loss(model: nn.Module, batch: Batch) -> tuple[Tensor, float, int]:
+        return (*_loss_and_accuracy(model, batch), batch.x.shape[0] * batch.x.shape[1])
+
+    return fit(
+        model, lambda g: task(batch_size, g), loss, steps, lr=lr, seed=seed, min_lr=0.0 if cosine else None,
+        progress=progress, desc=desc,
+    )  # fmt: skip
 
 
 @torch.no_grad()

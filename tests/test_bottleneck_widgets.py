@@ -9,7 +9,7 @@ from lattn.exercises import bottleneck as ex
 from lattn.experiments import bottleneck as bn
 from lattn.tasks import ClusterMajority, KeyValueRetrieval, slot_memory_accuracy
 from lattn.train import MixerSpec, latent_roles
-from lattn.widgets import bottleneck as wb
+from lattn.viz import bottleneck as vb
 from lattn.widgets.bottleneck import TrainedLatentExplorer
 
 TASKS = {"global": ClusterMajority(seq_len=16), "retrieval": KeyValueRetrieval(seq_len=16, num_facts=4)}
@@ -32,7 +32,7 @@ def test_explorer_follows_controls(explorer, tmp_path):
     assert e.png != png
     e.set(task="retrieval", stage="effective", head=1, example=3)
     assert e.state["map"].shape == (16, 16) and e.state["profile"] is None
-    assert not e.prof_im.get_visible()
+    assert not e.view.prof_im.get_visible()
     assert e.status.value.startswith(f"rendered {e.renders}:") and "task=retrieval" in e.status.value
     assert e.save(tmp_path / "t.png").stat().st_size > 1000
 
@@ -101,7 +101,7 @@ def test_latent_share_checker(capsys):
 @pytest.mark.parametrize("name", ["sweep", "capacity", "distil", "generalisation", "length"])
 def test_result_figures_draw_the_shipped_numbers(name):
     runs = bn.load()
-    fig = wb.length_figure(runs, bn.load(bn.TIMING_FILE)) if name == "length" else getattr(wb, f"{name}_figure")(runs)
+    fig = vb.length_figure(runs, bn.load(bn.TIMING_FILE)) if name == "length" else getattr(vb, f"{name}_figure")(runs)
     assert fig.axes and all(ax.lines or ax.patches for ax in fig.axes)
     if name == "sweep":  # the latent curve of the global panel is the stored mean accuracy per M
         line = fig.axes[0].lines[0]

@@ -1,22 +1,187 @@
-"""The character LM end to end: the shipped text and its split, training beats the unigram baseline,
-determinism, the shipped checkpoints reproduce their validation loss, the experiment script regenerates them."""
+"""lattn.lm, the character LM end to end: its forward against a hand-written float64 one, exact causality, cached =
+uncached generation, the shipped text and its split, training beats the unigram baseline, determinism, the shipped
+checkpoints reproduce their validation loss, the experiment script regenerates them."""
 
 import json
 import math
 
 import pytest
 import torch
+from conftest import assert_close
+from test_blocks import block_by_hand, layer_norm
 
 import lattn.experiments
 from lattn._cli import run_subcommands
-from lattn.blocks import CharLM, LMConfig, evaluate_lm, load_checkpoint, save_checkpoint, speed, train_lm
 from lattn.experiments import lm as experiment
+from lattn.lm import (
+    KINDS,
+    CharLM,
+    LMConfig,
+    cache_bytes,
+    evaluate_lm,
+    future_leak,
+    generate,
+    load_checkpoint,
+    sampling_probs,
+    save_checkpoint,
+    speed,
+    train_lm,
+)
 from lattn.lm_data import TEXT_FILE, CharCorpus, CharVocab, load_text
+
+CAUSAL = [k for k in KINDS if k != "latent"]
 
 
 @pytest.fixture(scope="module")
 def corpus() -> CharCorpus:
     return CharCorpus.load()
+
+
+def tiny(kind: str, seed: int = 0, **changes) -> CharLM:
+    sizes = dict(dim=16, heads=2, layers=2, context=12, num_latents=4, d_c=8, d_rope=4) | changes
+    return CharLM.build(LMConfig(11, kind=kind, **sizes), seed=seed).double().eval()
+
+
+def ids_of(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(11, shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --- the model ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_model_matches_a_hand_written_forward(kind):
+    """Embedding + positions → blocks (by hand, see test_blocks) → LayerNorm → logits, two blocks deep."""
+    model = tiny(kind, seed=3)
+    ids = ids_of(2, 9, seed=5)
+    with torch.no_grad():
+        h = model.embed.weight[ids] + model.pos.weight[:9]  # (B, N, D)
+        for block in model.blocks:
+            h = block_by_hand(block, h)
+        want = layer_norm(h, model.norm) @ model.head.weight.T + model.head.bias  # (B, N, V)
+        assert_close(model(ids), want, 1e-12, kind)
+
+
+# --- causality of every causal path ----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", CAUSAL)
+@pytest.mark.parametrize("position", [0, 5, 11])
+def test_causal_models_ignore_the_future_exactly(kind, position):
+    """Perturb one character: logits before it are bit-for-bit unchanged (float32, the fast paths)."""
+    model = CharLM.build(LMConfig(11, kind=kind, dim=16, heads=2, context=12, num_latents=4, d_c=8, d_rope=4))
+    leak = future_leak(model, ids_of(3, 12), position)
+    assert leak.shape == (12,)
+    assert torch.all(leak[:position] == 0), f"{kind}: earlier logits moved by {leak[:position].max():.3e}"
+    assert leak[position] > 0  # the changed position itself does see its input
+
+
+@pytest.mark.parametrize("kind", CAUSAL)
+def test_causal_through_the_cache_too(kind):
+    """The decoding path: logits of a prefix do not depend on what comes after it (nothing after is fed)."""
+    model = tiny(kind)
+    a, b = ids_of(2, 12, seed=1), ids_of(2, 12, seed=1)
+    b[:, 6:] = (b[:, 6:] + 3) % 11
+    ca, cb = model.new_cache(2), model.new_cache(2)
+    la = torch.cat([model(a[:, :4], cache=ca), model(a[:, 4:], cache=ca, start_pos=4)], 1)
+    lb = torch.cat([model(b[:, :4], cache=cb), model(b[:, 4:], cache=cb)], 1)  # start_pos = the cache's length
+    assert torch.equal(la[:, :6], lb[:, :6])
+    assert_close(la, model(a), 1e-12, "cached = forward")
+
+
+def test_naive_latent_decoder_leaks_the_future():
+    model = tiny("latent")
+    assert not model.is_causal and not model.can_cache
+    leak = future_leak(model, ids_of(1, 12), 8)
+    assert leak[:8].min() > 0, "every earlier position reads the latents, which the changed character wrote into"
+
+
+# --- generation -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", CAUSAL)
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_cached_generation_equals_uncached(kind, temperature):
+    """Prompt 5 + 15 new > context 12: covers prefill, one-character steps and the sliding window after."""
+    model = tiny(kind)
+    prompt = ids_of(2, 5, seed=2)
+    cached = generate(model, prompt, 15, temperature=temperature, seed=3, use_cache=True)
+    plain = generate(model, prompt, 15, temperature=temperature, seed=3, use_cache=False)
+    assert cached.shape == (2, 20)
+    assert torch.equal(cached[:, :5], prompt)
+    assert torch.equal(cached, plain)
+
+
+def test_generation_is_an_independent_greedy_loop():
+    """Greedy decoding = arg-max of the full forward over the last `context` characters, written out here."""
+    model = tiny("luna")
+    ids = ids_of(1, 4, seed=4)
+    want = ids
+    for _ in range(14):
+        nxt = model(want[:, -12:])[:, -1].argmax(-1, keepdim=True)
+        want = torch.cat([want, nxt], 1)
+    assert torch.equal(generate(model, ids, 14), want)
+    assert torch.equal(generate(tiny("latent"), ids, 3, use_cache=True)[:, :4], ids)  # no cache: falls back
+
+
+def test_sampling_follows_the_temperature():
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    assert torch.equal(sampling_probs(logits, 0.0), torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64))
+    assert_close(sampling_probs(logits, 2.0), (logits / 2).softmax(-1), 1e-7)
+    model = tiny("full")
+    draws = torch.stack([generate(model, ids_of(1, 3), 8, temperature=1.5, seed=s)[0] for s in range(6)])
+    assert len({tuple(d.tolist()) for d in draws}) > 1, "different seeds should sample different texts"
+    same = generate(model, ids_of(1, 3), 8, temperature=1.5, seed=0)
+    assert torch.equal(same[0], draws[0])
+
+
+def test_sampled_frequencies_match_the_probabilities():
+    """The inverse-CDF sampler draws each character with its probability (1,000 draws, 5 sigma)."""
+    from lattn.lm import _pick
+
+    logits = torch.tensor([[1.0, 0.0, -1.0, 0.5]]).expand(1000, 4)
+    counts = torch.bincount(_pick(logits, 1.0, torch.Generator().manual_seed(0)), minlength=4).double()
+    p = sampling_probs(logits[0], 1.0)
+    assert torch.all((counts / 1000 - p).abs() <= 5 * (p * (1 - p) / 1000).sqrt())
+
+
+def test_cache_bytes_grow_with_context_except_luna():
+    sizes = {kind: cache_bytes([b.new_cache(1, 1000) for b in tiny(kind).float().blocks]) for kind in CAUSAL}
+    assert sizes["full"] == 2 * 2 * 1000 * 16 * 4  # layers · (k + v) · L · D · float32
+    assert sizes["mla"] == 2 * 1000 * (8 + 4) * 4  # layers · L · (d_c + d_rope) · float32
+    assert sizes["luna"] == 2 * 3 * 2 * 4 * 8 * 4  # layers · 3 tensors · H · l · dh · float32, no L
+    with pytest.raises(TypeError, match="nbytes"):
+        cache_bytes([object()])
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda: LMConfig(10, kind="window"), ValueError, "kind must be one of"),
+        (lambda: LMConfig(10, dim=10, heads=4), ValueError, "divisible"),
+        (lambda: LMConfig(10, context=0), ValueError, "context"),
+        (lambda: LMConfig(10, layers=2.0), TypeError, "layers"),
+        (lambda: CharLM("full"), TypeError, "LMConfig"),
+        (lambda: tiny("full")(torch.randn(1, 4)), TypeError, "int64"),
+        (lambda: tiny("full")(ids_of(1, 13)), ValueError, "context of 12"),
+        (lambda: tiny("full")(torch.full((1, 3), 11)), ValueError, r"\[0, 11\)"),
+        (lambda: tiny("full")(ids_of(1, 3), start_pos=2), ValueError, "cache"),
+        (lambda: tiny("latent").new_cache(1), ValueError, "no decoding state"),
+        (lambda: future_leak(tiny("full"), ids_of(1, 5), 5), ValueError, "position"),
+        (lambda: generate(tiny("full"), ids_of(5), 3), ValueError, "prompt"),
+        (lambda: generate(tiny("full"), ids_of(1, 2), -1), ValueError, "max_new_tokens"),
+        (lambda: generate(tiny("full"), ids_of(1, 3), 2, temperature=-1.0), ValueError, "temperature"),
+        (lambda: sampling_probs(torch.zeros(3), -0.5), ValueError, "temperature"),
+    ],
+)
+def test_bad_input_is_explained(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+@pytest.mark.parametrize("kind", CAUSAL)
+def test_a_cache_cannot_skip_positions(kind):
+    """The cache knows its length: start_pos beyond it (a gap) is refused with a clear error."""
+    model = tiny(kind)
+    caches = model.new_cache(1)
+    model(ids_of(1, 3), cache=caches)
+    assert all(c.length == 3 for c in caches)
+    with pytest.raises(ValueError):
+        model(ids_of(1, 1), cache=caches, start_pos=5)
 
 
 # --- the text and its split -----------------------------------------------------------------------------------------
@@ -141,6 +306,10 @@ SHIPPED = sorted(experiment.DATA_DIR.glob("lm_*.pt"))
 
 
 def test_shipped_checkpoints_are_small_and_listed():
+    for path in SHIPPED:  # converted once to the block layout without adapters: blocks.N.attn.…
+        state = torch.load(path, weights_only=True)["state"]
+        assert not any(".mixer." in k for k in state) and any(k.startswith("blocks.0.attn.") for k in state)
+        assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
     assert {p.stem for p in SHIPPED} == {f"lm_{k}" for k in experiment.DEFAULT_KINDS}
     assert sum(p.stat().st_size for p in SHIPPED) < 1.5e6
     results = json.loads((experiment.DATA_DIR / experiment.RESULTS).read_text())

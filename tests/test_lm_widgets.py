@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from lattn.blocks import CharLM, LMConfig, future_leak, generate, sampling_probs
 from lattn.exercises import lm as ex
+from lattn.lm import CharLM, LMConfig, future_leak, generate, sampling_probs
 from lattn.lm_data import CharVocab
 from lattn.viz import text_panel, wrap_text
-from lattn.widgets.lm import GenerationExplorer, LeakExplorer, shown
+from lattn.viz.lm import shown
+from lattn.widgets.lm import GenerationExplorer, LeakExplorer
 
 VOCAB = CharVocab(" abcdefghij\n")
 

@@ -1,8 +1,11 @@
-"""lattn.train: the loop learns and is deterministic, the loss counts only scored tokens, and the baseline mixers
-agree with independent references."""
+"""lattn.train: the one loop (fit) equals a hand-written one, learns and is deterministic, the loss counts only scored
+tokens, and the tagger and the baseline mixers agree with hand-written float64 forwards."""
+
+import math
 
 import pytest
 import torch
+from conftest import assert_close
 from torch import nn
 
 from lattn.attention import MultiHeadAttention, scaled_dot_product
@@ -18,15 +21,10 @@ from lattn.train import (
     _loss_and_accuracy,
     count_parameters,
     evaluate,
+    fit,
     latent_roles,
     train,
 )
-
-
-def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
-    diff = (a.double() - b.double()).abs()
-    print(f"max |diff| {diff.max().item():.2e}, mean {diff.mean().item():.2e}")
-    return bool(diff.max() <= atol)
 
 
 def tiny_tagger(seed: int = 0, mixer: str = "latent") -> Tagger:
@@ -69,6 +67,40 @@ def test_tagger_seed_does_not_touch_the_global_random_state():
     tiny_tagger(seed=5)
     assert torch.equal(torch.rand(3), expected)
     assert all(torch.equal(a, b) for a, b in zip(tiny_tagger(5).parameters(), tiny_tagger(5).parameters()))
+
+
+def test_fit_equals_a_hand_written_loop():
+    """AdamW (weight decay 0.01), cosine decay to min_lr, gradient clipping, validation: the loop written out."""
+    X, Y = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), torch.randn(64, 1)
+
+    def next_batch(g):
+        return torch.randint(64, (8,), generator=g)
+
+    def loss_fn(model, idx):
+        return ((model(X[idx]) - Y[idx]) ** 2).mean(), None, len(idx)
+
+    torch.manual_seed(0)
+    model, ref = nn.Linear(3, 1), nn.Linear(3, 1)
+    ref.load_state_dict(model.state_dict())
+    history = fit(model, next_batch, loss_fn, 7, lr=0.1, seed=4, min_lr=0.01, clip=0.5,
+                  validate=lambda: ((model(X) - Y) ** 2).mean().item(), eval_every=3, progress=False)  # fmt: skip
+    g, opt, losses = torch.Generator().manual_seed(4), torch.optim.AdamW(ref.parameters(), lr=0.1), []
+    for step in range(7):
+        for group in opt.param_groups:  # cosine from lr to min_lr, closed form
+            group["lr"] = 0.01 + (0.1 - 0.01) * (1 + math.cos(math.pi * step / 7)) / 2
+        idx = next_batch(g)
+        loss = ((ref(X[idx]) - Y[idx]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
+        opt.step()
+        losses.append(loss.item())
+    assert history.loss == pytest.approx(losses, rel=1e-6)
+    assert_close(model.weight, ref.weight, 1e-6, "weights")
+    assert history.val_steps == [0, 3, 6, 7] and len(history.val_loss) == 4
+    assert history.tokens == 7 * 8 and history.accuracy == [] and history.tokens_per_s > 0
+    with pytest.raises(ValueError, match="validate"):
+        fit(model, next_batch, loss_fn, 2, lr=0.1, eval_every=1)
 
 
 def test_train_rejects_an_empty_budget():
@@ -115,7 +147,7 @@ def test_window_attention_covering_everything_is_full_attention():
     win, mha = WindowAttention(16, heads=2, window=10), MultiHeadAttention(16, heads=2)
     mha.load_state_dict(win.state_dict())
     x, mask = torch.randn(3, 7, 16), torch.rand(3, 7) > 0.2
-    assert close(win(x, mask=mask), mha(x, mask=mask))
+    assert_close(win(x, mask=mask), mha(x, mask=mask), 1e-5)
 
 
 def test_window_attention_band_against_a_reference():
@@ -129,10 +161,11 @@ def test_window_attention_band_against_a_reference():
     band = (i[:, None] - i[None, :]).abs() <= 1
     ref, _ = scaled_dot_product(q.double(), k.double(), v.double(), band)
     ref = win.to_out(ref.transpose(1, 2).reshape(2, 6, 8).float())
-    assert close(out, ref) and close(win(x), out)  # teaching path == fast path == reference
+    assert_close(out, ref, 1e-5, "teaching path")
+    assert_close(win(x), out, 1e-5, "fast path")  # teaching path == fast path == reference
     zero = WindowAttention(8, heads=2, window=0)
     _, v0 = zero.project(x)[1:]
-    assert close(zero(x), zero.to_out(v0.transpose(1, 2).reshape(2, 6, 8)))  # each token reads only itself
+    assert_close(zero(x), zero.to_out(v0.transpose(1, 2).reshape(2, 6, 8)), 1e-5)  # each token reads only itself
     with pytest.raises(ValueError, match="window"):
         WindowAttention(8, window=-1)
 
@@ -142,7 +175,7 @@ def test_stacked_attention_one_layer_is_mha_and_three_match_latent_parameters():
     one, mha = StackedAttention(16, heads=2, layers=1), MultiHeadAttention(16, heads=2)
     mha.load_state_dict(one.layers[0].state_dict())
     x = torch.randn(2, 5, 16)
-    assert close(one(x), mha(x))
+    assert_close(one(x), mha(x), 1e-5)
     three, latent = StackedAttention(32, 2, layers=3), LatentAttention(32, num_latents=4, heads=2)
     per_layer = count_parameters(MultiHeadAttention(32, 2))
     assert count_parameters(three) == count_parameters(latent, latents=False) == 3 * per_layer
@@ -157,7 +190,7 @@ def test_stacked_attention_by_hand():
     x = torch.randn(1, 4, 8)
     h1 = x + st.layers[0](x)
     expected = st.layers[1](nn.functional.layer_norm(h1, (8,)))
-    assert close(st(x), expected)
+    assert_close(st(x), expected, 1e-5)
 
 
 def test_no_mixer_gives_no_context():
@@ -181,6 +214,55 @@ def test_mixer_spec_builds_labels_and_validates():
         MixerSpec("latent")
 
 
+def attention_by_hand(mha, x, allowed=None):
+    """softmax(q·kᵀ/√dh) over the allowed keys, times v, heads merged, projected out; float64, written out."""
+    B, N, D = x.shape
+    H = mha.heads
+    q, k, v = (
+        (x @ lin.weight.T + lin.bias).view(B, N, H, D // H).transpose(1, 2) for lin in (mha.to_q, mha.to_k, mha.to_v)
+    )  # (B, H, N, dh) each
+    scores = q @ k.transpose(-1, -2) / math.sqrt(D // H)  # (B, H, N, N)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    read = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, N, D)
+    return read @ mha.to_out.weight.T + mha.to_out.bias
+
+
+def layer_norm(x, norm=None, eps=1e-5):
+    mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    y = (x - mean) / torch.sqrt(var + eps)
+    return y if norm is None or norm.weight is None else y * norm.weight + norm.bias
+
+
+@pytest.mark.parametrize("kind", ["full", "full3", "window", "none"])
+def test_tagger_matches_a_hand_written_forward(kind):
+    """embed → LN → mixer (+ residual) → LN → Linear → GELU → Linear, float64, mixers written out too."""
+    spec = {"full": MixerSpec("full"), "full3": MixerSpec("full", layers=3), "window": MixerSpec("window", window=1),
+            "none": MixerSpec("none")}[kind]  # fmt: skip
+    model = spec.tagger(ClusterMajority(seq_len=6), dim=8, heads=2, seed=1).double()
+    for p in model.parameters():
+        p.data += 0.1 * torch.randn_like(p)  # LayerNorm γ, β away from 1, 0
+    x = torch.randn(2, 6, 16, dtype=torch.float64)
+    h = x @ model.embed.weight.T + model.embed.bias
+    a, mixer = layer_norm(h, model.norm), model.mixer
+    i = torch.arange(6)
+    if kind == "full":
+        mixed = attention_by_hand(mixer, a)
+    elif kind == "window":
+        mixed = attention_by_hand(mixer, a, (i[:, None] - i[None, :]).abs() <= 1)
+    elif kind == "full3":
+        r = a + attention_by_hand(mixer.layers[0], a)
+        r = r + attention_by_hand(mixer.layers[1], layer_norm(r))
+        mixed = attention_by_hand(mixer.layers[2], layer_norm(r))
+    else:
+        mixed = torch.zeros_like(a)
+    t = layer_norm(h + mixed, model.head[0])
+    t = nn.functional.gelu(t @ model.head[1].weight.T + model.head[1].bias)
+    want = t @ model.head[3].weight.T + model.head[3].bias
+    with torch.no_grad():
+        assert_close(model(x), want, 1e-12, kind)
+
+
 def test_tagger_returns_the_mixer_maps():
     model = tiny_tagger()
     logits, maps = model(torch.randn(2, 12, 16), return_maps=True)
@@ -197,10 +279,10 @@ def test_latent_roles_by_hand():
     role = torch.tensor([[0, 0, 1, 1]])
     share = latent_roles(write, role, num_roles=3)
     assert share.shape == (1, 2, 3)
-    assert close(share[0], torch.tensor([[1.0, 0.0, 0.0], [0.25, 0.75, 0.0]]))
+    assert_close(share[0], torch.tensor([[1.0, 0.0, 0.0], [0.25, 0.75, 0.0]]), 1e-5)
     uneven = torch.tensor([[0, 1, 1, 1]])  # latent 1: 0.1 from the one role-0 token, 0.7 from three role-1 tokens
-    assert close(latent_roles(write, uneven, 2)[0, 1], torch.tensor([0.125, 0.875]))
-    assert close(latent_roles(write, uneven, 2, per_token=True)[0, 1], torch.tensor([0.3, 0.7]))  # 0.1/1 : 0.7/3
+    assert_close(latent_roles(write, uneven, 2)[0, 1], torch.tensor([0.125, 0.875]), 1e-5)
+    assert_close(latent_roles(write, uneven, 2, per_token=True)[0, 1], torch.tensor([0.3, 0.7]), 1e-5)  # 0.1/1 : 0.7/3
     with pytest.raises(ValueError, match="role"):
         latent_roles(write, role[:, :3], 3)
 

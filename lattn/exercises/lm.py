@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..blocks import CharLM, LMConfig, future_leak, sampling_probs
+from ..lm import CharLM, LMConfig, future_leak, sampling_probs
 from . import Verdict, run_check
 
 __all__ = ["check_cache_values", "check_leak_test", "check_sampling_probs"]
@@ -76,7 +76,7 @@ def check_sampling_probs(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     return run_check(
         fn,
         check,
-        "your probabilities match lattn.blocks.sampling_probs, greedy decoding included.",
+        "your probabilities match lattn.lm.sampling_probs, greedy decoding included.",
         "write probs(logits, temperature), then call check_sampling_probs(probs).",
     )
 

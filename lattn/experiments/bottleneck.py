@@ -53,6 +53,7 @@ __all__ = [
     "held_out_accuracy",
     "load",
     "make_task",
+    "mean_over_seeds",
     "register",
     "run_config",
     "select",
@@ -232,6 +233,13 @@ def curve(records: list[dict[str, Any]], x: str, y: str = "accuracy", **where: A
         groups.setdefault(_flat(r)[x], []).append(value)
     xs = sorted(groups)
     return xs, [sum(groups[v]) / len(groups[v]) for v in xs]
+
+
+def mean_over_seeds(records: list[dict[str, Any]], y: str = "accuracy", **where: Any) -> float | None:
+    """Mean of ``y`` over the seeds of the selected records (None if there are none), e.g. a baseline's accuracy:
+    ``mean_over_seeds(runs, part="sweep", task="global", label="full")``."""
+    _, ys = curve(records, "part", y, **where)
+    return ys[0] if ys else None
 
 
 def _main(args: argparse.Namespace) -> None:

@@ -1,11 +1,11 @@
 """``python -m lattn.experiments lm``: train notebook 06's character language models and ship them.
 
-One :class:`~lattn.blocks.CharLM` per kind of attention, same widths, data, seed and budget, trained on the shipped
-book (:mod:`lattn.lm_data`) with :func:`~lattn.blocks.train_lm`. Writes, under ``--out`` (default ``lattn/data``):
+One :class:`~lattn.lm.CharLM` per kind of attention, same widths, data, seed and budget, trained on the shipped
+book (:mod:`lattn.lm_data`) with :func:`~lattn.lm.train_lm`. Writes, under ``--out`` (default ``lattn/data``):
 
-* ``lm_<kind>.pt`` — config + float16 weights (:func:`~lattn.blocks.save_checkpoint`); ≈0.2 MB each;
+* ``lm_<kind>.pt`` — config + float16 weights (:func:`~lattn.lm.save_checkpoint`); ≈0.2 MB each;
 * ``lm_results.json`` — per kind: validation loss of the *shipped* (float16-rounded) weights, which
-  :func:`~lattn.blocks.load_checkpoint` + :func:`~lattn.blocks.evaluate_lm` reproduce; the validation curve;
+  :func:`~lattn.lm.load_checkpoint` + :func:`~lattn.lm.evaluate_lm` reproduce; the validation curve;
   parameters; training tokens/s on the machine that ran it (for the record only).
 
 Deterministic on the CPU: the same command gives the same weights and losses (timings aside). On a busy 2-core
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..blocks import (
+from ..lm import (
     KINDS,
     CharLM,
     LMConfig,

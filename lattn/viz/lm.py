@@ -1,0 +1,68 @@
+"""Figures of notebook 06's explorers: generated text with the next-character distribution, and the leak bars.
+
+Views draw once and update in place (``update(...)``); they take plain data (strings, arrays), never a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import text_panel, wrap_text
+
+__all__ = ["GenerationView", "LeakView", "shown"]
+
+
+def shown(c: str) -> str:
+    """A character as a readable label: space → '␣', newline → '⏎'."""
+    return {" ": "␣", "\n": "⏎"}.get(c, c)
+
+
+class GenerationView:
+    """Left: prompt + generated text, wrapped at ``wrap`` characters; right: the ``top_k`` most likely next characters
+    (horizontal bars). ``update(text, title, top_chars, top_probs, last_char)``."""
+
+    def __init__(self, fig: Figure, *, top_k: int = 12, wrap: int = 76) -> None:
+        self.top_k, self.wrap = top_k, wrap
+        ax_text, self.ax_bars = fig.subplots(1, 2, width_ratios=[2.6, 1])
+        self.text = text_panel("", ax_text, width=wrap, fontsize=10)
+        self.bars = self.ax_bars.barh(np.arange(top_k), np.zeros(top_k), color="tab:blue")
+        self.ax_bars.invert_yaxis()
+        self.ax_bars.set_xlabel("probability")
+
+    def update(self, text: str, title: str, top_chars: Sequence[str], top_probs: np.ndarray, last_char: str) -> None:
+        self.text.set_text(wrap_text(text, self.wrap))
+        self.text.axes.set_title(title, fontsize=10, loc="left")
+        for bar, p in zip(self.bars, top_probs):
+            bar.set_width(float(p))
+        self.ax_bars.set_xlim(0, max(0.05, 1.1 * float(top_probs[0])))
+        self.ax_bars.set_yticks(np.arange(self.top_k), [shown(c) for c in top_chars], family="monospace")
+        self.ax_bars.set_title(f"next char after {shown(last_char)!r}", fontsize=10)
+
+
+class LeakView:
+    """One bar per position: max |Δ logit| when the character at ``position`` changes. Bars before the change turn
+    crimson when they moved (the model reads the future), the changed position and later ones are blue.
+    ``update(delta (N,), position, model_label)``."""
+
+    def __init__(self, fig: Figure, chars: str) -> None:
+        self.ax = fig.subplots()
+        n = len(chars)
+        self.bars = self.ax.bar(np.arange(n), np.zeros(n), color="0.6")
+        self.marker = self.ax.axvline(0, color="crimson", ls="--", lw=1.5)
+        self.ax.set_xticks(np.arange(n), [shown(c) for c in chars], family="monospace")
+        self.ax.set_xlabel("position (the character at each input position)")
+        self.ax.set_ylabel("max |Δ logit|")
+
+    def update(self, delta: np.ndarray, position: int, model_label: str) -> None:
+        p = position
+        for i, (bar, d) in enumerate(zip(self.bars, delta)):
+            bar.set_height(float(d))
+            bar.set_color("crimson" if i < p and d > 0 else ("tab:blue" if i >= p else "0.6"))
+        self.marker.set_xdata([p - 0.5, p - 0.5])
+        self.ax.set_ylim(0, max(float(delta.max()) * 1.1, 1e-6))
+        earlier = float(delta[:p].max()) if p else 0.0
+        verdict = "earlier positions moved: it reads the future" if earlier > 0 else "earlier: exactly 0"
+        self.ax.set_title(f"{model_label}: change position {p} → {verdict}", fontsize=10)
