@@ -30,6 +30,7 @@ __all__ = [
     "MultiHeadAttention",
     "attend",
     "check_int",
+    "check_map_bytes",
     "check_mask",
     "check_tokens",
     "chunk_causal_mask",
@@ -162,6 +163,28 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) ->
     return w * mask.any(dim, keepdim=True)  # rows with nothing to attend to → zeros
 
 
+# The teaching path and the effective map hold whole (…, Nq, Nk) maps; above this many bytes they refuse up front.
+MAP_BYTES_LIMIT = 8 * 2**30
+
+
+def check_map_bytes(nbytes: int, what: str) -> None:
+    """Raise a clear MemoryError before an attention map of ``nbytes`` bytes is allocated, if over MAP_BYTES_LIMIT."""
+    if nbytes > MAP_BYTES_LIMIT:
+        raise MemoryError(
+            f"{what} would hold {nbytes / 2**30:,.1f} GiB of attention weights (limit MAP_BYTES_LIMIT ="
+            f" {MAP_BYTES_LIMIT / 2**30:.0f} GiB): use the fast path (return_maps=False), which keeps no map,"
+            " or a shorter sequence / a smaller batch"
+        )
+
+
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> None:
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"need q (…, Nq, d), k (…, Nk, d), v (…, Nk, dv); got {_shape(q)}, {_shape(k)}, {_shape(v)}")
+    if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool):
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"mask must have dtype torch.bool (True = may attend), got {got}")
+
+
 def scaled_dot_product(
     q: Tensor,
     k: Tensor,
@@ -181,10 +204,8 @@ def scaled_dot_product(
         out (…, Nq, dv) in q's dtype, and weights (…, Nq, Nk) (float32 for half inputs), each row summing to 1
         (or to 0 for a query with nothing to attend to).
     """
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"need q (…, Nq, d), k (…, Nk, d), v (…, Nk, dv); got {_shape(q)}, {_shape(k)}, {_shape(v)}")
-    if mask is not None and mask.dtype != torch.bool:
-        raise ValueError(f"mask must have dtype torch.bool (True = may attend), got {mask.dtype}")
+    _check_qkv(q, k, v, mask)
+    check_map_bytes(q.shape[:-1].numel() * k.shape[-2] * 4, "the teaching path (return_maps=True)")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     mask = _combine(mask, causal, q.shape[-2], k.shape[-2], q.device)
     qf, kf = upcast(q), upcast(k)
@@ -212,6 +233,7 @@ def fused_attention(
     Shapes as in :func:`scaled_dot_product` with 4-D (B, H, N, d) inputs. Half inputs on the CPU are computed in
     float32; rows with nothing to attend to give zeros (torch alone would give NaN).
     """
+    _check_qkv(q, k, v, mask)
     dtype = q.dtype
     if dtype in HALF_DTYPES and q.device.type == "cpu":
         q, k, v = q.float(), k.float(), v.float()

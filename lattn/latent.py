@@ -34,6 +34,7 @@ from .attention import (
     check_dim_heads,
     check_dtype,
     check_int,
+    check_map_bytes,
     check_mask,
     check_tokens,
     drop_padded,
@@ -87,6 +88,8 @@ class LatentMaps:
         into_latents = self.gather if self.gather is not None else _column_normalise(self.write).transpose(-1, -2)
         if into_latents is None:
             raise ValueError("the effective token→token map needs a gather or write stage")
+        B, H, N, _ = self.broadcast.shape
+        check_map_bytes(B * H * N * into_latents.shape[-1] * 4, f"effective() at N = {N:,}")
         return self.broadcast @ into_latents  # (B, H, N, N)
 
 

@@ -9,7 +9,17 @@ import pytest
 import torch
 from conftest import assert_close
 
-from lattn.attention import Attention, KVCache, MultiHeadAttention, attend, check_int, project
+from lattn import LatentAttention, attention
+from lattn.attention import (
+    Attention,
+    KVCache,
+    MultiHeadAttention,
+    attend,
+    check_int,
+    fused_attention,
+    project,
+    scaled_dot_product,
+)
 
 
 def hand_attention(layer: Attention, x, context=None, allowed=None):
@@ -17,7 +27,10 @@ def hand_attention(layer: Attention, x, context=None, allowed=None):
 
     allowed: bool (B, Nq, Nk) or None. Queries with nothing allowed give zeros before the output projection.
     """
-    p = {n: (getattr(layer, n).weight.double(), getattr(layer, n).bias.double()) for n in ("to_q", "to_k", "to_v", "to_out")}
+    p = {
+        n: (getattr(layer, n).weight.double(), getattr(layer, n).bias.double())
+        for n in ("to_q", "to_k", "to_v", "to_out")
+    }
     x = x.double()
     c = x if context is None else context.double()
     B, Nq, D = x.shape
@@ -106,7 +119,7 @@ def test_kv_cache_rewind_and_bad_positions():
     x = torch.randn(1, 6, 8)
     cache = layer.new_cache(1, 6)
     layer(x[:, :4], cache=cache)
-    with pytest.raises(ValueError, match="cannot write 1 token.*at position 5: the cache holds 4 of 6"):
+    with pytest.raises(ValueError, match=r"cannot write 1 token.*at position 5: the cache holds 4 of 6"):
         layer(x[:, 5:6], cache=cache, start_pos=5)  # a gap
     with pytest.raises(ValueError, match="cannot write 3 token"):
         layer(x[:, :3], cache=cache)  # past max_len
@@ -170,3 +183,26 @@ def test_check_int():
         check_int(num_latents=True)
     with pytest.raises(ValueError, match="got -1"):
         check_int(minimum=0, start=-1)
+
+
+def test_fused_attention_validates_its_inputs():
+    q, k, v = torch.randn(1, 2, 4, 8), torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8)
+    with pytest.raises(ValueError, match=r"mask must have dtype torch\.bool"):
+        fused_attention(q, k, v, torch.zeros(4, 6))
+    with pytest.raises(ValueError, match=r"need q \(…, Nq, d\), k \(…, Nk, d\), v \(…, Nk, dv\)"):
+        fused_attention(q, k, v[:, :, :5])
+    with pytest.raises(ValueError, match="need q"):
+        scaled_dot_product(q, k[..., :4], v)
+
+
+def test_huge_maps_are_refused_before_allocating(monkeypatch):
+    monkeypatch.setattr(attention, "MAP_BYTES_LIMIT", 1000)
+    layer = MultiHeadAttention(8, 2)
+    x = torch.randn(1, 20, 8)  # 2 heads × 20 × 20 × 4 B = 3,200 B of maps
+    with pytest.raises(MemoryError, match="use the fast path"):
+        layer(x, return_maps=True)
+    assert layer(x).shape == (1, 20, 8)  # the fast path keeps no map
+    la = LatentAttention(8, 2, heads=2)
+    _, maps = la(x, return_maps=True)  # 2 × 20 × 2 maps are small
+    with pytest.raises(MemoryError, match=r"effective\(\) at N = 20 would hold"):
+        maps.effective()
