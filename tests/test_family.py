@@ -1,20 +1,19 @@
-"""lattn.family: independent references, the invariants each paper promises, exact causality, Luna decoding, bad input.
+"""lattn.family: the invariants each paper promises, maps, padding, exact causality, Luna decoding, bad input.
 
-FLOP formulas, gradcheck and the comparison table are in test_family_costs.py.
+The hand-written float64 forward of every module is in test_family_reference.py; FLOP formulas, gradcheck and the
+comparison table are in test_family_costs.py.
 """
-
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from conftest import assert_close
 from torch import nn
 
+from lattn.attention import Attention
 from lattn.family import (
     ISAB,
     MAB,
     PMA,
-    CrossAttention,
     Linformer,
     Luna,
     LunaCausal,
@@ -29,23 +28,9 @@ from lattn.family.compare import MECHANISMS, Sizes
 from lattn.latent import STAGES, LatentAttention
 
 
-def assert_close(a, b, atol, what=""):
-    diff = (a.double() - b.double()).abs()
-    assert diff.max() <= atol, f"{what}: max diff {diff.max():.3e}, mean {diff.mean():.3e} > {atol}"
-
-
-def lin64(layer, t):
-    """A Linear layer recomputed in float64."""
-    out = t @ layer.weight.double().T
-    return out if layer.bias is None else out + layer.bias.double()
-
-
-# --- independent references ----------------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("heads", [1, 2])
 def test_cross_attention_matches_torch_multihead_attention(heads):
-    ca = CrossAttention(8, heads)
+    ca = Attention(8, heads=heads)  # the family's cross-attention (PerceiverIO, PerceiverAR, MAB, Luna)
     ref = nn.MultiheadAttention(8, heads, batch_first=True)
     with torch.no_grad():
         ref.in_proj_weight.copy_(torch.cat([ca.to_q.weight, ca.to_k.weight, ca.to_v.weight]))
@@ -54,100 +39,10 @@ def test_cross_attention_matches_torch_multihead_attention(heads):
     q, ctx = torch.randn(2, 3, 8), torch.randn(2, 6, 8)
     mask = torch.tensor([[True] * 6, [True, False, True, True, False, True]])
     want, want_w = ref(q, ctx, ctx, key_padding_mask=~mask, average_attn_weights=False)
-    got, maps = ca(q, ctx, mask, return_maps=True)
+    got, maps = ca(q, context=ctx, mask=mask, return_maps=True)
     assert_close(got, want, 1e-5, "teaching path vs nn.MultiheadAttention")
     assert_close(maps, want_w, 1e-6, "maps")
-    assert_close(ca(q, ctx, mask), want, 1e-5, "fast path vs nn.MultiheadAttention")
-
-
-def luna_causal_reference(m: LunaCausal, x: torch.Tensor) -> torch.Tensor:
-    """Luna causal from its definition in float64, one position at a time, packing each prefix from scratch."""
-    B, N, D = x.shape
-    H, dh = m.heads, D // m.heads
-    x = x.double()
-    pq = lin64(m.to_pq, m.packed.double())  # (l, D)
-    pk, q, k, v = (lin64(f, x) for f in (m.to_pk, m.to_q, m.to_k, m.to_v))  # (B, N, D)
-    out = torch.zeros(B, N, D, dtype=torch.float64)
-    for b in range(B):
-        for t in range(N):
-            heads = []
-            for h in range(H):
-                sl = slice(h * dh, (h + 1) * dh)
-                phi = F.elu(pk[b, : t + 1, sl] @ pq[:, sl].T / math.sqrt(dh)) + 1  # (t+1, l): tokens ≤ t only
-                packed_k = phi.T @ k[b, : t + 1, sl] / (t + 1)  # (l, dh): mean over the prefix
-                packed_v = phi.T @ v[b, : t + 1, sl] / (t + 1)
-                a = torch.softmax(q[b, t, sl] @ packed_k.T / math.sqrt(dh), dim=0)  # (l,): over packed slots
-                heads.append(a @ packed_v)
-            out[b, t] = lin64(m.to_out, torch.cat(heads))
-    return out
-
-
-@pytest.mark.parametrize("heads", [1, 2])
-def test_luna_causal_matches_float64_reference(heads):
-    m = LunaCausal(8, 3, heads=heads)
-    x = torch.randn(2, 6, 8)
-    want = luna_causal_reference(m, x)
-    assert_close(m(x), want, 1e-5, "fast path (running sums)")
-    assert_close(m(x, return_maps=True)[0], want, 1e-5, "teaching path (explicit N×N)")
-
-
-def slot_attention_reference(m: SlotAttention, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """Algorithm 1 of the paper in float64, with the GRU written out from its equations."""
-    D = m.dim
-    ln = lambda layer, t: F.layer_norm(t, (D,), layer.weight.double(), layer.bias.double(), layer.eps)
-    g = m.gru
-    w_ih, w_hh, b_ih, b_hh = (p.double() for p in (g.weight_ih, g.weight_hh, g.bias_ih, g.bias_hh))
-    x, slots = ln(m.norm_inputs, x.double()), slots.double()
-    k, v = lin64(m.to_k, x), lin64(m.to_v, x)
-    for _ in range(m.iters):
-        q = lin64(m.to_q, ln(m.norm_slots, slots))
-        attn = torch.softmax(k @ q.transpose(1, 2) / math.sqrt(D), dim=-1) + m.eps  # (B, N, M): over slots
-        upd = (attn / attn.sum(1, keepdim=True)).transpose(1, 2) @ v  # (B, M, D): weighted mean over inputs
-        gi, gh = upd @ w_ih.T + b_ih, slots @ w_hh.T + b_hh
-        r = torch.sigmoid(gi[..., :D] + gh[..., :D])
-        z = torch.sigmoid(gi[..., D : 2 * D] + gh[..., D : 2 * D])
-        n = torch.tanh(gi[..., 2 * D :] + r * gh[..., 2 * D :])
-        slots = (1 - z) * n + z * slots
-        mlp = m.mlp
-        slots = slots + lin64(mlp[2], torch.relu(lin64(mlp[0], ln(m.norm_mlp, slots))))
-    return slots
-
-
-def test_slot_attention_matches_float64_reference():
-    m = SlotAttention(8, 3, iters=3)
-    x, slots = torch.randn(2, 7, 8), torch.randn(2, 3, 8)
-    want = slot_attention_reference(m, x, slots)
-    assert_close(m(x, slots=slots), want, 1e-5, "slot attention")
-    out, maps = m(x, slots=slots, return_maps=True)
-    assert_close(out, want, 1e-5, "with maps")
-    assert sorted(maps.extra) == ["iteration 1", "iteration 2", "iteration 3"]
-    assert torch.equal(maps.write, maps.extra["iteration 3"])
-    torch.testing.assert_close(maps.write.sum(-1), torch.ones(2, 1, 7))  # softmax over slots
-
-
-@pytest.mark.parametrize("share_kv", [False, True])
-def test_linformer_matches_reference_and_effective_map(share_kv):
-    m = Linformer(8, 6, 3, heads=2, share_kv=share_kv)
-    x = torch.randn(2, 6, 8)
-    E = m.proj_k.double()
-    Fp = E if share_kv else m.proj_v.double()
-    q, k, v = (lin64(f, x.double()) for f in (m.to_q, m.to_k, m.to_v))
-    heads = []
-    for h in range(2):
-        sl = slice(4 * h, 4 * h + 4)
-        a = torch.softmax(q[..., sl] @ (E @ k[..., sl]).transpose(1, 2) / 2.0, dim=-1)  # (B, N, k)
-        heads.append(a @ (Fp @ v[..., sl]))
-    want = lin64(m.to_out, torch.cat(heads, -1))
-    assert_close(m(x), want, 1e-5, "fast path")
-    out, maps = m(x, return_maps=True)
-    assert_close(out, want, 1e-5, "teaching path")
-    # the effective token→token map (B, H, N, N) applied to the values gives the heads' outputs exactly
-    eff = maps.effective()
-    assert eff.shape == (2, 2, 6, 6)
-    v_heads = v.view(2, 6, 2, 4).transpose(1, 2)
-    mixed = (eff.double() @ v_heads).transpose(1, 2).reshape(2, 6, 8)
-    assert_close(lin64(m.to_out, mixed), want, 1e-5, "effective map")
-    assert torch.linalg.matrix_rank(eff[0, 0], atol=1e-5).item() <= 3  # float32 map: rank up to rounding
+    assert_close(ca(q, context=ctx, mask=mask), want, 1e-5, "fast path vs nn.MultiheadAttention")
 
 
 def test_perceiver_gather_is_the_latent_attention_gather_stage():
@@ -174,26 +69,30 @@ def test_isab_without_feedforward_is_x_plus_latent_attention():
 def test_mab_is_residual_attention_plus_feedforward():
     mab = MAB(8, 2)
     q, ctx = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
-    h = q + mab.attn(q, ctx)
-    assert_close(mab(q, ctx), h + mab.ff(h), 1e-6, "MAB, no LayerNorm")
+    h = q + mab.attn(q, context=ctx)
+    assert_close(mab(q, context=ctx), h + mab.ff(h), 1e-6, "MAB, no LayerNorm")
     mab_ln = MAB(8, 2, layer_norm=True)
-    h = mab_ln.norm_attn(q + mab_ln.attn(q, ctx))
-    assert_close(mab_ln(q, ctx), mab_ln.norm_ff(h + mab_ln.ff(h)), 1e-6, "MAB with LayerNorm")
+    h = mab_ln.norm_attn(q + mab_ln.attn(q, context=ctx))
+    assert_close(mab_ln(q, context=ctx), mab_ln.norm_ff(h + mab_ln.ff(h)), 1e-6, "MAB with LayerNorm")
+    h = q + mab.attn(q)  # no context: the paper's SAB, MAB(X, X)
+    assert_close(mab(q), h + mab.ff(h), 1e-6, "SAB")
 
 
 def test_luna_packed_sequence_goes_to_the_next_layer():
     m = Luna(8, 3, heads=2)
     x = torch.randn(2, 6, 8)
-    out, packed_next, maps = m(x, return_maps=True)
+    out, packed_next, maps = m(x, return_maps=True, return_packed=True)
     packed = m.packed.expand(2, -1, -1)
-    context = m.pack(packed, x)
+    context = m.pack(packed, context=x)
     assert_close(packed_next, m.norm_packed(packed + context), 1e-6, "LN(P + packed context)")
-    assert_close(out, m.unpack(x, context), 1e-6, "unpack reads the packed context")
+    assert_close(out, m.unpack(x, context=context), 1e-6, "unpack reads the packed context")
+    assert torch.equal(m(x, return_maps=True)[0], out)  # tokens (and maps) only by default
+    assert_close(m(x), out, 1e-6, "fast path, tokens only")
     # a second layer takes the tokens (with their residual) and the first layer's packed sequence
     layer2, h = Luna(8, 3, heads=2), x + out
-    out2, p2 = layer2(h, packed_next)
+    out2, p2 = layer2(h, packed=packed_next, return_packed=True)
     assert out2.shape == (2, 6, 8) and p2.shape == (2, 3, 8)
-    assert not torch.allclose(layer2(h)[0], out2)  # the packed sequence really is used
+    assert not torch.allclose(layer2(h), out2)  # the packed sequence really is used
 
 
 def test_perceiver_ar_depth0_output_depends_only_on_the_prefix():
@@ -255,7 +154,7 @@ def test_isab_is_permutation_equivariant():
     x, perm = torch.randn(2, 9, 8), torch.randperm(9)
     mask = torch.rand(2, 9) > 0.3
     assert_close(m(x[:, perm]), m(x)[:, perm], 1e-5, "ISAB")
-    assert_close(m(x[:, perm], mask[:, perm]), m(x, mask)[:, perm], 1e-5, "ISAB with padding")
+    assert_close(m(x[:, perm], mask=mask[:, perm]), m(x, mask=mask)[:, perm], 1e-5, "ISAB with padding")
 
 
 def test_pma_is_permutation_invariant():
@@ -286,8 +185,8 @@ def test_perceiver_encoders_ignore_token_order_without_positions():
 def test_luna_is_permutation_equivariant_and_its_packed_sequence_invariant():
     m = Luna(8, 3, heads=2)
     x, perm = torch.randn(2, 9, 8), torch.randperm(9)
-    out, packed = m(x)
-    out_p, packed_p = m(x[:, perm])
+    out, packed = m(x, return_packed=True)
+    out_p, packed_p = m(x[:, perm], return_packed=True)
     assert_close(out_p, out[:, perm], 1e-5, "outputs")
     assert_close(packed_p, packed, 1e-5, "packed sequence")
 
@@ -330,7 +229,7 @@ def test_padding_is_invisible_to_token_outputs(make):
     padded, mask = _padded(x, WHERE)
     for rm in (False, True):
         a, b = m(x, return_maps=rm), m(padded, mask=mask, return_maps=rm)
-        a, b = (a[0], b[0]) if isinstance(a, tuple) else (a, b)  # with maps (Luna: with its packed sequence)
+        a, b = (a[0], b[0]) if rm else (a, b)  # with maps
         assert_close(b[:, mask[0]], a, 1e-5, "real positions")
         assert (b[:, ~mask[0]] == 0).all(), "padded positions output zeros"
 
@@ -341,7 +240,7 @@ def test_linformer_padding_changes_nothing_at_real_positions():
     other = x.clone()
     other[:, ~mask[0]] = torch.randn(2, int((~mask[0]).sum()), 8)
     for rm in (False, True):
-        a, b = m(x, mask, return_maps=rm), m(other, mask, return_maps=rm)
+        a, b = m(x, mask=mask, return_maps=rm), m(other, mask=mask, return_maps=rm)
         a, b = (a[0], b[0]) if rm else (a, b)
         assert torch.allclose(a, b, atol=1e-6) and (a[:, ~mask[0]] == 0).all()
     assert not torch.allclose(m(x), m(other))  # without the mask they do matter
@@ -381,36 +280,75 @@ def test_perceiver_ar_is_exactly_causal(n):
 # --- Luna causal decoding -----------------------------------------------------------------------------------------
 
 
-def test_luna_causal_step_by_step_equals_the_parallel_form():
+def test_luna_causal_decoding_equals_the_parallel_form():
     m = LunaCausal(8, 3, heads=2)
     x = torch.randn(2, 9, 8)
     full = m(x)
-    state = m.init_state(2)
-    assert state.steps == 0 and state.numel() == 3 * (2 * 2 * 3 * 4) + 1  # 3 tensors (B, H, l, dh) + t
-    outs = []
-    for t in range(9):
-        out, state = m.step(x[:, t : t + 1], state)
-        outs.append(out)
+    state = m.new_cache(2, 9)
+    assert state.length == 0 and state.numel() == 3 * (2 * 2 * 3 * 4) + 1  # 3 tensors (B, H, l, dh) + t
+    assert state.nbytes == 3 * (2 * 2 * 3 * 4) * 4  # float32
+    nbytes = state.nbytes
+    outs = [m(x[:, t : t + 1], cache=state) for t in range(9)]  # the state is updated in place
     assert_close(torch.cat(outs, 1), full, 1e-5, "one token at a time")
-    assert state.steps == 9 and state.numel() == m.init_state(2).numel(), "the state does not grow"
-    state, outs = m.init_state(2), []
-    for a, b in [(0, 3), (3, 4), (4, 9)]:  # chunks of 3, 1, 5
-        out, state = m.step(x[:, a:b], state)
-        outs.append(out)
+    assert state.length == 9 and state.nbytes == nbytes, "the state does not grow"
+    state, outs = m.new_cache(2, 9), []
+    for a, b in [(0, 3), (3, 4), (4, 9)]:  # chunks of 3, 1, 5; start_pos given or defaulted
+        outs.append(m(x[:, a:b], causal=True, cache=state, start_pos=a if a else None))
     assert_close(torch.cat(outs, 1), full, 1e-5, "in chunks")
+
+
+def test_luna_causal_cache_refuses_a_contradicting_start_pos_and_extra_arguments():
+    m = LunaCausal(8, 3)
+    x = torch.randn(1, 4, 8)
+    state = m.new_cache(1, 8)
+    m(x[:, :2], cache=state)
+    for bad in (0, 1, 3):  # running sums cannot rewind or skip
+        with pytest.raises(ValueError, match=rf"hold 2 token\(s\).*start_pos={bad}"):
+            m(x[:, 2:], cache=state, start_pos=bad)
+    assert state.length == 2, "a refused call leaves the state as it was"
+    for kwargs in (
+        {"mask": torch.ones(1, 2, dtype=torch.bool)},
+        {"return_maps": True},
+        {"packed": torch.randn(1, 3, 8)},
+    ):
+        with pytest.raises(ValueError, match="decoding with a cache"):
+            m(x[:, 2:], cache=state, **kwargs)
 
 
 def test_luna_causal_takes_a_given_packed_sequence():
     m = LunaCausal(8, 3)
     x, packed = torch.randn(2, 5, 8), torch.randn(2, 3, 8)
-    out = m(x, packed)
+    out = m(x, packed=packed)
     assert not torch.allclose(out, m(x))
-    state = m.init_state(2, packed)
-    steps = []
-    for t in range(5):
-        o, state = m.step(x[:, t : t + 1], state)
-        steps.append(o)
+    state = m.new_cache(2, 5, packed=packed)
+    steps = [m(x[:, t : t + 1], cache=state) for t in range(5)]
     assert_close(torch.cat(steps, 1), out, 1e-5, "decoding with the given packed sequence")
+
+
+def test_padding_is_invisible_to_luna_causal():
+    m = LunaCausal(8, 3, heads=2)
+    x = torch.randn(2, 4, 8)
+    padded, mask = _padded(x, WHERE)
+    padded[~mask] = float("nan")  # padded tokens take no part at all, even NaN
+    for rm in (False, True):
+        a, b = m(x, return_maps=rm), m(padded, mask=mask, return_maps=rm)
+        a, b = (a[0], b[0]) if rm else (a, b)
+        assert_close(b[:, mask[0]], a, 1e-5, "real positions: t counts the real tokens")
+        assert (b[:, ~mask[0]] == 0).all(), "padded positions output zeros"
+
+
+def test_perceiver_ar_padded_tokens_take_no_part():
+    m = PerceiverAR(8, 4, heads=2, depth=2)
+    x, mask = torch.randn(2, 7, 8), torch.tensor(WHERE)[None].expand(2, -1)
+    other = x.clone()
+    other[~mask] = float("nan")
+    latent_real = mask[:, 3:]  # latents at positions 3…6
+    for rm in (False, True):
+        a, b = m(x, mask=mask, return_maps=rm), m(other, mask=mask, return_maps=rm)
+        a, b = (a[0], b[0]) if rm else (a, b)
+        assert_close(b, a, 1e-6, "padded values do not matter")
+        assert (b[~latent_real] == 0).all() and (b[latent_real] != 0).any(-1).all()
+    assert not torch.allclose(m(x, mask=mask), m(x))  # the mask does change the real outputs
 
 
 # --- bad input ------------------------------------------------------------------------------------------------------
@@ -447,24 +385,31 @@ def test_causal_is_refused_where_impossible(make):
         (lambda: Perceiver(8, 3)(torch.randn(1, 5, 7)), ValueError, r"dim=8"),
         (lambda: Perceiver(8, 3)(torch.randn(5, 8)), ValueError, r"3-D"),
         (lambda: Perceiver(8, 3)(torch.zeros(1, 5, 8, dtype=torch.long)), TypeError, "floating"),
-        (lambda: Perceiver(8, 3)(torch.randn(1, 5, 8), torch.ones(1, 4, dtype=torch.bool)), ValueError, r"\(B, N\)"),
-        (lambda: ISAB(8, 3)(torch.randn(1, 5, 8), torch.ones(1, 5)), ValueError, "torch.bool"),
+        (lambda: Perceiver(8, 3)(torch.randn(1, 5, 8), mask=torch.ones(1, 4, dtype=torch.bool)), ValueError, "(B, N)"),
+        (lambda: ISAB(8, 3)(torch.randn(1, 5, 8), mask=torch.ones(1, 5)), ValueError, "torch.bool"),
+        (lambda: ISAB(8, 3)(torch.randn(1, 5, 8), torch.ones(1, 5, dtype=torch.bool)), TypeError, "positional"),
+        (lambda: ISAB(8, 3)(torch.randn(1, 5, 8, dtype=torch.float64)), TypeError, "float64"),
+        (lambda: Perceiver(8, True), TypeError, "num_latents"),
         (lambda: Perceiver(8, 0), ValueError, "num_latents"),
         (lambda: Perceiver(8, 2, depth=-1), ValueError, "depth"),
-        (lambda: PerceiverAR(8, 2, depth=1.5), ValueError, "depth"),
+        (lambda: PerceiverAR(8, 2, depth=1.5), TypeError, "depth"),
         (lambda: ISAB(8, 3, heads=3), ValueError, "divisible"),
         (lambda: LunaCausal(8, 3, heads=3), ValueError, "divisible"),
         (lambda: SlotAttention(8, 3, iters=0), ValueError, "iters"),
         (lambda: Linformer(8, 6, 0), ValueError, "k must"),
         (lambda: PerceiverIO(8, 3)(torch.randn(2, 5, 8), queries=torch.randn(1, 2, 8)), ValueError, "batch size"),
         (lambda: PerceiverIO(8, 3)(torch.randn(2, 5, 8), queries=torch.randn(2, 2, 4)), ValueError, "queries"),
-        (lambda: Luna(8, 3)(torch.randn(2, 5, 8), torch.randn(2, 4, 8)), ValueError, r"packed must have shape"),
-        (lambda: LunaCausal(8, 3)(torch.randn(2, 5, 8), torch.randn(1, 3, 8)), ValueError, r"packed must have shape"),
+        (lambda: Luna(8, 3)(torch.randn(2, 5, 8), packed=torch.randn(2, 4, 8)), ValueError, "packed must have shape"),
+        (lambda: LunaCausal(8, 3)(torch.randn(2, 5, 8), packed=torch.randn(1, 3, 8)), ValueError, "packed must have"),
         (lambda: SlotAttention(8, 3)(torch.randn(2, 5, 8), slots=torch.randn(2, 4, 8)), ValueError, "slots"),
-        (lambda: LunaCausal(8, 3).step(torch.randn(2, 1, 8), None), TypeError, "LunaState"),
-        (lambda: LunaCausal(8, 3).step(torch.randn(2, 1, 8), LunaCausal(8, 3).init_state(3)), ValueError, "batch"),
-        (lambda: LunaCausal(8, 3).init_state(0), ValueError, "batch_size"),
-        (lambda: CrossAttention(8)(torch.randn(2, 3, 8), torch.randn(1, 4, 8)), ValueError, "batch size"),
+        (lambda: SlotAttention(8, 3, seed=-1), ValueError, "seed"),
+        (lambda: LunaCausal(8, 3)(torch.randn(2, 1, 8), cache="state"), TypeError, "LunaState"),
+        (lambda: LunaCausal(8, 3)(torch.randn(2, 1, 8), cache=LunaCausal(8, 3).new_cache(3, 4)), ValueError, "batch"),
+        (lambda: LunaCausal(8, 3).new_cache(0, 4), ValueError, "batch"),
+        (lambda: LunaCausal(8, 3)(torch.randn(2, 5, 8), cache=LunaCausal(8, 3).new_cache(2, 4)), ValueError, "max_len"),
+        (lambda: LunaCausal(8, 3)(torch.randn(2, 5, 8), start_pos=0), ValueError, "start_pos needs a cache"),
+        (lambda: MAB(8)(torch.randn(2, 3, 8), context=torch.randn(1, 4, 8)), ValueError, "batch size"),
+        (lambda: MAB(8)(torch.randn(2, 3, 8), causal=True), ValueError, "cannot be causal"),
         (lambda: ISAB.from_latent_attention(LatentAttention(8, 3)), ValueError, "gather"),
     ],
 )
@@ -475,6 +420,7 @@ def test_bad_input_gives_clear_errors(call, error, match):
 
 def test_luna_state_is_small():
     m = LunaCausal(16, 4, heads=2)
-    state = m.init_state(1)
-    _, state = m.step(torch.randn(1, 50, 16), state)
+    state = m.new_cache(1, 500)
+    m(torch.randn(1, 50, 16), cache=state)
     assert isinstance(state, LunaState) and state.numel() == 3 * 4 * 16 + 1  # 3·l·D numbers + the step count
+    assert state.length == 50 and state.nbytes == 3 * 4 * 16 * 4

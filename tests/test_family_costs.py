@@ -1,11 +1,13 @@
 """lattn.family costs and comparison: FLOP formulas = torch's counter, fast = teaching path, gradcheck, the table."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from lattn import complexity as cx
 from lattn.family import ISAB, Linformer, Luna, LunaCausal, Perceiver, PerceiverAR, PerceiverIO, SlotAttention
-from lattn.family.compare import MECHANISMS, Sizes, comparison_table, future_leak
+from lattn.family.compare import MECHANISMS, Sizes, comparison_table, future_leak, leak_profile
 
 SHAPES = [Sizes(dim=8, heads=2, num_latents=3, seq_len=7), Sizes(dim=12, heads=3, num_latents=5, seq_len=4)]
 
@@ -61,7 +63,7 @@ def test_family_costs_scale_linearly_in_n_and_luna_teaching_quadratically():
         cx.luna_causal_cost(8, 2, path="slow")
     with pytest.raises(ValueError, match="depth"):
         cx.perceiver_cost(8, 2, depth=-1)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="k must be an integer ≥ 1"):  # the shared check_int message
         cx.linformer_cost(8, 0)
 
 
@@ -108,8 +110,8 @@ def test_pma_gradcheck_float64():
     m = PMA(4, 2, heads=2).double()
     x = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([[True, False, True]])
-    assert torch.autograd.gradcheck(lambda t: m(t, mask), (x,))
-    assert torch.autograd.gradcheck(lambda t: m(t, mask, return_maps=True)[0], (x,))
+    assert torch.autograd.gradcheck(lambda t: m(t, mask=mask), (x,))
+    assert torch.autograd.gradcheck(lambda t: m(t, mask=mask, return_maps=True)[0], (x,))
 
 
 @pytest.mark.parametrize("key", list(MECHANISMS))
@@ -142,6 +144,23 @@ def test_comparison_table_is_generated_from_the_code():
     assert md.count("\n") == len(MECHANISMS) + 1 and "arXiv:2106.01540" in md
 
 
+def test_the_table_takes_any_mechanism_of_the_convention():
+    # a mechanism outside the registry: a Perceiver AR with no latent self-attention, priced by its own formula
+    mech = dataclasses.replace(
+        MECHANISMS["perceiver_ar"],
+        key="perceiver_ar_0",
+        title="Perceiver AR, depth 0",
+        make=lambda s: PerceiverAR(s.dim, s.num_latents, heads=s.heads, cross_heads=s.heads, depth=0),
+        price=lambda n, m, s, b: cx.perceiver_ar_cost(n, m, depth=0, batch=b, heads=s.heads, dim_head=s.dim_head),
+    )
+    table = comparison_table(n=16, m=4, dim=8, heads=2, keys=[mech, "luna"])
+    (mine, luna) = table.rows
+    assert mine["key"] == "perceiver_ar_0" and mine["flops_formula"] == mine["flops_counted"] and mine["leak"] == 0.0
+    assert luna["key"] == "luna" and luna["leak"] > 1e-6
+    with pytest.raises(ValueError, match="unknown mechanism"):
+        comparison_table(n=16, m=4, keys=["gpt"])
+
+
 def test_future_leak_of_the_naive_latent_decoder():
     mech = MECHANISMS["latent"]
     module = mech.build(Sizes(dim=8, heads=2, num_latents=3))
@@ -152,3 +171,7 @@ def test_future_leak_of_the_naive_latent_decoder():
     assert future_leak(causal, causal.build(Sizes(dim=8, heads=2, num_latents=3)), x, position=4) == 0.0
     with pytest.raises(ValueError, match="position"):
         future_leak("latent", module, x, position=10)
+    profile = leak_profile("perceiver_ar", MECHANISMS["perceiver_ar"].build(Sizes(dim=8, heads=2, num_latents=3)), x, 8)
+    assert profile.positions == [7, 8, 9] and profile.change.shape == (3,) and profile.leak == 0.0
+    assert profile.change[1:].min() > 0, "the perturbed position and later ones move"
+    assert leak_profile("perceiver", MECHANISMS["perceiver"].build(Sizes(dim=8, heads=2, num_latents=3)), x, 8) is None

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lattn.exercises import family as ex
-from lattn.family.compare import MECHANISMS, Sizes
+from lattn.family.compare import MECHANISMS, Sizes, future_leak
 from lattn.tasks import ClusterMajority
 from lattn.widgets.family import FamilyExplorer, LeakExplorer, future_shade
 
@@ -29,10 +29,12 @@ def test_every_mechanism_shows_exactly_its_stages(family):
         assert f"mechanism={key}," in family.status.value and family.status.value.startswith(
             f"rendered {family.renders}"
         )
-        if mech.causal and state["future_weight"] is not None:
-            assert state["future_weight"] == 0.0, f"{key} reads the future"
-        if key in ("latent", "isab", "luna", "linformer", "perceiver_io"):
-            assert state["future_weight"] > 0.05, f"{key}: a bidirectional mixer must show weight on the future"
+        if mech.outputs == "latents":
+            assert state["future_leak"] is None and "future leak=n/a" in family.status.value, key
+        elif mech.causal:
+            assert state["future_leak"] == 0.0 and "future leak=0 (exact)" in family.status.value, key
+        else:
+            assert state["future_leak"] > 1e-6, f"{key}: a bidirectional mixer must leak the future"
 
 
 def test_family_maps_are_the_package_maps(family):
@@ -84,6 +86,7 @@ def test_leak_explorer_measures_exact_causality():
     leak = LeakExplorer(TOKENS, m=4)
     assert leak.state["position"] == 9
     for key, value in leak.state["leaks"].items():
+        assert value == future_leak(key, leak.models[key], TOKENS, 9), f"{key}: the package's one leak measurement"
         if MECHANISMS[key].causal:
             assert value == 0.0, key
         else:

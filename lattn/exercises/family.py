@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..attention import merge_heads, scaled_dot_product, split_heads
 from ..family import ISAB
 from ..family.compare import MECHANISMS
 from ..latent import LatentAttention
@@ -17,13 +15,6 @@ from . import Verdict, run_check
 __all__ = ["CAUSAL_CANDIDATES", "check_causal_choice", "check_isab_from_stages"]
 
 CAUSAL_CANDIDATES = ("latent", "isab", "luna", "luna_causal", "perceiver_ar", "linformer")
-
-
-def _stage(proj: Any, queries: Tensor, context: Tensor, heads: int) -> Tensor:
-    """One cross-attention stage with a LatentAttention stage's projections (no residual)."""
-    q = split_heads(proj.to_q(queries), heads)  # (B, H, Nq, dh)
-    k, v = split_heads(proj.to_k(context), heads), split_heads(proj.to_v(context), heads)  # (B, H, Nk, dh)
-    return proj.to_out(merge_heads(scaled_dot_product(q, k, v)[0]))
 
 
 def check_isab_from_stages(fn: Callable[[LatentAttention, Tensor], Tensor] | None) -> Verdict:
@@ -45,7 +36,7 @@ def check_isab_from_stages(fn: Callable[[LatentAttention, Tensor], Tensor] | Non
                 if torch.allclose(got, want - x, atol=1e-8):
                     return False, "add the residual: ISAB's second block returns x + attention(x → H)."
                 inducing = la.latents.expand(2, -1, -1)
-                raw = x + _stage(la.proj["broadcast"], x, inducing, la.heads)
+                raw = x + la.proj["broadcast"](x, context=inducing)  # read the raw inducing points
                 if torch.allclose(got, raw, atol=1e-8):
                     return False, (
                         "the broadcast must read H = I + gather(I → x), the inducing points *after* they gathered, "

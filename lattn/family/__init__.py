@@ -14,13 +14,16 @@ SlotAttention        ✓                               slots compete for inputs 
 Linformer                   ✓        ✓               K, V projected along the sequence to length k; N fixed
 =================  =====  ======  =========  ======  ===================================================
 
-Every module takes tokens x (B, N, D), checks its input, returns maps as :class:`FamilyMaps` with
-``return_maps=True`` (then it runs the explicit teaching path; without, the fast path — same numbers), and says why
-it can or cannot be causal (``is_causal``, ``causal_note``; ``causal=True`` on a non-causal one is a clear error).
+Every module follows the package's calling convention, ``forward(x (B, N, D), *, mask=None, causal=False,
+return_maps=False, …)`` (keyword-only after x), checks its input and returns ``out`` or, with ``return_maps=True``,
+``(out, FamilyMaps)`` (then it runs the explicit teaching path; without, the fast path — same numbers). Class
+attributes say what it is: ``stages``, ``returns_tokens``, ``is_causal`` and ``causal_note`` (``causal=True`` on a
+non-causal one is a clear error). Every attention inside is :class:`lattn.attention.Attention`, except where the
+maths differs (Linformer, causal Luna, Slot Attention). :mod:`lattn.family.registry` lists them;
 :mod:`lattn.family.compare` runs them side by side: the comparison table, the future-leak measurement.
 """
 
-from ._common import CrossAttention, FamilyMaps, FeedForward, block_causal_mask
+from ._common import FamilyMaps, FeedForward, block_causal_mask
 from .linformer import Linformer
 from .luna import Luna, LunaCausal, LunaState
 from .perceiver import LatentBlock, Perceiver, PerceiverAR, PerceiverIO
@@ -31,7 +34,6 @@ __all__ = [
     "ISAB",
     "MAB",
     "PMA",
-    "CrossAttention",
     "FamilyMaps",
     "FeedForward",
     "LatentBlock",

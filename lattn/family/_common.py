@@ -1,8 +1,7 @@
-"""Pieces shared by the family: the maps record, a cross-attention layer, a feed-forward layer, input checks.
+"""Pieces shared by the family: the maps record, a feed-forward layer, the block-causal mask, input checks.
 
-``CrossAttention`` is :class:`~lattn.attention.MultiHeadAttention` with the queries taken from one sequence and the
-keys/values from another; its projections carry the same names as a :class:`~lattn.latent.LatentAttention` stage
-(``to_q``, ``to_k``, ``to_v``, ``to_out``), so weights copy across with ``load_state_dict``.
+Every attention inside the family is :class:`lattn.attention.Attention` (cross-attention via ``context=``); the
+members whose maths differs keep their own core and say why (Linformer, causal Luna, Slot Attention).
 """
 
 from __future__ import annotations
@@ -12,25 +11,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..attention import (
-    check_dim_heads,
-    check_mask,
-    check_tokens,
-    fused_attention,
-    merge_heads,
-    scaled_dot_product,
-    split_heads,
-    upcast,
-)
+from ..attention import check_dtype, check_mask, check_tokens, upcast
 from ..latent import LatentMaps
 
 __all__ = [
-    "CrossAttention",
     "FamilyMaps",
     "FeedForward",
     "block_causal_mask",
+    "check_input",
     "check_latents",
-    "check_positive",
     "refuse_causal",
     "softmax",
 ]
@@ -43,7 +32,7 @@ class FamilyMaps(LatentMaps):
     write (B, H, N, M), gather (B, H, M, N), broadcast (B, H, N, M) as in ``LatentMaps`` (``None`` = stage unused;
     for Perceiver IO the broadcast rows are the O output queries, (B, H, O, M)).
     effective_map: (B, H, N, N) token→token map when it is *not* broadcast @ gather (Luna causal: each position has
-    its own packed context, and the map is lower-triangular).
+    its own packed context, and the map is lower-triangular; full attention: its own N×N map).
     extra: other named maps, e.g. ``"latent self-attention 1"`` (B, H, M, M) or ``"iteration 2"`` (B, 1, N, M).
     """
 
@@ -62,18 +51,19 @@ def softmax(scores: Tensor, dim: int = -1) -> Tensor:
     return upcast(scores).softmax(dim)
 
 
-def check_positive(**values: int) -> None:
-    """Raise ValueError unless every named value is an integer ≥ 1."""
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
+def check_input(module: nn.Module, x: Tensor, mask: Tensor | None = None) -> None:
+    """The checks at every family entry point: x (B, N, module.dim) floating in the weights' dtype; mask (B, N) bool."""
+    check_tokens(x, module.dim)
+    check_dtype(x, module)
+    check_mask(mask, x)
 
 
-def refuse_causal(causal: bool, who: str, why: str) -> None:
-    """Raise a clear ValueError when a causal mode is asked of a mechanism that cannot have one."""
+def refuse_causal(module: nn.Module, causal: bool) -> None:
+    """Raise a clear ValueError (with the module's ``causal_note``) when a non-causal module is asked to be causal."""
     if causal:
         raise ValueError(
-            f"{who} cannot be causal: {why} For a causal latent mechanism use lattn.family.LunaCausal or PerceiverAR."
+            f"{type(module).__name__} cannot be causal: {module.causal_note} For a causal latent mechanism use"
+            " lattn.family.LunaCausal or PerceiverAR."
         )
 
 
@@ -93,51 +83,6 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
-
-
-class CrossAttention(nn.Module):
-    """Multi-head cross-attention: queries (B, Nq, D) read context (B, Nk, D); softmax over the context.
-
-    ``forward(queries, context, mask=None, attn_mask=None, return_maps=False)`` → (B, Nq, D), with
-    ``return_maps=True`` also the map (B, H, Nq, Nk). ``mask`` (B, Nk) bool marks real context tokens; ``attn_mask``
-    (Nq, Nk) bool says which query may see which context position (Perceiver AR's block-causal mask). No residual:
-    the caller adds one where the architecture has it. Fast path (fused SDPA) without maps, teaching path with.
-    """
-
-    def __init__(self, dim: int, heads: int = 1) -> None:
-        super().__init__()
-        check_dim_heads(dim, heads)
-        self.dim, self.heads = dim, heads
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(dim, dim)
-        self.to_v = nn.Linear(dim, dim)
-        self.to_out = nn.Linear(dim, dim)
-
-    def forward(
-        self,
-        queries: Tensor,
-        context: Tensor,
-        mask: Tensor | None = None,
-        attn_mask: Tensor | None = None,
-        return_maps: bool = False,
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        check_tokens(queries, self.dim, "queries")
-        check_tokens(context, self.dim, "context")
-        if queries.shape[0] != context.shape[0]:
-            raise ValueError(
-                f"queries and context need the same batch size, got {queries.shape[0]} and {context.shape[0]}"
-            )
-        check_mask(mask, context)
-        H = self.heads
-        q = split_heads(self.to_q(queries), H)  # (B, H, Nq, dh)
-        k, v = split_heads(self.to_k(context), H), split_heads(self.to_v(context), H)  # (B, H, Nk, dh)
-        allowed = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, Nk)
-        if attn_mask is not None:
-            allowed = attn_mask if allowed is None else allowed & attn_mask  # (B|1, 1, Nq, Nk)
-        if return_maps:
-            read, maps = scaled_dot_product(q, k, v, allowed)  # (B, H, Nq, dh), (B, H, Nq, Nk)
-            return self.to_out(merge_heads(read)), maps
-        return self.to_out(merge_heads(fused_attention(q, k, v, allowed)))  # (B, Nq, D)
 
 
 def block_causal_mask(num_queries: int, num_keys: int, device: torch.device | None = None) -> Tensor:

@@ -6,6 +6,9 @@ projected keys — O(N·k) — and the effective token→token map ``softmax(Q·
 
 The price: E and F have exactly N columns, so the sequence length is fixed at construction (any other length is an
 error, not a silent resize), and each projected key mixes *all* positions, so no causal form exists.
+
+It is :class:`~lattn.attention.Attention` (same ``to_q/to_k/to_v/to_out``, split, core, merge) with its own forward:
+the keys and values are projected along the sequence axis between the split and the core.
 """
 
 from __future__ import annotations
@@ -15,50 +18,40 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..attention import (
-    check_dim_heads,
-    check_mask,
-    check_tokens,
-    fused_attention,
-    merge_heads,
-    scaled_dot_product,
-    split_heads,
-)
-from ._common import FamilyMaps, check_positive, refuse_causal
+from ..attention import Attention, attend, check_int
+from ._common import FamilyMaps, check_input, refuse_causal
 
 __all__ = ["Linformer"]
 
 
-class Linformer(nn.Module):
+class Linformer(Attention):
     """Linformer self-attention for sequences of exactly ``seq_len`` tokens: (B, seq_len, D) → (B, seq_len, D).
 
     Args: dim, seq_len (N, fixed), k (projected length), heads, share_kv (use E for the values too).
 
-    ``forward(x, mask (B, N) | None, return_maps=False)``. Padded tokens are zeroed before the projection (they
-    add nothing to K', V') and output zeros. Maps: ``gather`` = F (B, H, k, N) (a learned linear mix, *not* a
-    softmax: rows need not sum to 1), ``broadcast`` (B, H, N, k), ``extra["key projection E"]`` (B, H, k, N);
-    ``maps.effective()`` = broadcast @ F, exactly the token→token map applied to the values.
+    ``forward(x, *, mask (B, N) | None, causal=False, return_maps=False)``. Padded tokens are zeroed before the
+    projection (they add nothing to K', V') and output zeros. Maps: ``gather`` = F (B, H, k, N) (a learned linear
+    mix, *not* a softmax: rows need not sum to 1), ``broadcast`` (B, H, N, k), ``extra["key projection E"]``
+    (B, H, k, N); ``maps.effective()`` = broadcast @ F, exactly the token→token map applied to the values.
     """
 
-    stages_used = ("gather", "broadcast")
+    stages = ("gather", "broadcast")
     is_causal = False
     causal_note = "each projected key and value is a mix of all N positions, the future included."
+    returns_tokens = True
 
     def __init__(self, dim: int, seq_len: int, k: int, *, heads: int = 1, share_kv: bool = False) -> None:
-        super().__init__()
-        check_dim_heads(dim, heads)
-        check_positive(seq_len=seq_len, k=k)
-        self.dim, self.seq_len, self.k, self.heads = dim, seq_len, k, heads
-        self.to_q, self.to_k, self.to_v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.to_out = nn.Linear(dim, dim)
+        super().__init__(dim, heads=heads)  # to_q, to_k, to_v, to_out
+        check_int(seq_len=seq_len, k=k)
+        self.seq_len, self.k = seq_len, k
         self.proj_k = nn.Parameter(torch.randn(k, seq_len) / math.sqrt(k))  # E (k, N), N(0, 1/k) as in the paper
         self.proj_v = None if share_kv else nn.Parameter(torch.randn(k, seq_len) / math.sqrt(k))  # F (k, N)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
     ) -> Tensor | tuple[Tensor, FamilyMaps]:
-        refuse_causal(causal, type(self).__name__, self.causal_note)
-        check_tokens(x, self.dim)
+        refuse_causal(self, causal)
+        check_input(self, x, mask)
         B, N, D = x.shape
         if N != self.seq_len:
             raise ValueError(
@@ -66,26 +59,25 @@ class Linformer(nn.Module):
                 f"{self.seq_len})) but x has N={N} tokens; pad (with a mask) or crop to {self.seq_len}, or use a "
                 "length-free mechanism such as ISAB or Luna"
             )
-        check_mask(mask, x)
         H = self.heads
-        q, k, v = (split_heads(f(x), H) for f in (self.to_q, self.to_k, self.to_v))  # (B, H, N, dh) each
+        q, k, v = (self.split(f(x)) for f in (self.to_q, self.to_k, self.to_v))  # (B, H, N, dh) each
         if mask is not None:
-            keep = mask[:, None, :, None].to(x.dtype)  # (B, 1, N, 1)
-            k, v = k * keep, v * keep
+            keep = mask[:, None, :, None]  # (B, 1, N, 1)
+            k, v = k.masked_fill(~keep, 0), v.masked_fill(~keep, 0)  # padded tokens reach no product
         proj_e = self.proj_k.to(x.dtype)  # (k, N)
         proj_f = proj_e if self.proj_v is None else self.proj_v.to(x.dtype)
         k_proj = torch.einsum("sn,bhnd->bhsd", proj_e, k)  # K' = E·K (B, H, k, dh)
         v_proj = torch.einsum("sn,bhnd->bhsd", proj_f, v)  # V' = F·V (B, H, k, dh)
-        if return_maps:
-            read, bmap = scaled_dot_product(q, k_proj, v_proj)  # (B, H, N, dh), (B, H, N, k)
-        else:
-            read = fused_attention(q, k_proj, v_proj)
-        out = self.to_out(merge_heads(read))  # (B, N, D)
+        read, bmap = attend(q, k_proj, v_proj, return_maps=return_maps)  # (B, H, N, dh), (B, H, N, k) | None
+        out = self.merge(read)  # (B, N, D)
         if mask is not None:
-            out = out * mask[..., None]
+            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
         if not return_maps:
             return out
         cols = torch.ones(B, 1, 1, N, dtype=x.dtype, device=x.device) if mask is None else keep.transpose(-1, -2)
         gather = (proj_f * cols).expand(B, H, -1, -1)  # (B, H, k, N): padded columns zero
         extra = {"key projection E": (proj_e * cols).expand(B, H, -1, -1)}
         return out, FamilyMaps(gather=gather, broadcast=bmap, extra=extra)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, seq_len={self.seq_len}, k={self.k}, heads={self.heads}"

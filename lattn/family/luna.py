@@ -15,7 +15,8 @@ normaliser would include the future) and running sums divided by t::
 
 so decoding keeps only two (B, H, l, dh) running sums and the step count: an O(l·d) state (:class:`LunaState`).
 Its packed sequence P must not depend on the tokens (it would leak the future), so the causal form takes P but
-does not update it.
+does not update it. Causal Luna keeps its own core (not :class:`~lattn.attention.Attention`): its packing uses
+positive weights and running sums divided by t, not a softmax over the tokens.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import check_dim_heads, check_mask, check_tokens, merge_heads, split_heads, upcast
-from ._common import CrossAttention, FamilyMaps, check_latents, check_positive, refuse_causal, softmax
+from ..attention import Attention, check_dim_heads, check_int, merge_heads, split_heads, upcast
+from ._common import FamilyMaps, check_input, check_latents, refuse_causal, softmax
 
 __all__ = ["Luna", "LunaCausal", "LunaState"]
 
@@ -38,69 +39,79 @@ class Luna(nn.Module):
 
     Args: dim, packed_len (l), heads.
 
-    ``forward(x (B, N, D), packed (B, l, D) | None, mask (B, N) | None, return_maps=False)`` →
-    ``(out (B, N, D), packed_next (B, l, D))`` [, :class:`FamilyMaps`]. ``packed=None`` uses the learned initial
-    packed sequence (l, D) (the first layer); pass ``packed_next`` to the next layer. ``out`` has no residual (the
-    block adds it). Maps: ``gather`` = pack (B, H, l, N), ``broadcast`` = unpack (B, H, N, l). Cost O(N·l).
+    ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False, packed (B, l, D) | None,
+    return_packed=False)`` → out (B, N, D) [, :class:`FamilyMaps`]. ``packed=None`` uses the learned initial packed
+    sequence (l, D) (the first layer). ``return_packed=True`` also returns the packed sequence for the next layer,
+    ``(out, packed_next (B, l, D)[, maps])``. ``out`` has no residual (the block adds it). Maps: ``gather`` = pack
+    (B, H, l, N), ``broadcast`` = unpack (B, H, N, l). Cost O(N·l).
     """
 
-    stages_used = ("gather", "broadcast")
+    stages = ("gather", "broadcast")
     is_causal = False
     causal_note = "the pack softmax runs over all N tokens, so each packed slot mixes the future into every output."
+    returns_tokens = True
 
     def __init__(self, dim: int, packed_len: int, *, heads: int = 1) -> None:
         super().__init__()
-        check_positive(packed_len=packed_len)
+        check_int(packed_len=packed_len)
         self.dim, self.packed_len, self.heads = dim, packed_len, heads
         self.packed = nn.Parameter(torch.randn(packed_len, dim))  # P (l, D) of the first layer, learned
-        self.pack = CrossAttention(dim, heads)  # P → tokens
-        self.unpack = CrossAttention(dim, heads)  # tokens → packed context
+        self.pack = Attention(dim, heads=heads)  # P → tokens
+        self.unpack = Attention(dim, heads=heads)  # tokens → packed context
         self.norm_packed = nn.LayerNorm(dim)
 
     def forward(
         self,
         x: Tensor,
-        packed: Tensor | None = None,
+        *,
         mask: Tensor | None = None,
         causal: bool = False,
         return_maps: bool = False,
-    ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, FamilyMaps]:
-        refuse_causal(causal, type(self).__name__, self.causal_note)
-        check_tokens(x, self.dim)
-        check_mask(mask, x)
+        packed: Tensor | None = None,
+        return_packed: bool = False,
+    ) -> Tensor | tuple[Tensor, ...]:
+        refuse_causal(self, causal)
+        check_input(self, x, mask)
         B = x.shape[0]
         if packed is None:
             packed = self.packed.to(x.dtype).expand(B, -1, -1)  # (B, l, D)
         check_latents(packed, self.packed_len, self.dim, B, "packed")
-        if return_maps:
-            context, pmap = self.pack(packed, x, mask, return_maps=True)  # Yp (B, l, D), (B, H, l, N)
-            out, umap = self.unpack(x, context, return_maps=True)  # (B, N, D), (B, H, N, l)
-        else:
-            context = self.pack(packed, x, mask)
-            out = self.unpack(x, context)
+        p = self.pack(packed, context=x, mask=mask, return_maps=return_maps)
+        context, pmap = p if return_maps else (p, None)  # Yp (B, l, D), (B, H, l, N)
+        u = self.unpack(x, context=context, return_maps=return_maps)
+        out, umap = u if return_maps else (u, None)  # (B, N, D), (B, H, N, l)
         if mask is not None:
-            out = out * mask[..., None]
-        packed_next = self.norm_packed(packed + context)  # (B, l, D)
+            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
+        result: tuple[Tensor, ...] = (out,)
+        if return_packed:
+            result += (self.norm_packed(packed + context),)  # packed_next (B, l, D)
         if return_maps:
-            return out, packed_next, FamilyMaps(gather=pmap, broadcast=umap)
-        return out, packed_next
+            result += (FamilyMaps(gather=pmap, broadcast=umap),)
+        return result[0] if len(result) == 1 else result
 
 
-@dataclass(frozen=True)
+@dataclass
 class LunaState:
-    """Decoding state of :class:`LunaCausal` after ``steps`` tokens: O(l·d) numbers whatever the length.
+    """Decoding state of :class:`LunaCausal` (from :meth:`LunaCausal.new_cache`): O(l·d) numbers whatever the length.
 
     packed_queries (B, H, l, dh): the (scaled) packing queries from P.  key_sum, value_sum (B, H, l, dh):
-    Σ_{j≤t} φ_j[s]·k_j and Σ_{j≤t} φ_j[s]·v_j.  steps: t, the number of tokens seen.
+    Σ_{j≤t} φ_j[s]·k_j and Σ_{j≤t} φ_j[s]·v_j.  max_len: the most tokens it may take.  length: t, the tokens seen.
+    Updated in place by ``LunaCausal.forward(x, cache=state)``.
     """
 
     packed_queries: Tensor
     key_sum: Tensor
     value_sum: Tensor
-    steps: int
+    max_len: int
+    length: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (grows with l·d, not with the number of tokens)."""
+        return sum(t.nbytes for t in (self.packed_queries, self.key_sum, self.value_sum))
 
     def numel(self) -> int:
-        """Numbers held (grows with l·d, not with the number of tokens)."""
+        """Numbers held: the three (B, H, l, dh) tensors and the step count t."""
         return self.packed_queries.numel() + self.key_sum.numel() + self.value_sum.numel() + 1
 
 
@@ -109,29 +120,34 @@ class LunaCausal(nn.Module):
 
     Args: dim, packed_len (l), heads.
 
-    * ``forward(x (B, N, D), packed (B, l, D) | None, return_maps=False)`` → out (B, N, D) [, :class:`FamilyMaps`].
-      The fast path runs cumulative sums, O(N·l·d); ``return_maps=True`` takes the teaching path, which writes the
-      same thing with explicit lower-triangular N×N matrices (C = causal averaging matrix, C[t, j] = 1/t for j ≤ t)::
+    * ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False, packed (B, l, D) | None)`` →
+      out (B, N, D) [, :class:`FamilyMaps`]. Always causal: ``causal`` is accepted for the uniform call and changes
+      nothing. The fast path runs cumulative sums, O(N·l·d); ``return_maps=True`` takes the teaching path, which
+      writes the same thing with explicit lower-triangular N×N matrices (C = causal averaging matrix,
+      C[t, j] = 1/t for j ≤ t)::
 
           logits = (C ⊙ Q·Kᵀ)·Φ          (B, H, N, l)   Φ = elu(Pk·Pqᵀ) + 1 (B, H, N, l): packing weights
           A      = softmax over l slots   (B, H, N, l)   the unpack map
           out    = (C ⊙ A·Φᵀ)·V          (B, H, N, dh)  C ⊙ A·Φᵀ is the effective token→token map
 
       Maps: ``gather`` Φᵀ (B, H, l, N) (positive packing weights, not a softmax), ``broadcast`` A (B, H, N, l),
-      ``effective_map`` (B, H, N, N), lower-triangular.
-    * Decoding: ``state = m.init_state(B)``, then ``out, state = m.step(x_new (B, T, D), state)`` for T ≥ 1 new
-      tokens at a time; outputs equal ``forward`` on the whole sequence.
+      ``effective_map`` (B, H, N, N), lower-triangular. Padded tokens (mask False) take no part: t counts the real
+      tokens ≤ t, and padded positions output zeros.
+    * Decoding: ``state = m.new_cache(B, max_len)``, then ``out = m(x_new (B, T, D), cache=state)`` for T ≥ 1 new
+      tokens at a time (``start_pos`` defaults to ``state.length``; running sums cannot rewind or skip, so any other
+      value is an error). The state is updated in place; outputs equal ``forward`` on the whole sequence.
 
     ``packed`` (the paper's P) must not depend on the tokens; it is read, never updated.
     """
 
-    stages_used = ("gather", "broadcast")
+    stages = ("gather", "broadcast")
     is_causal = True
     causal_note = "position t packs tokens ≤ t with positive weights and running sums divided by t."
+    returns_tokens = True
 
     def __init__(self, dim: int, packed_len: int, *, heads: int = 1) -> None:
         super().__init__()
-        check_positive(packed_len=packed_len)
+        check_int(packed_len=packed_len)
         check_dim_heads(dim, heads)
         self.dim, self.packed_len, self.heads = dim, packed_len, heads
         self.packed = nn.Parameter(torch.randn(packed_len, dim))  # P (l, D), learned
@@ -140,7 +156,6 @@ class LunaCausal(nn.Module):
         self.to_q, self.to_k, self.to_v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.to_out = nn.Linear(dim, dim)
 
-    # --- shared pieces --------------------------------------------------------------------------------------------
     # NOTE: packing weights, running sums and softmax run in float32 for half inputs (upcast): a bfloat16 running
     # sum over thousands of tokens would lose the early ones.
     def _packed_queries(self, packed: Tensor | None, batch: int) -> Tensor:
@@ -157,47 +172,98 @@ class LunaCausal(nn.Module):
         phi = F.elu(torch.einsum("bhtd,bhld->bhtl", pk, pq)) + 1  # (B, H, T, l), positive
         return phi, q / math.sqrt(self.dim // H), k, v
 
-    # --- decoding (also the fast path) ----------------------------------------------------------------------------
-    def init_state(self, batch_size: int, packed: Tensor | None = None) -> LunaState:
-        """The empty state (no token seen yet) for a batch of ``batch_size`` sequences; ``packed`` (B, l, D) or the
+    def new_cache(self, batch: int, max_len: int, *, packed: Tensor | None = None) -> LunaState:
+        """The empty decoding state for ``batch`` sequences of up to ``max_len`` tokens; ``packed`` (B, l, D) or the
         learned one."""
-        check_positive(batch_size=batch_size)
-        pq = self._packed_queries(packed, batch_size)  # (B, H, l, dh)
-        zeros = torch.zeros_like(pq)
-        return LunaState(pq, zeros, zeros, 0)
+        check_int(batch=batch, max_len=max_len)
+        pq = self._packed_queries(packed, batch)  # (B, H, l, dh)
+        return LunaState(pq, torch.zeros_like(pq), torch.zeros_like(pq), max_len)
 
-    def step(self, x: Tensor, state: LunaState) -> tuple[Tensor, LunaState]:
-        """Feed T ≥ 1 new tokens x (B, T, D) after ``state.steps`` earlier ones → outputs (B, T, D), new state."""
-        check_tokens(x, self.dim)
-        if not isinstance(state, LunaState):
-            raise TypeError(f"state must be a LunaState (from init_state), got {type(state).__name__}")
-        if x.shape[0] != state.key_sum.shape[0]:
-            raise ValueError(f"x has batch size {x.shape[0]} but the state was made for {state.key_sum.shape[0]}")
+    def _advance(self, x: Tensor, state: LunaState, mask: Tensor | None = None) -> Tensor:
+        """The fast path: T new tokens x (B, T, D) after ``state.length`` earlier ones → outputs (B, T, D).
+
+        Updates ``state`` in place. ``mask`` (B, T): padded tokens add nothing, t counts the real ones.
+        """
         T = x.shape[1]
         phi, q, k, v = self._project(x, state.packed_queries)  # (B, H, T, l), (B, H, T, dh) ×3
+        if mask is None:
+            t = torch.arange(state.length + 1, state.length + T + 1, dtype=phi.dtype, device=x.device)[:, None]
+        else:
+            keep = mask[:, None, :, None].to(phi.dtype)  # (B, 1, T, 1)
+            phi, t = phi * keep, keep.cumsum(2).clamp(min=1)  # t (B, 1, T, 1): real tokens so far
         # running sums over the new tokens, continuing the state's; φ_j[s]·k_j is an outer product: (B, H, T, l, dh)
         key_sums = state.key_sum[:, :, None] + (phi[..., None] * k[:, :, :, None]).cumsum(2)
         value_sums = state.value_sum[:, :, None] + (phi[..., None] * v[:, :, :, None]).cumsum(2)
-        t = torch.arange(state.steps + 1, state.steps + T + 1, dtype=phi.dtype, device=x.device)  # positions 1…
-        logits = torch.einsum("bhtd,bhtld->bhtl", q, key_sums) / t[:, None]  # (B, H, T, l)
+        logits = torch.einsum("bhtd,bhtld->bhtl", q, key_sums) / t  # (B, H, T, l)
         attn = softmax(logits, dim=-1)  # over the l packed slots
-        read = torch.einsum("bhtl,bhtld->bhtd", attn, value_sums) / t[:, None]  # (B, H, T, dh)
-        out = self.to_out(merge_heads(read.to(x.dtype)))  # (B, T, D)
-        return out, LunaState(state.packed_queries, key_sums[:, :, -1], value_sums[:, :, -1], state.steps + T)
+        read = torch.einsum("bhtl,bhtld->bhtd", attn, value_sums) / t  # (B, H, T, dh)
+        state.key_sum, state.value_sum, state.length = key_sums[:, :, -1], value_sums[:, :, -1], state.length + T
+        return self.to_out(merge_heads(read.to(x.dtype)))  # (B, T, D)
 
-    # --- the whole sequence ---------------------------------------------------------------------------------------
-    def forward(
-        self, x: Tensor, packed: Tensor | None = None, return_maps: bool = False
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
-        check_tokens(x, self.dim)
-        B, N, D = x.shape
-        if not return_maps:
-            return self.step(x, self.init_state(B, packed))[0]
-        phi, q, k, v = self._project(x, self._packed_queries(packed, B))  # (B, H, N, l), (B, H, N, dh) ×3
-        t = torch.arange(1, N + 1, dtype=phi.dtype, device=x.device)
-        causal_avg = torch.ones(N, N, dtype=phi.dtype, device=x.device).tril() / t[:, None]  # C (N, N)
+    def _teaching(self, x: Tensor, pq: Tensor, mask: Tensor | None) -> tuple[Tensor, FamilyMaps]:
+        """The same outputs with explicit N×N matrices, and the maps."""
+        N = x.shape[1]
+        phi, q, k, v = self._project(x, pq)  # (B, H, N, l), (B, H, N, dh) ×3
+        tri = torch.ones(N, N, dtype=phi.dtype, device=x.device).tril()  # (N, N)
+        if mask is None:
+            t = torch.arange(1, N + 1, dtype=phi.dtype, device=x.device)[:, None]  # (N, 1)
+        else:
+            keep = mask[:, None, :, None].to(phi.dtype)  # (B, 1, N, 1)
+            tri, t = tri * keep.transpose(-1, -2), keep.cumsum(2).clamp(min=1)  # (B, 1, N, N), (B, 1, N, 1)
+        causal_avg = tri / t  # C: row t averages the (real) tokens ≤ t
         logits = (causal_avg * (q @ k.transpose(-1, -2))) @ phi  # (B, H, N, l)
         attn = softmax(logits, dim=-1)  # (B, H, N, l)
         effective = causal_avg * (attn @ phi.transpose(-1, -2))  # (B, H, N, N), lower-triangular
         out = self.to_out(merge_heads((effective @ v).to(x.dtype)))  # (B, N, D)
-        return out, FamilyMaps(gather=phi.transpose(-1, -2), broadcast=attn, effective_map=effective)
+        gather = phi.transpose(-1, -2) if mask is None else phi.transpose(-1, -2) * keep.transpose(-1, -2)
+        return out, FamilyMaps(gather=gather, broadcast=attn, effective_map=effective)
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        return_maps: bool = False,
+        packed: Tensor | None = None,
+        cache: LunaState | None = None,
+        start_pos: int | None = None,
+    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+        check_input(self, x, mask)
+        B = x.shape[0]
+        if cache is not None:
+            self._check_cache(x, cache, start_pos)
+            if mask is not None or packed is not None or return_maps:
+                raise ValueError(
+                    "decoding with a cache takes neither mask, packed (give it to new_cache) nor return_maps"
+                )
+            return self._advance(x, cache)
+        if start_pos is not None:
+            raise ValueError("start_pos needs a cache (from new_cache)")
+        if mask is not None:
+            x = x.masked_fill(~mask[..., None], 0)  # whatever padded tokens hold (even NaN) reaches no product
+        if return_maps:
+            out, maps = self._teaching(x, self._packed_queries(packed, B), mask)
+        else:
+            out = self._advance(x, self.new_cache(B, x.shape[1], packed=packed), mask)
+        if mask is not None:
+            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
+        return (out, maps) if return_maps else out
+
+    @staticmethod
+    def _check_cache(x: Tensor, cache: LunaState, start_pos: int | None) -> None:
+        if not isinstance(cache, LunaState):
+            raise TypeError(f"cache must be a LunaState (from LunaCausal.new_cache), got {type(cache).__name__}")
+        if x.shape[0] != cache.key_sum.shape[0]:
+            raise ValueError(f"x has batch size {x.shape[0]} but the cache was made for {cache.key_sum.shape[0]}")
+        if start_pos is not None:
+            check_int(start_pos=start_pos, minimum=0)
+            if start_pos != cache.length:
+                raise ValueError(
+                    f"the running sums hold {cache.length} token(s), so new tokens go to position {cache.length}"
+                    f" (start_pos defaults to it); they cannot rewind or skip to start_pos={start_pos}"
+                )
+        if cache.length + x.shape[1] > cache.max_len:
+            raise ValueError(
+                f"cannot add {x.shape[1]} token(s): the cache holds {cache.length} of max_len={cache.max_len}"
+            )

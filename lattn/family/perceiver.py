@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..attention import MultiHeadAttention, check_mask, check_tokens
+from ..attention import Attention, MultiHeadAttention, check_int, check_tokens
 from ..latent import LatentAttention
-from ._common import CrossAttention, FamilyMaps, FeedForward, block_causal_mask, check_positive, refuse_causal
+from ._common import FamilyMaps, FeedForward, block_causal_mask, check_input, refuse_causal
 
 __all__ = ["LatentBlock", "Perceiver", "PerceiverAR", "PerceiverIO"]
 
@@ -35,25 +35,31 @@ class LatentBlock(nn.Module):
         self.attn = MultiHeadAttention(dim, heads)
         self.ff = FeedForward(dim, ff_mult)
 
-    def forward(self, z: Tensor, causal: bool = False, return_maps: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        maps = None
-        if return_maps:
-            read, maps = self.attn(self.norm_attn(z), causal=causal, return_maps=True)  # (B, M, D), (B, H, M, M)
-        else:
-            read = self.attn(self.norm_attn(z), causal=causal)
+    def forward(
+        self, z: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        out = self.attn(self.norm_attn(z), mask=mask, causal=causal, return_maps=return_maps)
+        read, maps = out if return_maps else (out, None)  # (B, M, D), (B, H, M, M)
         z = z + read
         z = z + self.ff(self.norm_ff(z))
         return (z, maps) if return_maps else z
 
 
-def _latent_stack(layers: nn.ModuleList, z: Tensor, causal: bool, extra: dict[str, Tensor] | None) -> Tensor:
+def _latent_stack(
+    layers: nn.ModuleList, z: Tensor, mask: Tensor | None, causal: bool, extra: dict[str, Tensor] | None
+) -> Tensor:
     """Run the latent self-attention blocks; store each map in ``extra`` when it is a dict (teaching path)."""
     for i, layer in enumerate(layers, start=1):
         if extra is None:
-            z = layer(z, causal=causal)
+            z = layer(z, mask=mask, causal=causal)
         else:
-            z, extra[f"latent self-attention {i}"] = layer(z, causal=causal, return_maps=True)  # (B, H, M, M)
+            z, extra[f"latent self-attention {i}"] = layer(z, mask=mask, causal=causal, return_maps=True)
     return z
+
+
+def _check_sizes(num_latents: int, depth: int, ff_mult: int) -> None:
+    check_int(num_latents=num_latents, ff_mult=ff_mult)
+    check_int(depth=depth, minimum=0)
 
 
 class Perceiver(nn.Module):
@@ -63,24 +69,23 @@ class Perceiver(nn.Module):
         dim: width D.  num_latents: M.  heads: heads of the latent self-attention.  cross_heads: heads of the gather.
         depth: number of latent self-attention blocks (0 = gather only).  ff_mult: MLP width multiplier.
 
-    ``forward(x (B, N, D), mask (B, N) bool = real token, return_maps=False)`` → latents (B, M, D); with
-    ``return_maps=True`` also :class:`FamilyMaps` with ``gather`` (B, Hc, M, N) and ``extra["latent
+    ``forward(x (B, N, D), *, mask (B, N) bool = real token, causal=False, return_maps=False)`` → latents
+    (B, M, D); with ``return_maps=True`` also :class:`FamilyMaps` with ``gather`` (B, Hc, M, N) and ``extra["latent
     self-attention i"]`` (B, H, M, M). The gather is ``LatentAttention(stages=("gather",))`` applied to LN(x).
 
     Example: ``Perceiver(32, 8)(torch.randn(2, 1000, 32)).shape == (2, 8, 32)`` — a thousand tokens, eight latents.
     """
 
-    stages_used = ("gather",)
+    stages = ("gather",)
     is_causal = False
     causal_note = "latents shared by all positions gather from every token, so any output would see the future."
+    returns_tokens = False
 
     def __init__(
         self, dim: int, num_latents: int, *, heads: int = 1, cross_heads: int = 1, depth: int = 1, ff_mult: int = 4
     ) -> None:
         super().__init__()
-        check_positive(num_latents=num_latents, ff_mult=ff_mult)
-        if not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be an integer ≥ 0, got {depth!r}")
+        _check_sizes(num_latents, depth, ff_mult)
         self.dim, self.num_latents, self.depth = dim, num_latents, depth
         self.norm_tokens = nn.LayerNorm(dim)
         self.gather = LatentAttention(dim, num_latents, cross_heads, stages=("gather",))  # owns the latents (M, D)
@@ -93,19 +98,15 @@ class Perceiver(nn.Module):
         return self.gather.latents
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
     ) -> Tensor | tuple[Tensor, FamilyMaps]:
-        refuse_causal(causal, type(self).__name__, self.causal_note)
-        check_tokens(x, self.dim)
-        check_mask(mask, x)
-        xn = self.norm_tokens(x)  # (B, N, D)
-        if return_maps:
-            z, stage_maps = self.gather(xn, mask, return_maps=True)  # (B, M, D), gather map (B, Hc, M, N)
-        else:
-            z = self.gather(xn, mask)
+        refuse_causal(self, causal)
+        check_input(self, x, mask)
+        out = self.gather(self.norm_tokens(x), mask=mask, return_maps=return_maps)
+        z, stage_maps = out if return_maps else (out, None)  # (B, M, D), gather map (B, Hc, M, N)
         z = z + self.ff(self.norm_ff(z))  # (B, M, D)
         extra: dict[str, Tensor] | None = {} if return_maps else None
-        z = _latent_stack(self.layers, z, causal=False, extra=extra)
+        z = _latent_stack(self.layers, z, None, causal=False, extra=extra)
         if not return_maps:
             return z
         return z, FamilyMaps(gather=stage_maps.gather, extra=extra)
@@ -116,14 +117,14 @@ class PerceiverIO(nn.Module):
 
     Args: as :class:`Perceiver`, plus ``num_outputs`` O: learn O output queries (None = use the tokens themselves).
 
-    ``forward(x (B, N, D), queries (B, O, D) | None, mask (B, N) | None, return_maps=False)`` → (B, O, D).
-    The queries are, in this order of preference: the ``queries`` argument, the learned output queries, the tokens x
-    (then O = N and padded positions output zeros). Maps: encoder's ``gather`` (B, Hc, M, N), ``broadcast``
-    (B, Hc, O, M), latent self-attention maps in ``extra``; ``maps.effective()`` (B, Hc, O, N) follows the attention
-    path only (it skips the latent self-attention and residuals).
+    ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False, queries (B, O, D) | None)`` →
+    (B, O, D). The queries are, in this order of preference: the ``queries`` argument, the learned output queries,
+    the tokens x (then O = N and padded positions output zeros). Maps: encoder's ``gather`` (B, Hc, M, N),
+    ``broadcast`` (B, Hc, O, M), latent self-attention maps in ``extra``; ``maps.effective()`` (B, Hc, O, N) follows
+    the attention path only (it skips the latent self-attention and residuals).
     """
 
-    stages_used = ("gather", "broadcast")
+    stages = ("gather", "broadcast")
     is_causal = False
     causal_note = "every output query reads latents that gathered from every token (the future included)."
 
@@ -142,27 +143,31 @@ class PerceiverIO(nn.Module):
         self.encoder = Perceiver(dim, num_latents, heads=heads, cross_heads=cross_heads, depth=depth, ff_mult=ff_mult)
         self.dim, self.num_latents = dim, num_latents
         if num_outputs is not None:
-            check_positive(num_outputs=num_outputs)
+            check_int(num_outputs=num_outputs)
             self.output_queries = nn.Parameter(0.02 * torch.randn(num_outputs, dim))  # (O, D), learned
         else:
             self.register_parameter("output_queries", None)
         self.norm_queries, self.norm_latents = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.decode = CrossAttention(dim, cross_heads)
+        self.decode = Attention(dim, heads=cross_heads)  # output queries → latents
         self.norm_ff, self.ff = nn.LayerNorm(dim), FeedForward(dim, ff_mult)
+
+    @property
+    def returns_tokens(self) -> bool:
+        """True when the tokens are the output queries (no learned ones): one output per token."""
+        return self.output_queries is None
 
     def forward(
         self,
         x: Tensor,
-        queries: Tensor | None = None,
+        *,
         mask: Tensor | None = None,
         causal: bool = False,
         return_maps: bool = False,
+        queries: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, FamilyMaps]:
-        refuse_causal(causal, type(self).__name__, self.causal_note)
-        if return_maps:
-            z, enc_maps = self.encoder(x, mask, return_maps=True)  # (B, M, D)
-        else:
-            z = self.encoder(x, mask)
+        refuse_causal(self, causal)
+        enc = self.encoder(x, mask=mask, return_maps=return_maps)
+        z, enc_maps = enc if return_maps else (enc, None)  # (B, M, D)
         B = x.shape[0]
         out_mask = None
         if queries is not None:
@@ -173,15 +178,12 @@ class PerceiverIO(nn.Module):
             queries = self.output_queries.to(x.dtype).expand(B, -1, -1)  # (B, O, D)
         else:
             queries, out_mask = x, mask  # (B, N, D): one output per token
-        qn, zn = self.norm_queries(queries), self.norm_latents(z)
-        if return_maps:
-            read, bmap = self.decode(qn, zn, return_maps=True)  # (B, O, D), (B, Hc, O, M)
-        else:
-            read = self.decode(qn, zn)
+        dec = self.decode(self.norm_queries(queries), context=self.norm_latents(z), return_maps=return_maps)
+        read, bmap = dec if return_maps else (dec, None)  # (B, O, D), (B, Hc, O, M)
         out = queries + read
         out = out + self.ff(self.norm_ff(out))  # (B, O, D)
         if out_mask is not None:
-            out = out * out_mask[..., None]
+            out = out.masked_fill(~out_mask[..., None], 0)  # padded positions output zeros
         if not return_maps:
             return out
         return out, FamilyMaps(gather=enc_maps.gather, broadcast=bmap, extra=enc_maps.extra)
@@ -193,27 +195,28 @@ class PerceiverAR(nn.Module):
     Args: dim, num_latents (M, the most latents; fewer when N < M), heads, cross_heads, depth, ff_mult as
     :class:`Perceiver`.
 
-    ``forward(x (B, N, D), return_maps=False)`` → (B, M', D) with M' = min(N, M): the outputs at positions
-    N − M' … N − 1 (:meth:`output_positions`). When N ≤ M every position is a latent and the shape is (B, N, D), the
-    block interface ``(B, N, D) → (B, N, D)``; for N > M train a language model on the last M targets only.
-    Exactly causal: the output at position p depends only on tokens ≤ p. Maps: ``gather`` (B, Hc, M', N), block-causal
-    (latent i sees tokens ≤ N − M' + i), and the causal latent self-attention maps in ``extra``. Cost O(N·M + depth·M²).
+    ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False)`` → (B, M', D) with
+    M' = min(N, M): the outputs at positions N − M' … N − 1 (:meth:`output_positions`). Always causal: ``causal`` is
+    accepted for the uniform call and changes nothing. When N ≤ M every position is a latent and the shape is (B, N, D), the block
+    interface ``(B, N, D) → (B, N, D)``; for N > M train a language model on the last M targets only. Exactly causal:
+    the output at position p depends only on tokens ≤ p. Padded tokens take no part; padded latent positions output
+    zeros. Maps: ``gather`` (B, Hc, M', N), block-causal (latent i sees tokens ≤ N − M' + i), and the causal latent
+    self-attention maps in ``extra``. Cost O(N·M + depth·M²).
     """
 
-    stages_used = ("gather",)
+    stages = ("gather",)
     is_causal = True
     causal_note = "latent i sits at position p = N − M + i and gathers only tokens ≤ p (block-causal mask)."
+    returns_tokens = False  # outputs at the last M positions only (all of them when N ≤ M)
 
     def __init__(
         self, dim: int, num_latents: int, *, heads: int = 1, cross_heads: int = 1, depth: int = 1, ff_mult: int = 4
     ) -> None:
         super().__init__()
-        check_positive(num_latents=num_latents, ff_mult=ff_mult)
-        if not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be an integer ≥ 0, got {depth!r}")
+        _check_sizes(num_latents, depth, ff_mult)
         self.dim, self.num_latents, self.depth = dim, num_latents, depth
         self.norm_latents, self.norm_tokens = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.gather = CrossAttention(dim, cross_heads)
+        self.gather = Attention(dim, heads=cross_heads)  # latents → tokens, block-causal
         self.norm_ff, self.ff = nn.LayerNorm(dim), FeedForward(dim, ff_mult)
         self.layers = nn.ModuleList(LatentBlock(dim, heads, ff_mult) for _ in range(depth))
 
@@ -221,19 +224,22 @@ class PerceiverAR(nn.Module):
         """The positions whose outputs forward returns for a sequence of ``seq_len`` tokens."""
         return range(max(seq_len - self.num_latents, 0), seq_len)
 
-    def forward(self, x: Tensor, return_maps: bool = False) -> Tensor | tuple[Tensor, FamilyMaps]:
-        check_tokens(x, self.dim)
+    def forward(
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+        check_input(self, x, mask)
         B, N, D = x.shape
         M = min(N, self.num_latents)
         z = x[:, N - M :]  # (B, M, D): the latents are the last M tokens
+        latent_mask = None if mask is None else mask[:, N - M :]  # (B, M)
         allowed = block_causal_mask(M, N, x.device)  # (M, N)
         zn, xn = self.norm_latents(z), self.norm_tokens(x)
-        if return_maps:
-            read, gmap = self.gather(zn, xn, attn_mask=allowed, return_maps=True)  # (B, M, D), (B, Hc, M, N)
-        else:
-            read = self.gather(zn, xn, attn_mask=allowed)
+        g = self.gather(zn, context=xn, mask=mask, attn_mask=allowed, return_maps=return_maps)
+        read, gmap = g if return_maps else (g, None)  # (B, M, D), (B, Hc, M, N)
         z = z + read
         z = z + self.ff(self.norm_ff(z))  # (B, M, D)
         extra: dict[str, Tensor] | None = {} if return_maps else None
-        z = _latent_stack(self.layers, z, causal=True, extra=extra)
+        z = _latent_stack(self.layers, z, latent_mask, causal=True, extra=extra)
+        if latent_mask is not None:
+            z = z.masked_fill(~latent_mask[..., None], 0)  # padded latent positions output zeros
         return (z, FamilyMaps(gather=gmap, extra=extra)) if return_maps else z

@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..attention import check_mask, check_tokens
+from ..attention import Attention, check_int
 from ..latent import LatentAttention
-from ._common import CrossAttention, FamilyMaps, FeedForward, check_positive, refuse_causal
+from ._common import FamilyMaps, FeedForward, check_input, refuse_causal
 
 __all__ = ["ISAB", "MAB", "PMA"]
 
@@ -28,24 +28,38 @@ class MAB(nn.Module):
     """Multihead attention block: queries X (B, Nq, D) attend to Y (B, Nk, D); residual, then a row-wise MLP.
 
     Args: dim, heads; ``layer_norm`` adds the paper's two LayerNorms; ``feedforward=False`` drops the rFF line.
-    ``forward(queries, context, mask (B, Nk) | None, return_maps=False)`` → (B, Nq, D) [, map (B, H, Nq, Nk)].
+    ``forward(x (B, Nq, D), *, context Y (B, Nk, D) | None = x, mask (B, Nk) | None, causal=False,
+    return_maps=False)`` → (B, Nq, D) [, map (B, H, Nq, Nk)]. ``context=None`` is the paper's SAB, MAB(X, X).
     """
+
+    stages = ()  # a building block: a gather when the queries are latents, a broadcast when they are the tokens
+    is_causal = False
+    causal_note = "a building block of set models, where order means nothing."
+    returns_tokens = True  # one output per query row of x
 
     def __init__(
         self, dim: int, heads: int = 1, *, layer_norm: bool = False, feedforward: bool = True, ff_mult: int = 4
     ) -> None:
         super().__init__()
-        self.attn = CrossAttention(dim, heads)
+        self.dim = dim
+        self.attn = Attention(dim, heads=heads)
         self.norm_attn = nn.LayerNorm(dim) if layer_norm else nn.Identity()
         self.ff = FeedForward(dim, ff_mult) if feedforward else None
         self.norm_ff = nn.LayerNorm(dim) if layer_norm else nn.Identity()
 
     def forward(
-        self, queries: Tensor, context: Tensor, mask: Tensor | None = None, return_maps: bool = False
+        self,
+        x: Tensor,
+        *,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        return_maps: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        out = self.attn(queries, context, mask, return_maps=return_maps)
-        read, maps = out if return_maps else (out, None)
-        h = self.norm_attn(queries + read)  # (B, Nq, D)
+        refuse_causal(self, causal)
+        out = self.attn(x, context=context, mask=mask, return_maps=return_maps)
+        read, maps = out if return_maps else (out, None)  # (B, Nq, D), (B, H, Nq, Nk)
+        h = self.norm_attn(x + read)  # (B, Nq, D)
         if self.ff is not None:
             h = self.norm_ff(h + self.ff(h))
         return (h, maps) if return_maps else h
@@ -55,19 +69,21 @@ class ISAB(nn.Module):
     """Induced set attention block: (B, N, D) → (B, N, D) through m inducing points (the latents).
 
     Args: dim, num_inducing (m), heads, layer_norm, feedforward (see :class:`MAB`).
-    ``forward(x (B, N, D), mask (B, N) | None, return_maps=False)``; padded tokens take no part in the gather and
-    output zeros. Maps: ``gather`` (B, H, m, N), ``broadcast`` (B, H, N, m); ``maps.effective()`` (B, H, N, N).
+    ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False)``; padded tokens take no part in
+    the gather and output zeros. Maps: ``gather`` (B, H, m, N), ``broadcast`` (B, H, N, m); ``maps.effective()``
+    (B, H, N, N).
     """
 
-    stages_used = ("gather", "broadcast")
+    stages = ("gather", "broadcast")
     is_causal = False
     causal_note = "the inducing points gather from the whole set, so every output depends on every element."
+    returns_tokens = True
 
     def __init__(
         self, dim: int, num_inducing: int, *, heads: int = 1, layer_norm: bool = False, feedforward: bool = True
     ) -> None:
         super().__init__()
-        check_positive(num_inducing=num_inducing)
+        check_int(num_inducing=num_inducing)
         self.dim, self.num_inducing = dim, num_inducing
         self.inducing = nn.Parameter(torch.randn(num_inducing, dim))  # I (m, D), learned
         self.mab_gather = MAB(dim, heads, layer_norm=layer_norm, feedforward=feedforward)  # H = MAB(I, X)
@@ -89,48 +105,44 @@ class ISAB(nn.Module):
         return isab.to(la.latents.dtype)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
     ) -> Tensor | tuple[Tensor, FamilyMaps]:
-        refuse_causal(causal, type(self).__name__, self.causal_note)
-        check_tokens(x, self.dim)
-        check_mask(mask, x)
+        refuse_causal(self, causal)
+        check_input(self, x, mask)
         inducing = self.inducing.to(x.dtype).expand(x.shape[0], -1, -1)  # (B, m, D)
-        if return_maps:
-            h, gmap = self.mab_gather(inducing, x, mask, return_maps=True)  # (B, m, D), (B, H, m, N)
-            out, bmap = self.mab_broadcast(x, h, return_maps=True)  # (B, N, D), (B, H, N, m)
-        else:
-            out = self.mab_broadcast(x, self.mab_gather(inducing, x, mask))
+        g = self.mab_gather(inducing, context=x, mask=mask, return_maps=return_maps)
+        h, gmap = g if return_maps else (g, None)  # (B, m, D), (B, H, m, N)
+        b = self.mab_broadcast(x, context=h, return_maps=return_maps)
+        out, bmap = b if return_maps else (b, None)  # (B, N, D), (B, H, N, m)
         if mask is not None:
-            out = out * mask[..., None]
+            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
         return (out, FamilyMaps(gather=gmap, broadcast=bmap)) if return_maps else out
 
 
 class PMA(nn.Module):
     """Pooling by multihead attention: k learned seeds gather from the set; (B, N, D) → (B, k, D).
 
-    ``forward(x (B, N, D), mask (B, N) | None, return_maps=False)``; map ``gather`` (B, H, k, N).
+    ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False)``; map ``gather`` (B, H, k, N).
     """
 
-    stages_used = ("gather",)
+    stages = ("gather",)
     is_causal = False
     causal_note = "a pooled summary of the whole set has no positions to be causal about."
+    returns_tokens = False
 
     def __init__(self, dim: int, num_seeds: int, *, heads: int = 1, layer_norm: bool = False) -> None:
         super().__init__()
-        check_positive(num_seeds=num_seeds)
+        check_int(num_seeds=num_seeds)
         self.dim, self.num_seeds = dim, num_seeds
         self.seeds = nn.Parameter(torch.randn(num_seeds, dim))  # S (k, D), learned
         self.rff = FeedForward(dim)
         self.mab = MAB(dim, heads, layer_norm=layer_norm)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
     ) -> Tensor | tuple[Tensor, FamilyMaps]:
-        refuse_causal(causal, type(self).__name__, self.causal_note)
-        check_tokens(x, self.dim)
-        check_mask(mask, x)
+        refuse_causal(self, causal)
+        check_input(self, x, mask)
         seeds = self.seeds.to(x.dtype).expand(x.shape[0], -1, -1)  # (B, k, D)
-        if return_maps:
-            out, gmap = self.mab(seeds, self.rff(x), mask, return_maps=True)  # (B, k, D), (B, H, k, N)
-            return out, FamilyMaps(gather=gmap)
-        return self.mab(seeds, self.rff(x), mask)
+        out = self.mab(seeds, context=self.rff(x), mask=mask, return_maps=return_maps)  # (B, k, D)
+        return (out[0], FamilyMaps(gather=out[1])) if return_maps else out

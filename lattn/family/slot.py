@@ -8,6 +8,8 @@ refines it. Repeat ``iters`` times. Cost O(iters·N·M·D).
 Unlike :class:`~lattn.latent.LatentAttention`'s write stage (``w / (Σw + eps)``, a residual add) Slot Attention adds
 eps *before* renormalising (``(w + eps) / Σ(w + eps)``) and updates with a GRU, as in the paper's Algorithm 1.
 The slots' initial values are random draws from a learned Gaussian, or given: permuting them permutes the result.
+It keeps its own core (not :class:`~lattn.attention.Attention`): one head, softmax over the slots, eps-renormalised
+weighted means and a GRU update.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..attention import check_mask, check_tokens
-from ._common import FamilyMaps, check_latents, check_positive, refuse_causal, softmax
+from ..attention import check_int
+from ._common import FamilyMaps, check_input, check_latents, refuse_causal, softmax
 
 __all__ = ["SlotAttention"]
 
@@ -26,22 +28,37 @@ __all__ = ["SlotAttention"]
 class SlotAttention(nn.Module):
     """Slot Attention: (B, N, D) inputs → (B, M, D) slots after ``iters`` rounds of competition.
 
-    Args: dim (D), num_slots (M), iters (rounds), eps (added to the weights before renormalising), mlp_mult.
+    Args: dim (D), num_slots (M), iters (rounds), eps (added to the weights before renormalising), mlp_mult;
+    seed: when given, every call without ``slots`` or ``generator`` draws the initial slots from
+    ``torch.Generator().manual_seed(seed)`` — the same draw each time, so the module is a deterministic function
+    of x (the comparison table uses ``seed=0``); None (default) draws from torch's global random stream.
 
-    ``forward(x (B, N, D), slots (B, M, D) | None, mask (B, N) | None, return_maps=False, generator=None)``.
-    ``slots=None`` draws them from N(μ, σ²) (learned μ, σ; ``generator`` makes the draw reproducible). Padded
-    inputs win nothing. Maps (single head): ``write`` (B, 1, N, M) of the last round, rows summing to 1 over slots,
+    ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False, slots (B, M, D) | None,
+    generator=None)`` → slots (B, M, D). ``slots=None`` draws them from N(μ, σ²) (learned μ, σ; ``generator`` or
+    ``seed`` makes the draw reproducible). Padded inputs win nothing. Maps (single head): ``write`` (B, 1, N, M) of the last round, rows summing to 1 over slots,
     and ``extra["iteration i"]`` for every round.
     """
 
-    stages_used = ("write",)
+    stages = ("write",)
     is_causal = False
     causal_note = "slots are a summary of the whole input, updated from every token in every round."
+    returns_tokens = False
 
-    def __init__(self, dim: int, num_slots: int, *, iters: int = 3, eps: float = 1e-8, mlp_mult: int = 2) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_slots: int,
+        *,
+        iters: int = 3,
+        eps: float = 1e-8,
+        mlp_mult: int = 2,
+        seed: int | None = None,
+    ) -> None:
         super().__init__()
-        check_positive(dim=dim, num_slots=num_slots, iters=iters, mlp_mult=mlp_mult)
-        self.dim, self.num_slots, self.iters, self.eps = dim, num_slots, iters, eps
+        check_int(dim=dim, num_slots=num_slots, iters=iters, mlp_mult=mlp_mult)
+        if seed is not None:
+            check_int(seed=seed, minimum=0)
+        self.dim, self.num_slots, self.iters, self.eps, self.seed = dim, num_slots, iters, eps, seed
         self.slots_mu = nn.Parameter(torch.randn(dim))  # μ (D)
         self.slots_log_sigma = nn.Parameter(torch.zeros(dim))  # log σ (D)
         self.norm_inputs, self.norm_slots, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
@@ -60,18 +77,20 @@ class SlotAttention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        slots: Tensor | None = None,
+        *,
         mask: Tensor | None = None,
         causal: bool = False,
         return_maps: bool = False,
+        slots: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor | tuple[Tensor, FamilyMaps]:
-        refuse_causal(causal, type(self).__name__, self.causal_note)
-        check_tokens(x, self.dim)
-        check_mask(mask, x)
+        refuse_causal(self, causal)
+        check_input(self, x, mask)
         B, N, D = x.shape
         M = self.num_slots
         if slots is None:
+            if generator is None and self.seed is not None:
+                generator = torch.Generator().manual_seed(self.seed)
             slots = self.initial_slots(B, generator).to(x.dtype)
         check_latents(slots, M, D, B, "slots")
         x = self.norm_inputs(x)

@@ -1,7 +1,8 @@
 """Explorers of notebook 04: the latent-attention family on one input, and the future-leak test.
 
 Thin shells: every module, map and measurement comes from :mod:`lattn.family` (the registry
-:data:`~lattn.family.compare.MECHANISMS`, :func:`~lattn.family.compare.leak_profile`); drawing from :mod:`lattn.viz`.
+:data:`~lattn.family.registry.MECHANISMS`, the one leak measurement :func:`~lattn.family.compare.leak_profile` /
+:func:`~lattn.family.compare.future_leak`); drawing from :mod:`lattn.viz`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
-from ..family.compare import MECHANISMS, Sizes, leak_profile
+from ..family.compare import MECHANISMS, Sizes, future_leak, leak_profile
 from ..latent import STAGES
 from ..viz import as_array, heatmap, update_heatmap
 from .base import Explorer
@@ -65,8 +66,8 @@ class FamilyExplorer(Explorer):
     ``m_range`` of the latent slider; ``seed`` of the (untrained) modules.
     Controls: ``mechanism``, ``n`` (tokens), ``m`` (latents / inducing points / packed length / slots / k),
     ``mark_future`` (veil the cells where a token would read a later token). Head 0 is shown.
-    ``state``: ``stages``, one (rows, cols) array per stage or None, ``effective`` (N, N) or None, ``future_weight``
-    (share of the token→token weight that reads the future; None without positions).
+    ``state``: ``stages``, one (rows, cols) array per stage or None, ``effective`` (N, N) or None, ``future_leak``
+    (:func:`~lattn.family.compare.future_leak` at the last token: 0.0 = causal; None when the outputs are latents).
     """
 
     figsize = (11.5, 3.5)
@@ -119,13 +120,7 @@ class FamilyExplorer(Explorer):
             eff = None
         state["effective"] = eff if eff is not None and eff.shape == (n, n) else None
         state["gather_offset"] = n - state["gather"].shape[0] if key == "perceiver_ar" else None
-        if state["effective"] is not None:
-            state["future_weight"] = float(np.triu(eff, 1).sum() / eff.sum())
-        elif state["gather_offset"] is not None:
-            g = state["gather"]
-            state["future_weight"] = float((g * (future_shade(*g.shape, state["gather_offset"])[..., 3] > 0)).sum())
-        else:
-            state["future_weight"] = None
+        state["future_leak"] = future_leak(mech, module, self.tokens[:, :n])
         return state
 
     def setup(self, fig: Figure) -> None:
@@ -182,11 +177,11 @@ class FamilyExplorer(Explorer):
         self.suptitle.set_text(f"{state['title']}: {used}   (N = {state['n']}, M = {state['m']}, head 0)")
 
     def describe(self, state: dict[str, Any]) -> str:
-        fw = state["future_weight"]
-        future = "n/a" if fw is None else f"{fw:.3f}"
+        leak = state["future_leak"]
+        future = "n/a (latents)" if leak is None else ("0 (exact)" if leak == 0 else f"{leak:.2g}")
         return (
             f"mechanism={state['key']}, N={state['n']}, M={state['m']}, stages={'+'.join(state['stages']) or 'none'}, "
-            f"future weight={future}, mark future={self.mark_future.value}"
+            f"future leak={future}, mark future={self.mark_future.value}"
         )
 
 
@@ -195,7 +190,8 @@ class LeakExplorer(Explorer):
 
     Args: ``tokens`` (1, N, D); ``keys`` the mechanisms to compare; ``m`` latents; ``heads``; ``seed``.
     Control: ``position`` (the perturbed token). ``state["profiles"][key]`` = (output positions, max |Δ| at each);
-    ``state["leaks"][key]`` = the largest change before the perturbed position (0.0 = causal).
+    ``state["leaks"][key]`` = the largest change before the perturbed position (0.0 = causal), from
+    :class:`~lattn.family.compare.LeakProfile`.
     """
 
     figsize = (9.0, 3.6)
@@ -227,11 +223,9 @@ class LeakExplorer(Explorer):
         t = self.position.value
         profiles, leaks = {}, {}
         for key, module in self.models.items():
-            positions, change = leak_profile(key, module, self.tokens, t)
-            change = as_array(change)
-            profiles[key] = (np.array(positions), change)
-            before = change[np.array(positions) < t]
-            leaks[key] = float(before.max()) if before.size else None
+            profile = leak_profile(key, module, self.tokens, t)
+            profiles[key] = (np.array(profile.positions), as_array(profile.change))
+            leaks[key] = profile.leak
         return {"position": t, "profiles": profiles, "leaks": leaks}
 
     def setup(self, fig: Figure) -> None:
