@@ -42,6 +42,7 @@ __all__ = [
     "scaled_dot_product",
     "split_heads",
     "upcast",
+    "worth_fusing",
 ]
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -297,13 +298,23 @@ def attend(
     return fused_attention(q, k, v, mask, causal), None
 
 
+def worth_fusing(x: Tensor, linears: list[nn.Module]) -> bool:
+    """Whether :func:`project` fuses: several real Linear layers, and more token rows in x than weight rows in all."""
+    return (
+        len(linears) > 1
+        and all(isinstance(lin, nn.Linear) for lin in linears)  # not e.g. nn.Identity (timing the core alone)
+        and x.shape[:-1].numel() >= sum(lin.out_features for lin in linears)  # else the concatenated weight costs more
+    )
+
+
 def project(x: Tensor, linears: list[nn.Module]) -> list[Tensor]:
     """Several Linear layers over the same input as one matmul: x (…, D) → [(…, out_i)], exactly each layer's output.
 
-    NOTE: one pass over x instead of one per layer; the concatenated weight is small (Σ out_i × D).
+    NOTE: one pass over x instead of one per layer (used where :func:`worth_fusing`); the outputs then share one
+    block of memory, so they all exist until the last is dropped.
     """
-    if len(linears) == 1 or not all(isinstance(lin, nn.Linear) for lin in linears):
-        return [lin(x) for lin in linears]  # e.g. projections swapped for nn.Identity to time the core alone
+    if not worth_fusing(x, linears):
+        return [lin(x) for lin in linears]
     weight = torch.cat([lin.weight for lin in linears])  # (Σ out_i, D)
     bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
     return list(F.linear(x, weight, bias).split([lin.out_features for lin in linears], dim=-1))

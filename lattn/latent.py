@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -42,11 +43,13 @@ from .attention import (
     project,
     split_heads,
     upcast,
+    worth_fusing,
 )
 
 __all__ = ["STAGES", "LatentAttention", "LatentMaps", "check_stages"]
 
 STAGES = ("write", "gather", "broadcast")
+_TOKEN_SIDE = {"write": ("q", "v"), "gather": ("k", "v"), "broadcast": ("q",)}  # what each stage takes from x
 
 
 def check_stages(stages: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
@@ -174,15 +177,23 @@ class LatentAttention(nn.Module):
         """True when forward returns tokens (B, N, D); False when it returns latents (B, M, D)."""
         return "broadcast" in self.stages
 
-    def _token_projections(self, x: Tensor) -> dict[str, Tensor]:
-        """Every projection of the tokens x (B, N, D) in one matmul, split into heads: {"write.q": (B, H, N, dh), …}.
+    def _token_projections(self, x: Tensor, mask: Tensor | None) -> Callable[[str, str], Tensor]:
+        """``take(stage, "q" | "k" | "v")`` → that stage's projection of the tokens x (B, N, D), in heads (B, H, N, dh).
 
-        The tokens are queries and values of write, keys and values of gather, queries of broadcast.
+        The tokens are queries and values of write, keys and values of gather, queries of broadcast: one matmul for
+        all of them where that pays (:func:`~lattn.attention.worth_fusing`), else each when its stage asks (then no
+        more than one stage's worth exists at once). Padded tokens' keys and values are zeroed: they reach no product.
         """
-        wanted = {"write": ("q", "v"), "gather": ("k", "v"), "broadcast": ("q",)}
-        names = [f"{s}.{p}" for s in self.stages for p in wanted[s]]
-        linears = [getattr(self.proj[n.split(".")[0]], "to_" + n.split(".")[1]) for n in names]
-        return {n: split_heads(t, self.heads) for n, t in zip(names, project(x, linears))}
+        wanted = [(s, p) for s in self.stages for p in _TOKEN_SIDE[s]]
+        linears = [getattr(self.proj[s], f"to_{p}") for s, p in wanted]
+        fused = dict(zip(wanted, project(x, linears))) if worth_fusing(x, linears) else {}
+
+        def take(stage: str, which: str) -> Tensor:
+            t = fused.pop((stage, which), None)
+            t = split_heads(getattr(self.proj[stage], f"to_{which}")(x) if t is None else t, self.heads)
+            return t if which == "q" or mask is None else drop_padded(t, mask)
+
+        return take
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
@@ -196,23 +207,25 @@ class LatentAttention(nn.Module):
         H = self.heads
         scale = 1.0 / math.sqrt(D // H)
         z = self.latents.expand(B, -1, -1)  # (B, M, D)
-        t = self._token_projections(x)  # the tokens' q / k / v of every stage, (B, H, N, dh) each
-        if mask is not None:  # padded tokens' keys and values reach no product
-            t = {n: (v if n.endswith(".q") else drop_padded(v, mask)) for n, v in t.items()}
+        tokens = self._token_projections(x, mask)  # tokens("write", "q") → (B, H, N, dh)
         key_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N)
         maps: dict[str, Tensor] = {}
 
         if "write" in self.stages:  # tokens query the latents; each latent takes a weighted mean of token values
             p = self.proj["write"]
             k = p.split(p.to_k(z))  # (B, H, M, dh)
-            upd, w = _write_update(t["write.q"], k, t["write.v"], mask, scale, self.eps, keep_map=return_maps)
+            q, v = tokens("write", "q"), tokens("write", "v")
+            upd, w = _write_update(q, k, v, mask, scale, self.eps, keep_map=return_maps)
+            del q, k, v  # NOTE: freed before the next stage projects (peak memory of one stage at a time)
             z = z + p.merge(upd.to(x.dtype))  # (B, M, D)
             if return_maps:
                 maps["write"] = w  # (B, H, N, M)
 
         if "gather" in self.stages:  # latents query the tokens; softmax over tokens
             p = self.proj["gather"]
-            read, gather = attend(p.split(p.to_q(z)), t["gather.k"], t["gather.v"], key_mask, return_maps=return_maps)
+            k, v = tokens("gather", "k"), tokens("gather", "v")
+            read, gather = attend(p.split(p.to_q(z)), k, v, key_mask, return_maps=return_maps)
+            del k, v
             z = z + p.merge(read)  # (B, M, D)
             if return_maps:
                 maps["gather"] = gather  # (B, H, M, N)
@@ -220,7 +233,8 @@ class LatentAttention(nn.Module):
         out = z
         if "broadcast" in self.stages:  # tokens query the latents; softmax over latents
             p = self.proj["broadcast"]
-            read, broadcast = attend(t["broadcast.q"], p.split(p.to_k(z)), p.split(p.to_v(z)), return_maps=return_maps)
+            q = tokens("broadcast", "q")
+            read, broadcast = attend(q, p.split(p.to_k(z)), p.split(p.to_v(z)), return_maps=return_maps)
             out = p.merge(read)  # (B, N, D)
             if mask is not None:
                 out = out.masked_fill(~mask[..., None], 0)

@@ -129,3 +129,21 @@ def test_bad_config(kwargs, match):
 def test_quick_config_is_smaller_than_the_full_one():
     quick, full = bc.BenchConfig.quick(), bc.BenchConfig()
     assert max(quick.ns) < max(full.ns) == 65_536 and quick.time_budget < full.time_budget
+
+
+def test_whole_modules_at_several_n_print_their_ratio():
+    """The issue's module ratio MultiHeadAttention / LatentAttention: at every N of ``module_ns`` that is in ``ns``."""
+    config = bc.BenchConfig(ns=(16, 32), m=2, ms=(2,), m_grid_n=32, module_ns=(16, 32, 4096), heads=1, dim_head=4,
+                            min_run_time=0.001, repeats=1, matmul_n=64)  # fmt: skip
+    rows = bc.run_benchmark(config)
+    assert sorted((r["method"], r["n"]) for r in rows if r["section"] == "module") == [
+        ("latent-module", 16), ("latent-module", 32), ("mha-module", 16), ("mha-module", 32)
+    ]  # fmt: skip
+    ratios = bc.module_ratios(rows)
+    mods = {(r["method"], r["n"]): r for r in rows if r["section"] == "module"}
+    for n in (16, 32):
+        assert ratios[n]["time"] == mods["mha-module", n]["seconds"] / mods["latent-module", n]["seconds"]
+        assert ratios[n]["flops"] == mods["mha-module", n]["flops"] / mods["latent-module", n]["flops"]
+        assert f"whole modules with their Linear projections at N={n}: MultiHeadAttention" in bc.format_table(rows)
+    with pytest.raises(ValueError, match="module_ns"):
+        bc.BenchConfig(module_ns=(0,))

@@ -5,9 +5,18 @@ import numpy as np
 import pytest
 
 from lattn.bench import complexity as bench
-from lattn.complexity import crossover_n, full_attention_cost, latent_attention_cost, matrix_bytes, total_cost
+from lattn.complexity import (
+    Shape,
+    crossover_n,
+    full_attention_cost,
+    latent_attention_cost,
+    matrix_bytes,
+    method_cost,
+    total_cost,
+)
 from lattn.exercises import complexity as ex
-from lattn.widgets.complexity import N_GRID, BenchExplorer, CostExplorer, honest_figure
+from lattn.viz.complexity import honest_figure
+from lattn.widgets.complexity import N_GRID, BenchExplorer, CostExplorer
 
 TINY = bench.BenchConfig(ns=(16, 32, 64), m=4, ms=(2, 4), m_grid_n=32, heads=2, dim_head=8, min_run_time=0.001,
                          repeats=1, matmul_n=64, fit_from=16)  # fmt: skip
@@ -21,21 +30,23 @@ def tiny_rows():
 def test_cost_explorer_follows_the_formulas(tmp_path):
     e = CostExplorer()
     e.set(n=4096, m=32, dim_head=32, heads=2, scope="core")
-    full = full_attention_cost(4096, heads=2, dim_head=32)
-    latent = total_cost(latent_attention_cost(4096, 32, heads=2, dim_head=32))
+    shape = Shape(seq_len=4096, num_latents=32, heads=2, dim_head=32)
+    full = full_attention_cost(shape)
+    latent = total_cost(latent_attention_cost(shape))
     assert (e.state["full_flops"], e.state["latent_flops"]) == (full.core_flops, latent.core_flops)
     assert e.state["ratio"] == pytest.approx(4096 / (3 * 32))
-    assert e.state["crossover"] == crossover_n(32, heads=2, dim_head=32) == 97
+    assert e.state["crossover"] == crossover_n(shape) == 97
     assert e.state["nxn_bytes"] == matrix_bytes(4096, 4096, heads=2) == 2 * 4096**2 * 4
     # the drawn curves are the state's, at the grid's N; the markers sit at the chosen N
-    np.testing.assert_array_equal(e.flop_lines["full"].get_xdata(), N_GRID)
-    np.testing.assert_array_equal(e.flop_lines["latent"].get_ydata(), e.state["curves"]["latent"])
-    assert list(e.flop_dots.get_xdata()) == [4096, 4096]
-    assert list(e.cross.get_xdata()) == [97, 97] and "97" in e.cross_label.get_text()
-    assert "128 MiB" in e.nxn_text.get_text()  # 2 heads · 4096² · 4 B
+    view = e.view
+    np.testing.assert_array_equal(view.flop_lines["full"].get_xdata(), N_GRID)
+    np.testing.assert_array_equal(view.flop_lines["latent"].get_ydata(), e.state["curves"]["latent"])
+    assert list(view.flop_dots.get_xdata()) == [4096, 4096]
+    assert list(view.cross.get_xdata()) == [97, 97] and "97" in view.cross_label.get_text()
+    assert "128 MiB" in view.nxn_text.get_text()  # 2 heads · 4096² · 4 B
     # the whole module adds the projections: a later crossover, a smaller ratio
     e.scope.value = "module"
-    assert e.state["crossover"] == crossover_n(32, heads=2, dim_head=32, whole_module=True) > 97
+    assert e.state["crossover"] == crossover_n(shape, whole_module=True) > 97
     assert e.state["full_flops"] == full.flops and e.state["ratio"] < 4096 / 96
     # memory: the explicit N×N weights grow 4× per doubling of N, everything else 2×
     curves, k = e.state["curves"], np.searchsorted(N_GRID, 2**14)
@@ -49,9 +60,9 @@ def test_cost_explorer_follows_the_formulas(tmp_path):
 
 def test_cost_explorer_titles_say_who_wins():
     e = CostExplorer().set(n=128, m=64, scope="core")
-    assert "full attention needs" in e.ax_flops.get_title()
+    assert "full attention needs" in e.view.ax_flops.get_title()
     e.set(n=2**16)
-    assert "latent needs" in e.ax_flops.get_title()
+    assert "latent needs" in e.view.ax_flops.get_title()
 
 
 def test_bench_explorer_shows_the_stored_run():
@@ -64,11 +75,11 @@ def test_bench_explorer_shows_the_stored_run():
     }
     fast = {r["n"]: r["seconds"] for r in rows if r["method"] == "latent-fast" and r["section"] == "n-grid"}
     assert e.state["speedup"] == {n: sdpa[n] / fast[n] for n in sdpa}
-    xs, ys = e.dots["latent-fast"].get_data()
+    xs, ys = e.view.dots["latent-fast"].get_data()
     assert list(xs) == sorted(fast) and list(ys) == [fast[n] for n in sorted(fast)]
-    assert "slope" in e.dots["full-sdpa"].get_label()
+    assert "slope" in e.view.dots["full-sdpa"].get_label()
     e.y.value = "peak memory"
-    xs, ys = e.dots["full-explicit"].get_data()
+    xs, ys = e.view.dots["full-explicit"].get_data()
     explicit = {r["n"]: r["peak_bytes"] for r in rows if r["method"] == "full-explicit" and r["section"] == "n-grid"}
     assert list(ys) == [explicit[n] for n in xs]
     assert "show=peak memory" in e.status.value
@@ -84,10 +95,10 @@ def test_bench_explorer_button_measures_here(tiny_rows, monkeypatch):
     assert {r["n"] for r in e.rows if r["section"] == "n-grid"} == {16, 32, 64}
     assert set(e.state["speedup"]) == {16, 32, 64}
     # the formula curves: FLOPs over the method's own median FLOP/s, so they run through the measured points' scale
-    xs, ys = e.fits["full-sdpa"].get_data()
+    xs, ys = e.view.fits["full-sdpa"].get_data()
     rate = bench.achieved_flops_per_s(e.rows, "full-sdpa", 64)  # fit from min(1024, largest N)
     assert ys[-1] == pytest.approx(
-        bench.method_cost("full-sdpa", int(xs[-1]), 4, heads=2, dim_head=8).core_flops / rate
+        method_cost("full-sdpa", Shape(seq_len=int(xs[-1]), num_latents=4, heads=2, dim_head=8)).core_flops / rate
     )
 
 
@@ -133,6 +144,6 @@ def test_counted_gather_flops_is_the_counter():
      (411, False, "very close"), (1000, False, "quadratic")],
 )  # fmt: skip
 def test_check_crossover(answer, ok, hint, capsys):
-    assert crossover_n(32, heads=4, dim_head=64, whole_module=True) == 412
+    assert crossover_n(Shape(num_latents=32, heads=4, dim_head=64), whole_module=True) == 412
     assert bool(ex.check_crossover(answer)) is ok
     assert hint in capsys.readouterr().out

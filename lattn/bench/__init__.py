@@ -1,7 +1,8 @@
 """Measurements with ``torch.utils.benchmark``; ``python -m lattn.bench SUBCOMMAND --help``.
 
 Each submodule of this package is one subcommand and exposes ``register(subparsers)``, which adds its parser and
-sets ``func`` (called with the parsed arguments). Shared timing helpers live here.
+sets ``func`` (called with the parsed arguments). Shared timing helpers live here; they import
+``torch.utils.benchmark`` only when they measure (on torch builds with CUDA, importing it can log a CUDA warning).
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.utils.benchmark as tb
 
 __all__ = ["matmul_flops_per_s", "median_seconds"]
 
 
 def median_seconds(fn: Callable[[], object], min_run_time: float = 0.2, num_threads: int | None = None) -> float:
     """Median wall time of ``fn()`` in seconds (torch.utils.benchmark: warm-up, then repeated blocks)."""
+    import torch.utils.benchmark as tb  # here, not at import time: see the module docstring
+
     timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads or torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..complexity import count_flops, crossover_n, latent_stage_cost, without_projections
+from ..complexity import Shape, count_flops, crossover_n, latent_stage_cost, without_projections
 from ..latent import LatentAttention
 from . import Verdict, run_check
 
@@ -36,7 +36,8 @@ def check_gather_flops(fn: Callable[[int, int, int, int, int], Any] | None) -> V
             if got == counted:
                 continue
             where = f"for (B, H, N, M, d_head) = {shape} the counter says {counted:,}, you said {got:,}"
-            projections = latent_stage_cost("gather", N, M, batch=B, heads=H, dim_head=dh).projection_flops
+            shape = Shape(batch=B, seq_len=N, num_latents=M, heads=H, dim_head=dh)
+            projections = latent_stage_cost("gather", shape).projection_flops
             hints = {
                 counted // 2: "off by a factor 2: the counter counts 2 FLOPs per multiply-add, and there are two "
                 "matmuls (the M×N scores, then weights times values) — did you count both, twice each?",
@@ -64,8 +65,8 @@ def check_gather_flops(fn: Callable[[int, int, int, int, int], Any] | None) -> V
 def check_crossover(answer: Any, m: int = 32, heads: int = 4, dim_head: int = 64) -> Verdict:
     """The smallest N at which a whole LatentAttention module (projections included) needs fewer FLOPs than a
     MultiHeadAttention of the same width."""
-    expected = crossover_n(m, heads=heads, dim_head=dim_head, whole_module=True)
-    cores = crossover_n(m, heads=heads, dim_head=dim_head)
+    shape = Shape(num_latents=m, heads=heads, dim_head=dim_head)
+    expected, cores = crossover_n(shape, whole_module=True), crossover_n(shape)
 
     def check(a):
         a = int(a)
