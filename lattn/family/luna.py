@@ -53,7 +53,7 @@ class Luna(nn.Module):
 
     def __init__(self, dim: int, packed_len: int, *, heads: int = 1) -> None:
         super().__init__()
-        check_int(packed_len=packed_len)
+        check_int(dim=dim, packed_len=packed_len, heads=heads)
         self.dim, self.packed_len, self.heads = dim, packed_len, heads
         self.packed = nn.Parameter(torch.randn(packed_len, dim))  # P (l, D) of the first layer, learned
         self.pack = Attention(dim, heads=heads)  # P → tokens
@@ -147,7 +147,7 @@ class LunaCausal(nn.Module):
 
     def __init__(self, dim: int, packed_len: int, *, heads: int = 1) -> None:
         super().__init__()
-        check_int(packed_len=packed_len)
+        check_int(dim=dim, packed_len=packed_len, heads=heads)
         check_dim_heads(dim, heads)
         self.dim, self.packed_len, self.heads = dim, packed_len, heads
         self.packed = nn.Parameter(torch.randn(packed_len, dim))  # P (l, D), learned

@@ -57,8 +57,8 @@ def _latent_stack(
     return z
 
 
-def _check_sizes(num_latents: int, depth: int, ff_mult: int) -> None:
-    check_int(num_latents=num_latents, ff_mult=ff_mult)
+def _check_sizes(dim: int, num_latents: int, heads: int, cross_heads: int, depth: int, ff_mult: int) -> None:
+    check_int(dim=dim, num_latents=num_latents, heads=heads, cross_heads=cross_heads, ff_mult=ff_mult)
     check_int(depth=depth, minimum=0)
 
 
@@ -85,7 +85,7 @@ class Perceiver(nn.Module):
         self, dim: int, num_latents: int, *, heads: int = 1, cross_heads: int = 1, depth: int = 1, ff_mult: int = 4
     ) -> None:
         super().__init__()
-        _check_sizes(num_latents, depth, ff_mult)
+        _check_sizes(dim, num_latents, heads, cross_heads, depth, ff_mult)
         self.dim, self.num_latents, self.depth = dim, num_latents, depth
         self.norm_tokens = nn.LayerNorm(dim)
         self.gather = LatentAttention(dim, num_latents, cross_heads, stages=("gather",))  # owns the latents (M, D)
@@ -213,7 +213,7 @@ class PerceiverAR(nn.Module):
         self, dim: int, num_latents: int, *, heads: int = 1, cross_heads: int = 1, depth: int = 1, ff_mult: int = 4
     ) -> None:
         super().__init__()
-        _check_sizes(num_latents, depth, ff_mult)
+        _check_sizes(dim, num_latents, heads, cross_heads, depth, ff_mult)
         self.dim, self.num_latents, self.depth = dim, num_latents, depth
         self.norm_latents, self.norm_tokens = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.gather = Attention(dim, heads=cross_heads)  # latents → tokens, block-causal

@@ -41,6 +41,7 @@ class MAB(nn.Module):
         self, dim: int, heads: int = 1, *, layer_norm: bool = False, feedforward: bool = True, ff_mult: int = 4
     ) -> None:
         super().__init__()
+        check_int(dim=dim, heads=heads, ff_mult=ff_mult)
         self.dim = dim
         self.attn = Attention(dim, heads=heads)
         self.norm_attn = nn.LayerNorm(dim) if layer_norm else nn.Identity()
@@ -83,7 +84,7 @@ class ISAB(nn.Module):
         self, dim: int, num_inducing: int, *, heads: int = 1, layer_norm: bool = False, feedforward: bool = True
     ) -> None:
         super().__init__()
-        check_int(num_inducing=num_inducing)
+        check_int(dim=dim, num_inducing=num_inducing, heads=heads)
         self.dim, self.num_inducing = dim, num_inducing
         self.inducing = nn.Parameter(torch.randn(num_inducing, dim))  # I (m, D), learned
         self.mab_gather = MAB(dim, heads, layer_norm=layer_norm, feedforward=feedforward)  # H = MAB(I, X)
@@ -132,7 +133,7 @@ class PMA(nn.Module):
 
     def __init__(self, dim: int, num_seeds: int, *, heads: int = 1, layer_norm: bool = False) -> None:
         super().__init__()
-        check_int(num_seeds=num_seeds)
+        check_int(dim=dim, num_seeds=num_seeds, heads=heads)
         self.dim, self.num_seeds = dim, num_seeds
         self.seeds = nn.Parameter(torch.randn(num_seeds, dim))  # S (k, D), learned
         self.rff = FeedForward(dim)
