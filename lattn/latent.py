@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -41,9 +40,7 @@ from .attention import (
     drop_padded,
     masked_softmax,
     project,
-    split_heads,
     upcast,
-    worth_fusing,
 )
 
 __all__ = ["STAGES", "LatentAttention", "LatentMaps", "check_stages"]
@@ -177,23 +174,13 @@ class LatentAttention(nn.Module):
         """True when forward returns tokens (B, N, D); False when it returns latents (B, M, D)."""
         return "broadcast" in self.stages
 
-    def _token_projections(self, x: Tensor, mask: Tensor | None) -> Callable[[str, str], Tensor]:
-        """``take(stage, "q" | "k" | "v")`` → that stage's projection of the tokens x (B, N, D), in heads (B, H, N, dh).
-
-        The tokens are queries and values of write, keys and values of gather, queries of broadcast: one matmul for
-        all of them where that pays (:func:`~lattn.attention.worth_fusing`), else each when its stage asks (then no
-        more than one stage's worth exists at once). Padded tokens' keys and values are zeroed: they reach no product.
-        """
-        wanted = [(s, p) for s in self.stages for p in _TOKEN_SIDE[s]]
-        linears = [getattr(self.proj[s], f"to_{p}") for s, p in wanted]
-        fused = dict(zip(wanted, project(x, linears))) if worth_fusing(x, linears) else {}
-
-        def take(stage: str, which: str) -> Tensor:
-            t = fused.pop((stage, which), None)
-            t = split_heads(getattr(self.proj[stage], f"to_{which}")(x) if t is None else t, self.heads)
-            return t if which == "q" or mask is None else drop_padded(t, mask)
-
-        return take
+    def _tokens(self, stage: str, x: Tensor, mask: Tensor | None) -> list[Tensor]:
+        """What ``stage`` takes from the tokens x (B, N, D), in heads (B, H, N, dh): write → [q, v], gather → [k, v],
+        broadcast → [q]. One matmul for a stage's projections where that pays (:func:`~lattn.attention.project`);
+        padded tokens' keys and values are zeroed, so they reach no product."""
+        p, sides = self.proj[stage], _TOKEN_SIDE[stage]
+        heads = [p.split(t) for t in project(x, [getattr(p, f"to_{side}") for side in sides])]
+        return [t if side == "q" or mask is None else drop_padded(t, mask) for side, t in zip(sides, heads)]
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
@@ -207,23 +194,22 @@ class LatentAttention(nn.Module):
         H = self.heads
         scale = 1.0 / math.sqrt(D // H)
         z = self.latents.expand(B, -1, -1)  # (B, M, D)
-        tokens = self._token_projections(x, mask)  # tokens("write", "q") → (B, H, N, dh)
         key_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N)
         maps: dict[str, Tensor] = {}
 
         if "write" in self.stages:  # tokens query the latents; each latent takes a weighted mean of token values
             p = self.proj["write"]
             k = p.split(p.to_k(z))  # (B, H, M, dh)
-            q, v = tokens("write", "q"), tokens("write", "v")
+            q, v = self._tokens("write", x, mask)  # (B, H, N, dh) each
             upd, w = _write_update(q, k, v, mask, scale, self.eps, keep_map=return_maps)
-            del q, k, v  # NOTE: freed before the next stage projects (peak memory of one stage at a time)
+            del q, k, v  # NOTE: freed before the next stage projects: one stage's projections exist at a time
             z = z + p.merge(upd.to(x.dtype))  # (B, M, D)
             if return_maps:
                 maps["write"] = w  # (B, H, N, M)
 
         if "gather" in self.stages:  # latents query the tokens; softmax over tokens
             p = self.proj["gather"]
-            k, v = tokens("gather", "k"), tokens("gather", "v")
+            k, v = self._tokens("gather", x, mask)
             read, gather = attend(p.split(p.to_q(z)), k, v, key_mask, return_maps=return_maps)
             del k, v
             z = z + p.merge(read)  # (B, M, D)
@@ -233,7 +219,7 @@ class LatentAttention(nn.Module):
         out = z
         if "broadcast" in self.stages:  # tokens query the latents; softmax over latents
             p = self.proj["broadcast"]
-            q = tokens("broadcast", "q")
+            (q,) = self._tokens("broadcast", x, mask)
             read, broadcast = attend(q, p.split(p.to_k(z)), p.split(p.to_v(z)), return_maps=return_maps)
             out = p.merge(read)  # (B, N, D)
             if mask is not None:

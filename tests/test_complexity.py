@@ -1,17 +1,23 @@
 """lattn.complexity: the FLOP formulas equal torch's FlopCounterMode on the real modules (core and whole module,
 fast and teaching paths, several shapes); the memory formulas are a lower bound of the bytes PyTorch really holds
-and grow as N² (full, explicit) or N (fused, latent); hand-derived cases; bad input."""
+and grow as N² (full, explicit) or N (fused, latent); hand-derived cases; Shape; bad input; the benchmark's
+module ratios; no torch.utils.benchmark at import time."""
 
+import dataclasses
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lattn.attention import MultiHeadAttention, fused_attention, merge_heads, split_heads
+from lattn.bench.complexity import module_ratios
 from lattn.complexity import (
     PATHS,
     Cost,
+    Shape,
     count_flops,
     crossover_n,
     full_attention_cost,
@@ -19,6 +25,7 @@ from lattn.complexity import (
     latent_stage_cost,
     matrix_bytes,
     measured_flops,
+    method_cost,
     peak_bytes,
     total_cost,
     without_projections,
@@ -30,6 +37,13 @@ SHAPES = [  # (B, N, H, dh, M)
     (1, 64, 2, 16, 3),
     (3, 20, 1, 12, 7),
 ]
+
+
+def shape_of(B, N, H, dh, M, **more) -> Shape:
+    """The Shape of one of SHAPES' tuples."""
+    return Shape(batch=B, seq_len=N, num_latents=M, heads=H, dim_head=dh, **more)
+
+
 SUBSETS = [("write",), ("gather",), ("broadcast",), ("gather", "broadcast"), ("write", "gather"), STAGES]
 
 
@@ -47,7 +61,7 @@ def test_full_attention_flops_match_counter(shape, path):
     torch.manual_seed(0)
     mha, x = MultiHeadAttention(H * dh, H), torch.randn(B, N, H * dh)
     mask = torch.rand(B, N) > 0.2
-    cost = full_attention_cost(N, batch=B, heads=H, dim_head=dh, path=path)
+    cost = full_attention_cost(shape_of(*shape), path=path)
     got = measured_flops(mha, x, mask=mask, return_maps=path == "teaching")
     assert got == {"core": cost.core_flops, "projections": cost.projection_flops, "total": cost.flops}
     assert cost.core_flops == 4 * B * H * N * N * dh  # hand formula: two N×N matmuls per head
@@ -61,7 +75,7 @@ def test_latent_flops_match_counter(shape, stages, path):
     B, N, H, dh, M = shape
     torch.manual_seed(1)
     la, x = LatentAttention(H * dh, M, H, stages=stages), torch.randn(B, N, H * dh)
-    cost = total_cost(latent_attention_cost(N, M, batch=B, heads=H, dim_head=dh, path=path, stages=stages))
+    cost = total_cost(latent_attention_cost(shape_of(*shape), path=path, stages=stages))
     got = measured_flops(la, x, return_maps=path == "teaching")
     assert got == {"core": cost.core_flops, "projections": cost.projection_flops, "total": cost.flops}
 
@@ -74,12 +88,12 @@ def test_teaching_path_matches_the_stock_counter_operator_by_operator(shape):
     x = torch.randn(B, N, H * dh)
     la = LatentAttention(H * dh, M, H)
     counts = stock_counts(lambda: la(x, return_maps=True))
-    cost = total_cost(latent_attention_cost(N, M, batch=B, heads=H, dim_head=dh, path="teaching"))
+    cost = total_cost(latent_attention_cost(shape_of(*shape), path="teaching"))
     assert counts["aten.bmm"] == cost.core_flops  # every einsum / weights @ v of the three stages
     assert counts.get("aten.addmm", 0) + counts.get("aten.mm", 0) == cost.projection_flops  # the 12 Linear layers
     mha = MultiHeadAttention(H * dh, H)
     counts = stock_counts(lambda: mha(x, return_maps=True))
-    assert counts["aten.bmm"] == full_attention_cost(N, batch=B, heads=H, dim_head=dh).core_flops
+    assert counts["aten.bmm"] == full_attention_cost(shape_of(*shape)).core_flops
 
 
 def test_stock_counter_misses_the_cpu_fused_kernel_ours_does_not():
@@ -97,7 +111,7 @@ def test_flops_do_not_depend_on_dtype_or_mask(dtype):
     torch.manual_seed(3)
     la = LatentAttention(H * dh, M, H).to(dtype)
     x, mask = torch.randn(B, N, H * dh, dtype=dtype), torch.rand(B, N) > 0.5
-    cost = total_cost(latent_attention_cost(N, M, batch=B, heads=H, dim_head=dh, dtype=dtype))
+    cost = total_cost(latent_attention_cost(shape_of(B, N, H, dh, M, dtype=dtype)))
     assert count_flops(lambda: la(x, mask=mask)) == cost.flops
 
 
@@ -120,16 +134,17 @@ def test_stage_formulas_by_hand():
     core = 2 matmuls · 2 FLOPs · H·N·M·dh = 4·2·10·3·4 = 960; projections = 2·D²·(2N + 2M) = 2·64·26 = 3328.
     Write memory (float32): q, v = 10·8·4 = 320 B each; k, output = 3·8·4 = 96 B each; map 2·10·3·4 = 240 B.
     """
+    shape = Shape(seq_len=10, num_latents=3, heads=2, dim_head=4)
     for stage in STAGES:
-        cost = latent_stage_cost(stage, 10, 3, heads=2, dim_head=4, path="fast")
+        cost = latent_stage_cost(stage, shape, path="fast")
         assert (cost.core_flops, cost.projection_flops) == (960, 3328)
-    write = latent_stage_cost("write", 10, 3, heads=2, dim_head=4, path="teaching")
+    write = latent_stage_cost("write", shape, path="teaching")
     assert sorted(write.inputs.values()) == [96, 320, 320]  # k from the latents; q, v from the tokens
     assert sorted(write.tensors.values()) == [96, 240]  # the update of the 3 latents; the map
     assert (write.core_bytes, write.peak_bytes) == (336, 1072)
     # the maps exist only on the teaching path (the fast path fuses gather and broadcast, streams write)
     for stage in STAGES:
-        assert latent_stage_cost(stage, 10, 3, heads=2, dim_head=4).peak_bytes == 1072 - 240
+        assert latent_stage_cost(stage, shape).peak_bytes == 1072 - 240
 
 
 def test_total_cost_adds_flops_and_finds_the_peak():
@@ -138,16 +153,16 @@ def test_total_cost_adds_flops_and_finds_the_peak():
     path holds no map, so the module peaks at 13,312 B; the teaching path returns all three maps, so during the
     broadcast stage the write and gather maps are still held: 16,512 + 6,400 = 22,912 B.
     """
+    shape = Shape(seq_len=100, num_latents=4, heads=2, dim_head=8)
     for path, stage_peaks, peak in (("fast", [13_312] * 3, 13_312), ("teaching", [16_512] * 3, 22_912)):
-        costs = latent_attention_cost(100, 4, heads=2, dim_head=8, path=path)
+        costs = latent_attention_cost(shape, path=path)
         total = total_cost(costs)
         assert total.core_flops == sum(c.core_flops for c in costs.values())
         assert total.flops == sum(c.flops for c in costs.values())
         assert [c.peak_bytes for c in costs.values()] == stage_peaks
         assert total.peak_bytes == peak
     # the core alone (q, k, v being views of the input): the broadcast stage's token-sized output, plus the maps
-    core = {path: total_cost(latent_attention_cost(100, 4, heads=2, dim_head=8, path=path), core_only=True)
-            for path in PATHS}  # fmt: skip
+    core = {path: total_cost(latent_attention_cost(shape, path=path), core_only=True) for path in PATHS}
     assert (core["fast"].core_bytes, core["teaching"].core_bytes) == (6_400, 3 * 3_200 + 6_400)
     maps = [name for name in total.tensors if "weights" in name]
     assert maps == ["write: weights (B,H,100,4) float32", "gather: weights (B,H,4,100) float32",
@@ -158,34 +173,37 @@ def test_total_cost_adds_flops_and_finds_the_peak():
 def test_matrix_bytes_and_half_precision():
     assert matrix_bytes(16_384, 16_384) == 2**30  # one float32 16k×16k map: 1 GiB
     assert matrix_bytes(4, 5, batch=2, heads=3, dtype=torch.bfloat16) == 2 * 3 * 4 * 5 * 2
-    f32 = full_attention_cost(64, heads=2, dim_head=8, path="teaching")
-    bf16 = full_attention_cost(64, heads=2, dim_head=8, path="teaching", dtype=torch.bfloat16)
+    f32 = full_attention_cost(Shape(seq_len=64, heads=2, dim_head=8), path="teaching")
+    bf16 = full_attention_cost(Shape(seq_len=64, heads=2, dim_head=8, dtype=torch.bfloat16), path="teaching")
     # activations halve; the softmax weights stay float32
     weights = matrix_bytes(64, 64, heads=2)
     assert bf16.peak_bytes - weights == (f32.peak_bytes - weights) // 2
 
 
 def test_ratio_of_cores_is_n_over_3m():
-    full = full_attention_cost(16_384, heads=4).core_flops
-    latent = total_cost(latent_attention_cost(16_384, 64, heads=4)).core_flops
+    shape = Shape(seq_len=16_384, num_latents=64, heads=4)
+    full = full_attention_cost(shape).core_flops
+    latent = total_cost(latent_attention_cost(shape)).core_flops
     assert full / latent == pytest.approx(16_384 / (3 * 64))
 
 
 @pytest.mark.parametrize("m,heads,dim_head", [(64, 4, 64), (8, 2, 16), (1, 1, 4)])
 def test_crossover_n_against_a_scan(m, heads, dim_head):
-    sizes = {"heads": heads, "dim_head": dim_head}
-    assert crossover_n(m, **sizes) == 3 * m + 1  # cores: 4·N²·D < 12·N·M·D ⇔ N > 3M
+    shape = Shape(num_latents=m, heads=heads, dim_head=dim_head)
+    assert crossover_n(shape) == 3 * m + 1  # cores: 4·N²·D < 12·N·M·D ⇔ N > 3M
+    assert crossover_n(shape.replace(seq_len=12_345)) == 3 * m + 1  # seq_len is ignored
 
     def latent_wins(n):
-        return total_cost(latent_attention_cost(n, m, **sizes)).flops < full_attention_cost(n, **sizes).flops
+        at = shape.replace(seq_len=n)
+        return total_cost(latent_attention_cost(at)).flops < full_attention_cost(at).flops
 
-    n_star = crossover_n(m, whole_module=True, **sizes)
+    n_star = crossover_n(shape, whole_module=True)
     assert latent_wins(n_star) and not latent_wins(n_star - 1)
     assert all(latent_wins(n) for n in range(n_star, n_star + 50))
     # closed form of N² − N·(D + 3M) − 3·M·D = 0
     D = heads * dim_head
     assert n_star == math.floor((D + 3 * m + math.sqrt((D + 3 * m) ** 2 + 12 * m * D)) / 2) + 1
-    assert crossover_n(m, stages=("gather", "broadcast"), **sizes) == 2 * m + 1
+    assert crossover_n(shape, stages=("gather", "broadcast")) == 2 * m + 1
 
 
 def test_peak_bytes_by_hand():
@@ -204,12 +222,12 @@ def _modules(dim, heads, m, stage):
     return LatentAttention(dim, m, heads, stages=STAGES if stage == "all" else (stage,))
 
 
-def _cost(stage, n, m, **sizes):
+def _cost(stage, shape, path):
     if stage == "full":
-        return full_attention_cost(n, **sizes)
+        return full_attention_cost(shape, path=path)
     if stage == "all":
-        return total_cost(latent_attention_cost(n, m, **sizes))
-    return latent_stage_cost(stage, n, m, **sizes)
+        return total_cost(latent_attention_cost(shape, path=path))
+    return latent_stage_cost(stage, shape, path=path)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
@@ -223,7 +241,7 @@ def test_memory_formula_is_a_lower_bound_of_what_pytorch_holds(stage, path, dtyp
     for B, N, H, dh, M in SHAPES:
         module = _modules(H * dh, H, M, stage).to(dtype)
         x = torch.randn(B, N, H * dh, dtype=dtype)
-        cost = _cost(stage, N, M, batch=B, heads=H, dim_head=dh, dtype=dtype, path=path)
+        cost = _cost(stage, shape_of(B, N, H, dh, M, dtype=dtype), path)
         teaching = path == "teaching"
         measured = peak_bytes(lambda: module(x, return_maps=teaching))  # noqa: B023
         assert cost.peak_bytes <= measured <= 4 * cost.peak_bytes, (stage, path, (B, N, H, dh, M), measured)
@@ -244,7 +262,7 @@ def test_memory_grows_as_predicted_when_n_doubles(stage, path, growth):
     for n in (512, 1024):
         x = torch.randn(1, n, H * dh)
         peaks.append(peak_bytes(lambda: module(x, return_maps=path == "teaching")))  # noqa: B023
-        costs.append(_cost(stage, n, M, heads=H, dim_head=dh, path=path).peak_bytes)
+        costs.append(_cost(stage, Shape(seq_len=n, num_latents=M, heads=H, dim_head=dh), path).peak_bytes)
     assert peaks[1] / peaks[0] == pytest.approx(growth, rel=0.05)
     assert costs[1] / costs[0] == pytest.approx(growth, rel=0.05)
 
@@ -252,15 +270,18 @@ def test_memory_grows_as_predicted_when_n_doubles(stage, path, growth):
 @pytest.mark.parametrize(
     "call,error,match",
     [
-        (lambda: full_attention_cost(0), ValueError, "n must be a positive integer"),
-        (lambda: full_attention_cost(8, heads=2.0), ValueError, "heads must be a positive integer"),
-        (lambda: full_attention_cost(8, path="slow"), ValueError, "path must be one of"),
-        (lambda: full_attention_cost(8, dtype=torch.int64), TypeError, "floating torch.dtype"),
-        (lambda: latent_stage_cost("read", 8, 2), ValueError, "unknown stage"),
-        (lambda: latent_attention_cost(8, 0), ValueError, "m must be a positive integer"),
-        (lambda: latent_attention_cost(8, 2, stages=("broadcast", "write")), ValueError, "order"),
+        (lambda: full_attention_cost(Shape(seq_len=0)), ValueError, "seq_len must be an integer ≥ 1"),
+        (lambda: full_attention_cost(8), TypeError, r"shape must be a lattn\.complexity\.Shape"),
+        (lambda: full_attention_cost(Shape(seq_len=8, heads=2.0)), TypeError, "heads must be an integer ≥ 1"),
+        (lambda: full_attention_cost(Shape(seq_len=8), path="slow"), ValueError, "path must be one of"),
+        (lambda: full_attention_cost(Shape(seq_len=8, dtype=torch.int64)), TypeError, "floating torch.dtype"),
+        (lambda: latent_stage_cost("read", Shape(seq_len=8, num_latents=2)), ValueError, "unknown stage"),
+        (lambda: latent_stage_cost("write", 8), TypeError, r"shape must be a lattn\.complexity\.Shape"),
+        (lambda: latent_attention_cost(Shape(seq_len=8, num_latents=0)), ValueError, "num_latents must be an integer"),
+        (lambda: latent_attention_cost(Shape(seq_len=8), stages=("broadcast", "write")), ValueError, "order"),
         (lambda: total_cost([]), ValueError, "at least one"),
-        (lambda: crossover_n(0), ValueError, "m must be"),
+        (lambda: crossover_n(Shape(num_latents=0)), ValueError, "num_latents must be"),
+        (lambda: crossover_n(64), TypeError, r"shape must be a lattn\.complexity\.Shape"),
         (lambda: matrix_bytes(-1, 3), ValueError, "rows"),
     ],
 )
@@ -295,5 +316,66 @@ def test_fast_write_stage_streams_blocks_with_the_same_result_and_flops(monkeypa
     diff = (fast - teaching).abs().max()
     assert diff < 1e-5, f"blocked fast path vs teaching path: max diff {diff:.2e}"
     assert (B, H, 6, M) in rec.seen and (B, H, 7, M) in rec.seen and (B, H, N, M) not in rec.seen
-    cost = latent_stage_cost("write", N, M, batch=B, heads=H, dim_head=dh)
+    cost = latent_stage_cost("write", shape_of(B, N, H, dh, M))
     assert count_flops(lambda: la(x, mask=mask)) == cost.flops
+
+
+def test_shape_defaults_derived_sizes_and_replace():
+    shape = Shape()
+    assert (shape.batch, shape.seq_len, shape.num_latents, shape.heads, shape.dim_head) == (1, 1, 1, 1, 64)
+    assert shape.dtype == torch.float32
+    shape = Shape(batch=2, seq_len=100, num_latents=8, heads=4, dim_head=16)
+    assert (shape.dim, shape.itemsize, shape.map_dtype) == (64, 4, torch.float32)
+    assert Shape(dtype=torch.bfloat16).itemsize == 2  # activations halve; the map stays float32
+    assert Shape(dtype=torch.bfloat16).map_dtype == torch.float32
+    assert (Shape(dtype=torch.float64).itemsize, Shape(dtype=torch.float64).map_dtype) == (8, torch.float64)
+    longer = shape.replace(seq_len=200)
+    assert longer == Shape(batch=2, seq_len=200, num_latents=8, heads=4, dim_head=16)
+    assert shape.seq_len == 100  # a copy: the original is unchanged (and frozen)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shape.seq_len = 5
+    with pytest.raises(TypeError):
+        Shape(1, 100)  # keyword-only
+    with pytest.raises(ValueError, match="heads must be an integer ≥ 1"):
+        shape.replace(heads=0)  # replace validates again
+
+
+@pytest.mark.parametrize("field", ["batch", "seq_len", "num_latents", "heads", "dim_head"])
+@pytest.mark.parametrize("value,error", [(True, TypeError), (2.0, TypeError), ("4", TypeError), (0, ValueError)])
+def test_shape_rejects_bad_sizes_by_name(field, value, error):
+    with pytest.raises(error, match=rf"^{field} must be an integer ≥ 1"):
+        Shape(**{field: value})
+
+
+def test_importing_complexity_does_not_import_torch_benchmark():
+    """torch.utils.benchmark is imported only when something is timed (on CUDA builds it can log a warning)."""
+    code = (
+        "import sys, lattn.complexity, lattn.bench.complexity\n"
+        "print(sorted(m for m in sys.modules if m.startswith('torch.utils.benchmark')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_module_ratios_of_a_synthetic_run():
+    """Whole modules at three N (flops from the formulas), plus points module_ratios must ignore: a skipped one,
+    an N where only one module ran, core rows of another section."""
+    ratios, rows = {1024: 2.0, 4096: 5.0, 16_384: 12.5}, []
+    for n, ratio in ratios.items():
+        for method, seconds in (("mha-module", ratio * 0.01), ("latent-module", 0.01)):
+            flops = method_cost(method, Shape(seq_len=n, num_latents=64, heads=4)).flops
+            rows.append({"section": "module", "method": method, "n": n, "seconds": seconds, "flops": flops})
+    rows += [
+        {"section": "module", "method": "mha-module", "n": 32_768, "seconds": None, "flops": 1},  # skipped
+        {"section": "module", "method": "latent-module", "n": 32_768, "seconds": 0.5, "flops": 1},
+        {"section": "module", "method": "latent-module", "n": 512, "seconds": 0.5, "flops": 1},  # no mha at 512
+        {"section": "n-grid", "method": "mha-module", "n": 512, "seconds": 0.5, "flops": 1},  # not a module row
+    ]
+    got = module_ratios(rows)
+    assert list(got) == [1024, 4096, 16_384]
+    for n, ratio in ratios.items():
+        assert got[n]["time"] == pytest.approx(ratio)
+        shape = Shape(seq_len=n, num_latents=64, heads=4)
+        latent = total_cost(latent_attention_cost(shape)).flops
+        assert got[n]["flops"] == pytest.approx(full_attention_cost(shape).flops / latent)
+    assert module_ratios([]) == {}
