@@ -1,4 +1,4 @@
-"""``python -m lattn.bench <subcommand>``: one subcommand per submodule of :mod:`lattn.bench`."""
+"""``python -m lattn.bench <subcommand>``: one subcommand per submodule of ``lattn.bench``."""
 
 import lattn.bench
 from lattn._cli import run_subcommands

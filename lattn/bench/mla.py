@@ -7,10 +7,8 @@ of its widths with all 128 heads (dim 896, d_h 16, d_c 64, d_rope 8), which keep
 absorbed = 5,120 / 72 = 71×) and fits a 2-core laptop. Each point is the fastest of ``repeats`` interleaved medians
 (torch.utils.benchmark), which damps the noise of other programs on a busy machine.
 
-Example (``OMP_WAIT_POLICY=PASSIVE`` keeps idle OpenMP threads from spinning when the cores are shared)::
-
-    OMP_WAIT_POLICY=PASSIVE python -m lattn.bench mla --quick         # 3 contexts, < 30 s
-    OMP_WAIT_POLICY=PASSIVE python -m lattn.bench mla --csv lattn/data/bench_mla_2core.csv
+The command line writes its rows to ``./lattn-results/bench-mla/`` (or ``--out``/``--csv``); ``--update-shipped``
+makes the full run and replaces ``lattn/data/bench_mla_2core.csv`` (notebook 05's stored measurement).
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from lattn._cli import add_output_options, add_parser, announce_done, output_folder
 from lattn.bench import median_seconds
 from lattn.mla import MODES, PRESETS, MLAConfig, MultiHeadLatentAttention
 
@@ -149,7 +148,33 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+DESCRIPTION = """\
+Decode speed of DeepSeek's multi-head latent attention (MLA) on this machine: one new
+token attending to 64 to 16,384 cached tokens, with a naive cache (full keys and values
+per head) against an absorbed cache (only the small latent vector per token). The layer
+is DeepSeek-V3 at an eighth of its widths with all 128 heads, so the cache sizes keep
+V3's ratio (71 times smaller when absorbed). It prints tokens per second and cache sizes.
+
+Time on a 2-core laptop CPU: --quick under 30 s; the full run about a minute.
+
+Output: bench_mla.csv in ./lattn-results/bench-mla/ in the current directory (or
+--out DIR, or --csv FILE). --update-shipped makes the full run and replaces the
+measurement shipped for notebook 05."""
+
+EXAMPLES = """\
+Examples:
+  python -m lattn.bench mla --quick
+  python -m lattn.bench mla
+  python -m lattn.bench mla --contexts 1024 4096 --batch 4 --csv my-run.csv
+  python -m lattn.bench mla --update-shipped"""
+
+
 def _main(args: argparse.Namespace) -> None:
+    changed = [f"--{k.replace('_', '-')}" for k in ("quick", "contexts", "min_run_time", "repeats", "threads")
+               if getattr(args, k) not in (None, False)]  # fmt: skip
+    changed += [f"--batch {args.batch} (shipped: 1)"] if args.batch != 1 else []
+    out = output_folder(args, changed, file=args.csv)
+    csv_path = args.csv or out / (STORED_CSV if args.update_shipped else "bench_mla.csv")
     if args.threads:
         torch.set_num_threads(args.threads)
     contexts = tuple(args.contexts) if args.contexts else (QUICK_CONTEXTS if args.quick else CONTEXTS)
@@ -165,19 +190,21 @@ def _main(args: argparse.Namespace) -> None:
     rows = decode_benchmark(contexts, config=config, batch=args.batch, min_run_time=min_run_time, repeats=repeats)
     print(format_table(rows))
     print(f"({time.perf_counter() - start:.1f} s)")
-    if args.csv:
-        print(f"wrote {write_csv(rows, args.csv)}")
+    print(f"wrote {write_csv(rows, csv_path)}")
+    announce_done(csv_path if args.csv else out)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("mla", help="MLA decode tokens/s: naive vs absorbed KV cache", description=__doc__)
-    p.add_argument("--quick", action="store_true", help=f"contexts {QUICK_CONTEXTS}, short timing (< 30 s)")
-    p.add_argument("--contexts", type=int, nargs="+", help=f"cached tokens to test (default {CONTEXTS})")
+    p = add_parser(subparsers, "mla", "MLA decode speed, naive vs absorbed cache; --quick under 30 s", DESCRIPTION,
+                   EXAMPLES)  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="contexts 512 2048 8192, short timings (under 30 s)")
+    p.add_argument("--contexts", type=int, nargs="+", help="cached tokens to test (default 64 128 … 16384)")
     p.add_argument("--batch", type=int, default=1, help="sequences decoded together (default 1)")
     p.add_argument("--min-run-time", type=float, help="seconds per timing (default 0.1; --quick 0.05)")
     p.add_argument(
         "--repeats", type=int, help="interleaved timings per point, the fastest counts (default 5; --quick 2)"
     )
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write the rows to this CSV file (instead of --out)")
+    add_output_options(p, "bench-mla", STORED_CSV)
     p.set_defaults(func=_main)

@@ -1,4 +1,4 @@
-"""``python -m lattn.experiments <subcommand>``: one subcommand per submodule of :mod:`lattn.experiments`."""
+"""``python -m lattn.experiments <subcommand>``: one subcommand per submodule of ``lattn.experiments``."""
 
 import lattn.experiments
 from lattn._cli import run_subcommands

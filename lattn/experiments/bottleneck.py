@@ -1,7 +1,7 @@
 """``python -m lattn.experiments bottleneck``: what the latent bottleneck keeps and what it loses, measured.
 
 Trains small taggers (:class:`~lattn.train.Tagger`, width 32, 2 heads, the same optimiser and budget for every
-mixer) on the tasks of :mod:`lattn.tasks` and writes two small files into ``lattn/data/``:
+mixer) on the tasks of :mod:`lattn.tasks` and writes two small files (those shipped in ``lattn/data/``):
 
 * ``bottleneck_runs.json`` — one record per trained model: its configuration (enough to re-run it), parameter
   counts, held-out accuracy, and accuracy on shifted tasks (longer, noisier). Runs come in parts:
@@ -17,12 +17,8 @@ mixer) on the tasks of :mod:`lattn.tasks` and writes two small files into ``latt
 
 Everything except the timings is reproducible from the seeds: single-threaded runs on one machine repeat bit for bit
 (``tests/test_experiments_bottleneck.py`` re-runs a slice and compares). The whole grid (54 runs + timings) takes
-about 7 CPU-minutes; on a busy 2-core machine about 17 minutes of wall time.
-
-Example::
-
-    OMP_WAIT_POLICY=PASSIVE python -m lattn.experiments bottleneck                 # everything, into lattn/data/
-    python -m lattn.experiments bottleneck --part capacity --out /tmp/results      # one part, elsewhere
+about 7 CPU-minutes; on a busy 2-core machine about 17 minutes of wall time. The command line writes to
+``./lattn-results/bottleneck/``; ``--update-shipped`` (all parts) replaces the files in ``lattn/data/``.
 """
 
 from __future__ import annotations
@@ -32,11 +28,11 @@ import dataclasses
 import json
 import time
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from lattn._cli import add_output_options, add_parser, announce_done, output_folder
 from lattn.tasks import ClusterMajority, KeyValueRetrieval, shifted, slot_memory_accuracy, slot_memory_oracle
 from lattn.train import History, MixerSpec, Tagger, count_parameters, evaluate, train
 
@@ -242,11 +238,38 @@ def mean_over_seeds(records: list[dict[str, Any]], y: str = "accuracy", **where:
     return ys[0] if ys else None
 
 
+DESCRIPTION = """\
+Train small taggers (full attention, latent attention with 1 to 64 latents, and
+baselines) on the tasks of notebook 03 and measure what the latent bottleneck keeps and
+what it loses. The runs come in parts:
+  sweep     accuracy vs the number of latents M, on the global and the retrieval task
+  capacity  retrieval accuracy vs the number of facts, for several M
+  length    accuracy when trained at other sequence lengths
+  distil    retrieval when some facts are asked far more often
+  timing    seconds per training step vs sequence length (depends on the machine)
+
+Time: all 54 runs plus the timings take about 7 CPU-minutes (about 17 minutes on a busy
+2-core laptop); one part takes a few minutes or less. The same command gives the same
+accuracies (the timings aside).
+
+Output: bottleneck_runs.json (one record per trained model) and bottleneck_timing.json,
+in ./lattn-results/bottleneck/ in the current directory unless --out DIR is given. A later
+run with --part adds its part to the runs file there. --update-shipped replaces the
+results notebook 03 reads (all parts at once)."""
+
+EXAMPLES = """\
+Examples:
+  python -m lattn.experiments bottleneck
+  python -m lattn.experiments bottleneck --part capacity
+  python -m lattn.experiments bottleneck --part sweep --part length --out my-runs
+  python -m lattn.experiments bottleneck --update-shipped"""
+
+
 def _main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)  # tiny models: one thread is fastest and makes the runs bit-reproducible
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    parts = tuple(args.part) if args.part else PARTS
+    parts = tuple(dict.fromkeys(args.part)) if args.part else PARTS
+    partial = [f"--part {' '.join(parts)} (shipped: all parts)"] if set(parts) != set(PARTS) else []
+    out = output_folder(args, partial)
     todo = configs(parts)
     if todo:
         records, start = [], time.perf_counter()
@@ -264,11 +287,12 @@ def _main(args: argparse.Namespace) -> None:
     if "timing" in parts:
         (out / TIMING_FILE).write_text(json.dumps(run_timing(), indent=1) + "\n")
         print(f"wrote {out / TIMING_FILE}")
+    announce_done(out)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("bottleneck", help="train full vs latent attention on the bottleneck tasks",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = add_parser(subparsers, "bottleneck", "notebook 03's bottleneck runs, about 7 CPU-minutes",
+                   DESCRIPTION, EXAMPLES)  # fmt: skip
     p.add_argument("--part", action="append", choices=PARTS, help="run only this part (repeatable; default: all)")
-    p.add_argument("--out", default=str(resources.files("lattn").joinpath("data")), help="output folder")
+    add_output_options(p, "bottleneck", f"{RUNS_FILE} and {TIMING_FILE}")
     p.set_defaults(func=_main)

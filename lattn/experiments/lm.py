@@ -1,7 +1,8 @@
 """``python -m lattn.experiments lm``: train notebook 06's character language models and ship them.
 
 One :class:`~lattn.lm.CharLM` per kind of attention, same widths, data, seed and budget, trained on the shipped
-book (:mod:`lattn.lm_data`) with :func:`~lattn.lm.train_lm`. Writes, under ``--out`` (default ``lattn/data``):
+book (:mod:`lattn.lm_data`) with :func:`~lattn.lm.train_lm`. Writes, under ``--out`` (default
+``./lattn-results/lm/``; ``--update-shipped`` with the shipped settings replaces the files in ``lattn/data``):
 
 * ``lm_<kind>.pt`` — config + float16 weights (:func:`~lattn.lm.save_checkpoint`); ≈0.2 MB each;
 * ``lm_results.json`` — per kind: validation loss of the *shipped* (float16-rounded) weights, which
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .._cli import DATA_DIR, RESULTS_ROOT, add_output_options, add_parser, announce_done, output_folder
 from ..lm import (
     KINDS,
     CharLM,
@@ -33,11 +35,11 @@ from ..lm import (
 )
 from ..lm_data import CharCorpus
 
-__all__ = ["DATA_DIR", "RESULTS", "config_for", "measure_memory", "register", "round_to_half", "run"]
+__all__ = ["DATA_DIR", "RESULTS", "SHIPPED", "config_for", "measure_memory", "register", "round_to_half", "run"]
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 RESULTS = "lm_results.json"
 DEFAULT_KINDS = ("full", "luna", "mla", "latent")
+SHIPPED = {"steps": 1500, "batch_size": 32, "lr": 1e-2, "eval_every": 100, "seed": 0}  # the shipped models' budget
 
 # The shipped models: 2 blocks of width 48 (4 heads of 12) reading 64 characters. The naive latent decoder gets as
 # many latents as positions (M = N = 64), so it can copy the next character through them: the leak at full
@@ -94,7 +96,7 @@ def run(
     lr: float = 1e-2,
     eval_every: int = 100,
     seed: int = 0,
-    out: str | Path = DATA_DIR,
+    out: str | Path = RESULTS_ROOT / "lm",
     progress: bool = True,
     memory: bool = True,
     **changes: int,
@@ -144,22 +146,57 @@ def run(
     return results
 
 
+DESCRIPTION = """\
+Train the four small character language models of notebook 06 (full attention, Luna,
+DeepSeek's MLA and a naive latent decoder; same widths, data, seed and budget) on the
+book shipped with lattn, then measure their validation loss and their memory at long
+contexts.
+
+Time: about 20 CPU-minutes for all four models at the default 1500 steps (on a busy
+2-core laptop); --kinds full,mla --steps 300 takes about 3 minutes. The same command gives
+the same weights and losses.
+
+Output: lm_<kind>.pt (settings and float16 weights, about 0.2 MB each) and
+lm_results.json, in ./lattn-results/lm/ in the current directory unless --out DIR is
+given. --update-shipped replaces the models notebook 06 loads; it needs all four kinds and
+the default settings."""
+
+EXAMPLES = """\
+Examples:
+  python -m lattn.experiments lm
+  python -m lattn.experiments lm --kinds full,mla --steps 300
+  python -m lattn.experiments lm --kinds luna --out my-models
+  python -m lattn.experiments lm --update-shipped"""
+
+
 def _main(args: argparse.Namespace) -> None:
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise SystemExit(f"--kinds takes a comma-separated subset of {','.join(KINDS)}; got {args.kinds!r}")
+    changed = (
+        [f"--kinds {','.join(kinds)} (shipped: {','.join(DEFAULT_KINDS)})"] if set(kinds) != set(DEFAULT_KINDS) else []
+    )
+    changed += [
+        f"--{k.replace('_', '-')} {getattr(args, k)} (shipped: {v})"
+        for k, v in SHIPPED.items()
+        if getattr(args, k) != v
+    ]
+    out = output_folder(args, changed)
     run(kinds, steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every, seed=args.seed,
-        out=args.out)  # fmt: skip
+        out=out)  # fmt: skip
+    announce_done(out)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("lm", help="train notebook 06's character LMs; write lm_*.pt and lm_results.json")
+    p = add_parser(subparsers, "lm", "notebook 06's language models, about 20 CPU-minutes", DESCRIPTION,
+                   EXAMPLES)  # fmt: skip
     p.add_argument("--kinds", default=",".join(DEFAULT_KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
-    p.add_argument("--steps", type=int, default=1500, help="training steps per model (default 1500)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per step (default 32)")
-    p.add_argument("--lr", type=float, default=1e-2, help="peak AdamW learning rate (default 1e-2)")
-    p.add_argument("--eval-every", type=int, default=100, help="validation loss every this many steps (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation and data seed (default 0)")
-    p.add_argument("--out", default=str(DATA_DIR), help="output folder (default: the package's data folder)")
+    p.add_argument("--steps", type=int, default=SHIPPED["steps"], help="training steps per model (default 1500)")
+    p.add_argument("--batch-size", type=int, default=SHIPPED["batch_size"], help="windows per step (default 32)")
+    p.add_argument("--lr", type=float, default=SHIPPED["lr"], help="peak AdamW learning rate (default 1e-2)")
+    p.add_argument("--eval-every", type=int, default=SHIPPED["eval_every"],
+                   help="validation loss every this many steps (default 100)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=SHIPPED["seed"], help="initialisation and data seed (default 0)")
+    add_output_options(p, "lm", f"lm_<kind>.pt and {RESULTS}")
     p.set_defaults(func=_main)
