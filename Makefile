@@ -52,7 +52,7 @@ notebooks: $(VENV)/.dev
 	$(PY) -m lattn.notebooks --execute
 
 bench: $(VENV)/.dev
-	$(PY) -m lattn.bench complexity --quick
+	$(PY) -m lattn.bench complexity --quick --out $$(mktemp -d)
 
 colab-test:
 	bash tests/colab/run.sh
