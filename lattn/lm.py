@@ -11,7 +11,7 @@ Example::
 
     >>> corpus = CharCorpus.load()
     >>> model = CharLM.build(LMConfig(corpus.vocab.size, kind="luna", num_latents=8), seed=0)
-    >>> history = train_lm(model, corpus, steps=200)          # progress bar; history.loss falls
+    >>> history = train_lm(model, corpus, steps=200)          # a bar, then one line "trained: loss …"
     >>> generate(model, corpus.vocab.encode("Alice ")[None], 40, temperature=0.8)   # (1, 46) ids
 """
 

@@ -8,6 +8,9 @@ core widgets only. A subclass provides:
 * ``compute()`` → a dict of plain data (no drawing) stored as ``self.state``;
 * ``setup(fig)`` → create the artists once;  ``draw(state)`` → update them in place;
 * ``describe(state)`` → a short text for the status label (written last, so tests can wait on it).
+
+Displayed, an explorer sends the live widget view *and* a PNG of its picture and a one-line text, so a notebook read
+without a kernel (GitHub, nbviewer, a stored file that ``python -m lattn.notebooks`` cleaned) shows the picture.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import ipywidgets as W
 from matplotlib.figure import Figure
 
+from ..notebooks import widget_bundle
 from ..viz import png_bytes
 
 __all__ = ["Explorer", "png_bytes"]
@@ -27,8 +31,9 @@ __all__ = ["Explorer", "png_bytes"]
 class Explorer:
     """Base class: controls + one figure updated in place + a status label.
 
-    ``display(explorer)`` (or leaving it last in a cell) shows it; ``render()`` redraws; ``state`` is the data of
-    the last render and ``renders`` counts them; ``save(path)`` exports PNG or SVG.
+    ``display(explorer)`` (or leaving it last in a cell) shows it: the live widget, with a PNG and a text line for
+    readers without a kernel. ``render()`` redraws; ``state`` is the data of the last render and ``renders`` counts
+    them; ``save(path)`` exports PNG or SVG.
     """
 
     figsize: tuple[float, float] = (8.0, 3.6)
@@ -40,11 +45,12 @@ class Explorer:
         for name, control in self._controls.items():
             setattr(self, name, control)
             control.observe(self._on_change, names="value")
-        width, height = (int(s * self.dpi) for s in self.figsize)
+        width, height = self.pixels
         self.image = W.Image(format="png", layout=W.Layout(width=f"{width}px", height=f"{height}px"))
         self.status = W.Label(value="not rendered yet")
         self.status.add_class("lattn-status")
         self.renders = 0
+        self._box: W.Widget | None = None
         self.state: dict[str, Any] = {}
         self.setup(self.fig)
         # NOTE: solve the constrained layout once on the initial state, then freeze it: every render of an unchanged
@@ -84,19 +90,30 @@ class Explorer:
         self.status.value = f"rendered {self.renders}: {self.describe(self.state)}"
 
     @property
+    def pixels(self) -> tuple[int, int]:
+        """(width, height) of the picture on screen, in CSS pixels."""
+        return int(self.figsize[0] * self.dpi), int(self.figsize[1] * self.dpi)
+
+    @property
     def png(self) -> bytes:
         """The PNG bytes currently shown (ipywidgets 8 stores a memoryview, 7.x bytes)."""
         return bytes(self.image.value)
 
     def widget(self) -> W.Widget:
-        """The whole explorer as one widget: controls, picture, status."""
-        boxes = [W.HBox(list(self._controls.values())[i : i + 3]) for i in range(0, len(self._controls), 3)]
-        return W.VBox([*boxes, self.image, self.status])
+        """The whole explorer as one widget (built once): controls, picture, status."""
+        if self._box is None:
+            boxes = [W.HBox(list(self._controls.values())[i : i + 3]) for i in range(0, len(self._controls), 3)]
+            self._box = W.VBox([*boxes, self.image, self.status])
+        return self._box
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
+        """What ``display(explorer)`` sends: the live widget view, a PNG of the current picture and a one-line text.
 
-        display(self.widget())
+        JupyterLab and Colab show the live widget; GitHub and nbviewer the picture; ``python -m lattn.notebooks``
+        stores the picture and the text, not the view (see :mod:`lattn.notebooks`).
+        """
+        width, height = self.pixels
+        return widget_bundle(self.widget(), png=self.png), {"image/png": {"width": width, "height": height}}
 
     def save(self, path: str | Path) -> Path:
         """Export the current figure; the suffix picks the format (.png or .svg)."""
