@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import assert_close
 
 from lattn.attention import MultiHeadAttention, fused_attention, masked_softmax, scaled_dot_product

@@ -4,9 +4,8 @@ import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-
 from conftest import assert_close
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lattn.latent import STAGES, LatentAttention, LatentMaps
 

@@ -19,7 +19,9 @@ from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
+    "DPI",
     "MAP_CMAP",
+    "SIGNED_CMAP",
     "as_array",
     "heatmap",
     "map_grid",
@@ -29,7 +31,10 @@ __all__ = [
     "update_heatmap",
 ]
 
-MAP_CMAP = "magma"  # attention maps: dark = no weight, bright = strong weight
+# Figure standards of the course (design.md): crisp text, colour-blind-safe maps.
+DPI = 120  # every PNG the course renders (static figures and explorers)
+MAP_CMAP = "viridis"  # weights and other non-negative quantities: dark = none, bright = strong (colour-blind safe)
+SIGNED_CMAP = "RdBu_r"  # signed quantities, centred on 0 (blue < 0 < red; colour-blind safe)
 
 
 def as_array(a: Any) -> np.ndarray:
@@ -39,14 +44,14 @@ def as_array(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=float)
 
 
-def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
     """Render a figure to PNG bytes (no timestamp metadata, so equal pictures give equal bytes)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
 
 
-def show(fig: Figure, dpi: int = 80) -> None:
+def show(fig: Figure, dpi: int = DPI) -> None:
     """Display a figure in a notebook as a PNG (works without pyplot and with any matplotlib backend)."""
     from IPython.display import Image, display
 

@@ -5,5 +5,6 @@ a status label written last, ``save(path)`` and ``snapshots(...)`` for static fa
 """
 
 from .base import Explorer, png_bytes
+from .flow import FlowExplorer
 
-__all__ = ["Explorer", "png_bytes"]
+__all__ = ["Explorer", "FlowExplorer", "png_bytes"]

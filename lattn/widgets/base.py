@@ -23,7 +23,7 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from ..notebooks import widget_bundle
-from ..viz import png_bytes
+from ..viz import DPI, png_bytes
 
 __all__ = ["Explorer", "png_bytes"]
 
@@ -37,7 +37,7 @@ class Explorer:
     """
 
     figsize: tuple[float, float] = (8.0, 3.6)
-    dpi: int = 80
+    dpi: int = DPI
 
     def __init__(self) -> None:
         self.fig = Figure(figsize=self.figsize, layout="constrained")
