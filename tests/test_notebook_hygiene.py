@@ -59,9 +59,24 @@ def test_ignored_outputs_are_widgets_timings_or_versions(nb):
         if src.startswith(IGNORE_MARK):
             kinds = {k for o in c["outputs"] for k in o.get("data", {})}
             streams = "".join("".join(o.get("text", "")) for o in c["outputs"] if o["output_type"] == "stream")
-            widget = "application/vnd.jupyter.widget-view+json" in kinds
+            plain = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in c["outputs"])
+            widget = "application/vnd.jupyter.widget-view+json" in kinds or plain.startswith("interactive ")
             timing = re.search(r"\d+(\.\d+)?\s*(ms|s|µs|it/s|tokens/s)\b", streams) or "%" in streams
             assert widget or timing or "version" in src.lower() or not c["outputs"], src[:200]
+
+
+def test_stored_outputs_read_well_without_a_kernel(nb):
+    """GitHub/nbviewer show what is stored: a picture for every explorer, never a widget repr or a frozen bar."""
+    for c in code_cells(nb):
+        for o in c["outputs"]:
+            data = o.get("data", {})
+            text = "".join(o.get("text", "")) + "".join(data.get("text/plain", ""))
+            assert "application/vnd.jupyter.widget-view+json" not in data, (
+                "stored widget view (JupyterLab shows 'Error displaying widget' before the notebook runs): "
+                + "".join(c["source"])[:120]
+            )
+            assert "children=" not in text, f"widget repr stored: {text[:120]}"
+            assert not re.search(r"\b0%\|", text), f"frozen progress bar stored: {text[:120]}"
 
 
 def test_no_object_reprs_or_addresses(nb):
