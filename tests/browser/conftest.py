@@ -5,19 +5,35 @@ runs in the Colab-like venv, for ipywidgets 7.7.1's views). Without Chromium (or
 with a one-line reason, unless ``CI`` is set, where a missing browser is a failure. Screenshots and the latency
 table go to ``artifacts/browser/`` (classic: ``artifacts/browser-classic/``; ``LATTN_ARTIFACTS`` moves it), whose
 path is printed at the end of the run. ``LATTN_NOTEBOOKS`` points the suite at another folder of notebooks.
+
+``LATTN_KERNEL_CHECK=colab`` (set by tests/colab/run.sh) adds the Colab-like in-kernel check of
+tests/colab/check_explorers.py to each notebook's test, run in the kernel the page has just run the notebook in; its
+per-notebook lines are printed at the end of the run and saved as ``kernel-check.txt`` next to the screenshots.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import psutil
 import pytest
-from labpage import Measurement, latency_table
-from labserver import LabServer, all_notebooks, artifacts_dir, frontend, notebook_dir
+
+from .labpage import Measurement, latency_table
+from .labserver import LabServer, all_notebooks, artifacts_dir, frontend, notebook_dir
+
+KERNEL_CHECKS = ("", "colab")
+
+
+def kernel_check_name() -> str:
+    name = os.environ.get("LATTN_KERNEL_CHECK", "")
+    if name not in KERNEL_CHECKS:
+        raise ValueError(f"LATTN_KERNEL_CHECK must be one of {KERNEL_CHECKS}, got {name!r}")
+    return name
+
 
 CHROMIUM = Path(os.environ.get("LATTN_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -118,8 +134,23 @@ def page(browser, lab):
         lab.shutdown_kernels()
 
 
-# --- the latency table, printed at the end of the run and saved next to the screenshots ------------------------
+@pytest.fixture(scope="session")
+def kernel_check():
+    """tests/colab/check_explorers.py with ``LATTN_KERNEL_CHECK=colab``, else None."""
+    if not kernel_check_name():
+        return None
+    colab = str(Path(__file__).resolve().parents[1] / "colab")
+    if colab not in sys.path:
+        sys.path.insert(0, colab)
+    import check_explorers
+
+    return check_explorers
+
+
+# --- the latency table and the in-kernel check's lines, printed at the end of the run and saved next to the
+# screenshots --------------------------------------------------------------------------------------------------------
 MEASUREMENTS: list[Measurement] = []
+KERNEL_REPORTS: list[tuple[list[str], dict]] = []  # (lines, report) per notebook that reached the in-kernel check
 
 
 @pytest.fixture
@@ -127,7 +158,23 @@ def record():
     return MEASUREMENTS.append
 
 
+@pytest.fixture
+def record_kernel_check():
+    return lambda lines, report: KERNEL_REPORTS.append((lines, report))
+
+
 def pytest_terminal_summary(terminalreporter):
+    if KERNEL_REPORTS:
+        from check_explorers import kernel_line  # on sys.path since the kernel_check fixture ran
+
+        lines = [line for lines, _ in KERNEL_REPORTS for line in lines]
+        lines += [kernel_line([report for _, report in KERNEL_REPORTS])]
+        out = artifacts_dir()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "kernel-check.txt").write_text("\n".join(lines) + "\n")
+        terminalreporter.section(f"in-kernel explorer check ({kernel_check_name()})")
+        for line in lines:
+            terminalreporter.write_line(line)
     if not MEASUREMENTS:
         return
     table = latency_table(MEASUREMENTS)

@@ -61,6 +61,8 @@ CLASSIC_KERNEL_READY = """() => {
     && document.querySelector('#kernel_indicator_icon.kernel_idle_icon') !== null;
 }"""
 
+CLASSIC_IDLE = "() => document.querySelector('#kernel_indicator_icon.kernel_idle_icon') !== null"
+
 CLASSIC_RUN_ALL = "() => { window.Jupyter.notebook.execute_all_cells(); }"
 
 # run-all is over when no code cell is queued or running ('*') and the kernel is idle
@@ -75,18 +77,24 @@ CLASSIC_CELL_REPORT = """() => window.Jupyter.notebook.get_cells().map((c, i) =>
     errors: x.cell.output_area.outputs.filter(o => o.output_type === 'error').map(o => `${o.ename}: ${o.evalue}`),
   }))"""
 
+# done once the reply and the kernel's idle status for this request are in (all its output has arrived by then)
 CLASSIC_KERNEL_EXEC = """(code) => new Promise(resolve => {
-  let text = '', replied = false;
+  let text = '', replied = false, idle = false;
+  const done = () => { if (replied && idle) resolve(text); };
   window.Jupyter.notebook.kernel.execute(code, {
-    iopub: {output: msg => {
-      if (msg.msg_type === 'stream' && msg.content.name === 'stdout') text += msg.content.text;
-      if (msg.msg_type === 'error') text += msg.content.ename + ': ' + msg.content.evalue;
-    }},
-    shell: {reply: () => { replied = true; }},
+    iopub: {
+      output: msg => {
+        if (msg.msg_type === 'stream' && msg.content.name === 'stdout') text += msg.content.text;
+        if (msg.msg_type === 'error') text += msg.content.ename + ': ' + msg.content.evalue;
+      },
+      status: msg => { if (msg.content.execution_state === 'idle') { idle = true; done(); } },
+    },
+    shell: {reply: () => { replied = true; done(); }},
   }, {silent: false, store_history: false});
-  const done = () => (replied && text) ? resolve(text) : setTimeout(done, 50);
-  done();
 })"""
+
+# the widget manager applies a comm message's state in promise callbacks, and the views redraw on the next frames
+SETTLE = "() => new Promise(r => setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(r)), 100))"
 
 # how many explorers the kernel holds (gc, since a notebook may keep them anywhere); leaves no name behind
 COUNT_EXPLORERS_PY = """
@@ -221,6 +229,10 @@ class NotebookPage:
         """Run code in the notebook's kernel (nothing shows in the notebook); returns what it printed."""
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Wait until the kernel is idle and the page has applied the widget updates it sent (after ``kernel()``)."""
+        raise NotImplementedError
+
     def cell_problems(self) -> list[str]:
         problems = []
         for cell in self.cell_report():
@@ -285,6 +297,10 @@ class LabNotebook(NotebookPage):
     def kernel(self, code: str) -> str:
         return self.page.evaluate(LAB_KERNEL_EXEC, code)
 
+    def settle(self) -> None:
+        self.page.wait_for_function(LAB_KERNEL_READY)
+        self.page.evaluate(SETTLE)
+
 
 class ClassicNotebook(NotebookPage):
     """The classic Notebook 6.5 (ipywidgets 7 in the page, the views Colab's frontend uses)."""
@@ -307,6 +323,12 @@ class ClassicNotebook(NotebookPage):
 
     def kernel(self, code: str) -> str:
         return self.page.evaluate(CLASSIC_KERNEL_EXEC, code)
+
+    def settle(self) -> None:
+        # NOTE: not CLASSIC_KERNEL_READY: the widget views' own comm messages get no shell reply, so their callbacks
+        # stay in the kernel's table once widgets have talked to the kernel
+        self.page.wait_for_function(CLASSIC_IDLE)
+        self.page.evaluate(SETTLE)
 
 
 FRONTEND_PAGES = {"lab": LabNotebook, "classic": ClassicNotebook}

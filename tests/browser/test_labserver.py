@@ -6,7 +6,8 @@ import json
 import urllib.request
 
 import psutil
-from labserver import LabServer, frontend, write_settings
+
+from .labserver import LabServer, frontend, write_settings
 
 
 def test_settings_turn_off_news_and_windowing(tmp_path):

@@ -7,15 +7,21 @@ nbval never looks at widget views or pictures; this does. Per notebook: run all,
 may show an error. Per explorer (found by its ``.lattn-status`` label): move its first slider a few times and change
 one control of each other kind, waiting each time for the kernel-written status to count a new render and checking
 that the picture's bytes changed; screenshots and the slider → image latency go to the artifacts folder.
+
+With ``LATTN_KERNEL_CHECK=colab`` (tests/colab/run.sh), the same kernel, right after run-all, also runs the Colab-like
+in-kernel check (tests/colab/check_explorers.py: every control of every explorer moved in the kernel, and the pinned
+package versions), so the notebook is executed once for both checks; its failures fail the test after the page's.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
-from labpage import COUNT_EXPLORERS_PY, FRONTEND_PAGES, Measurement
-from labserver import all_notebooks, frontend
+
+from .labpage import COUNT_EXPLORERS_PY, FRONTEND_PAGES, Measurement
+from .labserver import all_notebooks, frontend
 
 pytestmark = pytest.mark.browser
 
@@ -25,16 +31,32 @@ RUN_ALL_TIMEOUT_S = 300
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])
-def test_notebook_runs_and_explorers_redraw(notebook, page, lab, artifacts, record):
+def test_notebook_runs_and_explorers_redraw(notebook, page, lab, artifacts, record, kernel_check, record_kernel_check):
     for old in [artifacts / f"{notebook.stem}.png", *artifacts.glob(f"{notebook.stem}-explorer*.png")]:
         old.unlink(missing_ok=True)
     nb = FRONTEND_PAGES[frontend()](page, lab.url, notebook.name)
+    start = time.perf_counter()
     nb.run_all(RUN_ALL_TIMEOUT_S)
+    ran_s = time.perf_counter() - start
     problems = nb.cell_problems()
     page.screenshot(path=artifacts / f"{notebook.stem}.png")
     assert not problems, f"{notebook.name} in the {frontend()} frontend:\n" + "\n".join(problems)
 
     in_kernel = int(nb.kernel(COUNT_EXPLORERS_PY).strip())
+    kernel_failures = []
+    if kernel_check:  # before the page's moves, on the state run-all left, as a fresh kernel would have it
+        start = time.perf_counter()
+        printed = nb.kernel(kernel_check.CHECK_CODE)
+        timing = f"run all {ran_s:.1f} s, in-kernel check {time.perf_counter() - start:.1f} s"
+        try:
+            report = kernel_check.parse_report(printed)
+        except ValueError as err:
+            pytest.fail(f"{notebook.name}: {err}")
+        kernel_failures, warnings = kernel_check.report_problems(report)
+        lines = kernel_check.describe(notebook.name, report, kernel_failures, warnings, timing)
+        print("\n".join(lines))  # shown with a failure below; all notebooks' lines come at the end of the run
+        record_kernel_check(lines, report)
+        nb.settle()  # the check's own renders reach the page before the page's moves start
     explorers = nb.explorers(expected=in_kernel)
     assert len(explorers) >= min(in_kernel, 1), (
         f"the kernel holds {in_kernel} explorers, the page shows none: {nb.widget_diagnostics()}"
@@ -63,3 +85,4 @@ def test_notebook_runs_and_explorers_redraw(notebook, page, lab, artifacts, reco
 
     problems = nb.cell_problems()  # a callback's traceback would land in an output
     assert not problems, f"{notebook.name} after moving its explorers:\n" + "\n".join(problems)
+    assert not kernel_failures, f"{notebook.name}, in-kernel explorer check:\n" + "\n".join(kernel_failures)

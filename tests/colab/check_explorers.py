@@ -1,14 +1,19 @@
-"""Run every notebook in the Colab-like environment and check every explorer in its kernel.
+"""The Colab-like in-kernel check: every explorer of a notebook moved in its kernel, and the kernel's package versions.
 
-Usage (from tests/colab/run.sh, with .venv-colab's Python)::
+Two drivers run the same kernel code (``CHECK_CODE``) after a notebook has run top to bottom:
 
-    python tests/colab/check_explorers.py [notebooks/00_x.ipynb ...]   # default: notebooks/*.ipynb
+- tests/browser with ``LATTN_KERNEL_CHECK=colab`` (what tests/colab/run.sh runs): in the kernel of the notebook the
+  classic Notebook 6.5 page has just run, so each notebook is executed once for both checks;
+- this script, by hand or when run.sh skips the browser (``COLAB_BROWSER=0``, or no Chromium outside CI)::
 
-Per notebook: execute it top to bottom with nbclient in a kernel of this Python (cells marked ``# NBVAL_SKIP`` are
-left out, as nbval does; ``# NBVAL_RAISES_EXCEPTION`` cells may raise), no error output allowed; then, in the same
-kernel, ``explorer_check.check_explorers(globals())`` moves every control of every explorer and reports. The
-kernel also reports the versions of the pinned packages, which must equal requirements.txt (proof that the kernel
-ran in this environment). Ends with a plain ``N passed, N failed`` line; exits 1 on any failure.
+      python tests/colab/check_explorers.py [notebooks/00_x.ipynb ...]   # default: notebooks/*.ipynb
+
+  executes each notebook with nbclient in a kernel of this Python (cells marked ``# NBVAL_SKIP`` are left out, as
+  nbval does; ``# NBVAL_RAISES_EXCEPTION`` cells may raise), no error output allowed, then runs the check.
+
+In the kernel, ``explorer_check.check_explorers(globals())`` moves every control of every explorer and reports; the
+kernel also reports the versions of the pinned packages, which must equal requirements.txt (proof that the kernel ran
+in this environment). The script ends with a plain ``N passed, N failed`` line and exits 1 on any failure.
 """
 
 from __future__ import annotations
@@ -22,10 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-from explorer_check import problems as explorer_problems  # this folder is sys.path[0] when run as a script
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from explorer_check import problems as explorer_problems  # this folder is on sys.path (script, or the conftest)
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -43,21 +45,72 @@ def pinned() -> dict[str, str]:
 
 PINS = pinned()
 
-CHECK_CELL = f"""
-import sys as _sys
-_sys.path.insert(0, {str(HERE)!r})
-import json as _json, importlib.metadata as _md, explorer_check as _ec
-_sys.path.pop(0)
-print({MARKER!r} + _json.dumps({{
-    "versions": {{_name: _md.version(_name) for _name in {sorted(PINS)!r}}},
-    "also": {{"python": _sys.version.split()[0], **{{_n: _md.version(_n) for _n in ("torch", "numpy")}}}},
-    "explorers": _ec.check_explorers(globals()),
-}}))
+# runs in the notebook's kernel, in its namespace; prints one line (MARKER + JSON) and leaves no name behind
+CHECK_CODE = f"""
+def _lattn_colab_report(namespace):
+    import sys, json, importlib.metadata as md
+    sys.path.insert(0, {str(HERE)!r})
+    try:
+        import explorer_check
+    finally:
+        sys.path.remove({str(HERE)!r})
+    return {MARKER!r} + json.dumps({{
+        "versions": {{name: md.version(name) for name in {sorted(PINS)!r}}},
+        "also": {{"python": sys.version.split()[0], **{{n: md.version(n) for n in ("torch", "numpy")}}}},
+        "explorers": explorer_check.check_explorers(namespace),
+    }})
+print(_lattn_colab_report(globals()))
+del _lattn_colab_report
 """
 
 
-def prepared(path: Path) -> nbformat.NotebookNode:
+def parse_report(text: str) -> dict:
+    """The report CHECK_CODE printed (``text``: all the kernel printed)."""
+    if MARKER not in text:
+        raise ValueError(f"the in-kernel check printed no report: {text[-2000:]!r}")
+    return json.loads(text.split(MARKER, 1)[1].splitlines()[0])
+
+
+def report_problems(report: dict) -> tuple[list[str], list[str]]:
+    """(failures, warnings) of a kernel's report: wrong package versions, and what the explorer check found."""
+    failures, warnings = explorer_problems(report["explorers"])
+    wrong = {k: v for k, v in report["versions"].items() if v not in SpecifierSet(PINS[k])}
+    if wrong:
+        failures.insert(0, f"the kernel did not run in the Colab-like env: {wrong} (wanted {PINS})")
+    return failures, warnings
+
+
+def describe(name: str, report: dict, failures: list[str], warnings: list[str], timing: str = "") -> list[str]:
+    """The lines printed per notebook: ok/FAIL with counts, each failure, each warning, each explorer's controls."""
+    explorers = report.get("explorers", [])
+    controls = sum("skipped" not in c for e in explorers for c in e["controls"])
+    summary = f"{len(explorers)} explorers, {controls} controls moved" + (f", {timing}" if timing else "")
+    lines = [f"{'FAIL' if failures else 'ok  '} {name}: {summary}"]
+    lines += [f"     {p}" for p in failures]
+    lines += [f"     warning: {w}" for w in warnings]
+    for ex in explorers:
+        moved = ", ".join(
+            f"{c['control']} ({c['changed_pixels']} px)" if "skipped" not in c else f"{c['control']} (skipped)"
+            for c in ex["controls"]
+        )
+        lines.append(f"       {ex['name']} ({ex['type']}): {moved}")
+    return lines
+
+
+def kernel_line(reports: list[dict]) -> str:
+    versions = {}
+    for report in reports:
+        versions.update(report.get("versions", {}), **report.get("also", {}))
+    return "kernel: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if versions else ""
+
+
+# --- the nbclient driver (COLAB_BROWSER=0, or by hand) -----------------------------------------------------------
+
+
+def prepared(path: Path):
     """The notebook as nbval would run it, plus the check cell at the end."""
+    import nbformat
+
     nb = nbformat.read(path, as_version=4)
     cells = []
     for cell in nb.cells:
@@ -68,19 +121,15 @@ def prepared(path: Path) -> nbformat.NotebookNode:
         if cell.cell_type == "code" and "NBVAL_RAISES_EXCEPTION" in first:
             cell.metadata["tags"] = [*tags, "raises-exception"]
         cells.append(cell)
-    nb.cells = [*cells, nbformat.v4.new_code_cell(CHECK_CELL)]
+    nb.cells = [*cells, nbformat.v4.new_code_cell(CHECK_CODE)]
     return nb
 
 
-def kernel_report(nb: nbformat.NotebookNode) -> dict:
-    for out in nb.cells[-1].get("outputs", []):
-        if out.get("output_type") == "stream" and out.get("name") == "stdout" and MARKER in out.get("text", ""):
-            return json.loads(out["text"].split(MARKER, 1)[1])
-    raise RuntimeError(f"the check cell printed no report: {nb.cells[-1].get('outputs')}")
+def check_notebook(path: Path, timeout: int) -> tuple[list[str], list[str], dict, float]:
+    """(failures, warnings, report, seconds) of one notebook executed with nbclient."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
-
-def check_notebook(path: Path, timeout: int) -> tuple[list[str], dict, float]:
-    """(failures, report, seconds); ``report["warnings"]`` holds what is worth a look but not a failure."""
     nb = prepared(path)
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
@@ -90,7 +139,7 @@ def check_notebook(path: Path, timeout: int) -> tuple[list[str], dict, float]:
         client.execute()
     except CellExecutionError as err:
         plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # the traceback's terminal colours
-        return [f"a cell failed:\n{plain}"], {}, time.perf_counter() - start
+        return [f"a cell failed:\n{plain}"], [], {}, time.perf_counter() - start
     seconds = time.perf_counter() - start
     problems = []
     for i, cell in enumerate(nb.cells[:-1]):
@@ -99,11 +148,11 @@ def check_notebook(path: Path, timeout: int) -> tuple[list[str], dict, float]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 problems.append(f"cell {i}: {out['ename']}: {out['evalue']}")
-    report = kernel_report(nb)
-    wrong = {k: v for k, v in report["versions"].items() if v not in SpecifierSet(PINS[k])}
-    if wrong:
-        problems.append(f"the kernel did not run in the Colab-like env: {wrong} (wanted {PINS})")
-    failures, report["warnings"] = explorer_problems(report["explorers"])
+    printed = "".join(
+        out.get("text", "") for out in nb.cells[-1].get("outputs", []) if out.get("output_type") == "stream"
+    )
+    report = parse_report(printed)
+    failures, warnings = report_problems(report)
     problems += failures
     views = sum(
         "application/vnd.jupyter.widget-view+json" in out.get("data", {})
@@ -112,8 +161,7 @@ def check_notebook(path: Path, timeout: int) -> tuple[list[str], dict, float]:
     )
     if report["explorers"] and not views:
         problems.append(f"{len(report['explorers'])} explorers in the namespace, but no widget was displayed")
-    report["widget_views"] = views
-    return problems, report, seconds
+    return problems, warnings, report, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,30 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # ipykernel's debugger warns on every start
 
     passed = failed = 0
-    versions = {}
+    reports = []
     for path in notebooks:
-        problems, report, seconds = check_notebook(path, args.timeout)
-        versions.update(report.get("versions", {}), **report.get("also", {}))
-        controls = sum("skipped" not in c for e in report.get("explorers", []) for c in e["controls"])
-        summary = f"{len(report.get('explorers', []))} explorers, {controls} controls moved, {seconds:.1f} s"
-        if problems:
-            failed += 1
-            print(f"FAIL {path.name}: {summary}")
-            for p in problems:
-                print(f"     {p}")
-        else:
-            passed += 1
-            print(f"ok   {path.name}: {summary}")
-        for w in report.get("warnings", []):
-            print(f"     warning: {w}")
-        for ex in report.get("explorers", []):
-            moved = ", ".join(
-                f"{c['control']} ({c['changed_pixels']} px)" if "skipped" not in c else f"{c['control']} (skipped)"
-                for c in ex["controls"]
-            )
-            print(f"       {ex['name']} ({ex['type']}): {moved}")
-    if versions:
-        print("kernel: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+        failures, warnings, report, seconds = check_notebook(path, args.timeout)
+        reports.append(report)
+        print("\n".join(describe(path.name, report, failures, warnings, f"{seconds:.1f} s")))
+        failed += bool(failures)
+        passed += not failures
+    if reports and kernel_line(reports):
+        print(kernel_line(reports))
     print(f"colab-like: {passed} passed, {failed} failed")
     if not notebooks:
         print("no notebooks found")

@@ -5,6 +5,8 @@ Runs in the main environment (ipywidgets 8) with tiny explorers; the Colab-like 
 
 from __future__ import annotations
 
+import json
+
 import ipywidgets as W
 import numpy as np
 import pytest
@@ -110,3 +112,15 @@ def test_other_value_of_a_log_slider_moves_its_exponent():
 def test_controls_without_another_value_are_skipped(widget):
     with pytest.raises(LookupError):
         other_value(widget)
+
+
+def test_the_driver_reads_the_kernels_report_and_checks_the_pinned_versions():
+    import check_explorers as driver
+
+    report = {"versions": dict.fromkeys(driver.PINS, "0.0"), "explorers": check_explorers({"heat": Heat()})}
+    printed = f"something else\n{driver.MARKER}{json.dumps(report)}\n"
+    failures, warnings = driver.report_problems(driver.parse_report(printed))
+    assert len(failures) == 1 and failures[0].startswith("the kernel did not run in the Colab-like env")
+    assert warnings == []
+    with pytest.raises(ValueError, match="printed no report"):
+        driver.parse_report("NameError: name 'x' is not defined")
