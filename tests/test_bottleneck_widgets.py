@@ -31,8 +31,13 @@ def test_explorer_follows_controls(explorer, tmp_path):
     np.testing.assert_allclose(e.state["map"].sum(0), 1, atol=1e-5)  # transposed: each latent's column sums to 1
     assert e.png != png
     e.set(task="retrieval", stage="effective", head=1, example=3)
-    assert e.state["map"].shape == (16, 16) and e.state["profile"] is None
-    assert not e.view.prof_im.get_visible()
+    assert e.state["map"].shape == (16, 16)
+    groups = e.state["profile"]  # effective: (G, G), where each group's tokens read; present groups' rows sum to 1
+    assert groups.shape == (len(e.state["names"]),) * 2
+    present = np.isin(np.arange(len(groups)), e.state["groups"])
+    np.testing.assert_allclose(groups[present].sum(1), 1, atol=1e-5)
+    assert (groups[~present] == 0).all()
+    assert e.view.prof_im.get_visible() and "each group" in e.view.prof_im.axes.get_title()  # no empty panel
     assert e.status.value.startswith(f"rendered {e.renders}:") and "task=retrieval" in e.status.value
     assert e.save(tmp_path / "t.png").stat().st_size > 1000
 

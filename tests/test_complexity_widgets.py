@@ -15,7 +15,7 @@ from lattn.complexity import (
     total_cost,
 )
 from lattn.exercises import complexity as ex
-from lattn.viz.complexity import honest_figure
+from lattn.viz.complexity import STYLE, honest_figure
 from lattn.widgets.complexity import N_GRID, BenchExplorer, CostExplorer
 
 TINY = bench.BenchConfig(ns=(16, 32, 64), m=4, ms=(2, 4), m_grid_n=32, heads=2, dim_head=8, min_run_time=0.001,
@@ -39,11 +39,11 @@ def test_cost_explorer_follows_the_formulas(tmp_path):
     assert e.state["nxn_bytes"] == matrix_bytes(4096, 4096, heads=2) == 2 * 4096**2 * 4
     # the drawn curves are the state's, at the grid's N; the markers sit at the chosen N
     view = e.view
-    np.testing.assert_array_equal(view.flop_lines["full"].get_xdata(), N_GRID)
-    np.testing.assert_array_equal(view.flop_lines["latent"].get_ydata(), e.state["curves"]["latent"])
-    assert list(view.flop_dots.get_xdata()) == [4096, 4096]
-    assert list(view.cross.get_xdata()) == [97, 97] and "97" in view.cross_label.get_text()
-    assert "128 MiB" in view.nxn_text.get_text()  # 2 heads · 4096² · 4 B
+    np.testing.assert_array_equal(view.flops.lines["full"].get_xdata(), N_GRID)
+    np.testing.assert_array_equal(view.flops.lines["latent"].get_ydata(), e.state["curves"]["latent"])
+    assert list(view.flops.dots.get_xdata()) == [4096, 4096]
+    assert list(view.flops.cross.get_xdata()) == [97, 97] and "97" in view.flops.cross_label.get_text()
+    assert "128 MiB" in view.memory.nxn_text.get_text()  # 2 heads · 4096² · 4 B
     # the whole module adds the projections: a later crossover, a smaller ratio
     e.scope.value = "module"
     assert e.state["crossover"] == crossover_n(shape, whole_module=True) > 97
@@ -60,9 +60,9 @@ def test_cost_explorer_follows_the_formulas(tmp_path):
 
 def test_cost_explorer_titles_say_who_wins():
     e = CostExplorer().set(n=128, m=64, scope="core")
-    assert "full attention needs" in e.view.ax_flops.get_title()
+    assert "full attention needs" in e.view.flops.ax.get_title()
     e.set(n=2**16)
-    assert "latent needs" in e.view.ax_flops.get_title()
+    assert "latent needs" in e.view.flops.ax.get_title()
 
 
 def test_bench_explorer_shows_the_stored_run():
@@ -147,3 +147,23 @@ def test_check_crossover(answer, ok, hint, capsys):
     assert crossover_n(Shape(num_latents=32, heads=4, dim_head=64), whole_module=True) == 412
     assert bool(ex.check_crossover(answer)) is ok
     assert hint in capsys.readouterr().out
+
+
+def test_cost_overview_draws_one_panel_per_setting_and_restores_the_controls():
+    e = CostExplorer()
+    before = (e.n.value, e.m.value, e.scope.value)
+    fig = e.overview([{"n": 4096, "m": 16}, {"n": 4096, "m": 16, "scope": "module"}], memory={"n": 2**20})
+    assert len(fig.axes) == 3  # two FLOPs panels + one memory panel, no empty panel
+    assert "M = 16, N = 4,096" in fig.axes[0].get_title() and "whole module" in fig.axes[1].get_title()
+    assert "16 TiB" in fig.axes[2].texts[0].get_text()  # 4 heads · (2^20)² · 4 B
+    assert (e.n.value, e.m.value, e.scope.value) == before
+
+
+def test_bench_memory_view_shows_held_over_formula_not_the_speedup_again():
+    e = BenchExplorer()
+    e.set(y="peak memory")
+    held = e.state["held"]
+    assert set(held) == set(STYLE) and all(min(ys) >= 0.99 for _, ys in held.values() if ys)
+    assert not e.view.ratio_dots.get_visible() and "minimum" in e.view.ax_ratio.get_title()
+    e.set(y="time")
+    assert e.view.ratio_dots.get_visible() and "speed-up" in e.view.ax_ratio.get_title()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
@@ -30,12 +31,14 @@ __all__ = [
     "sweep_figure",
 ]
 
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"]  # colour-blind safe
+VERDICT_CMAP = ListedColormap(["#D55E00", "#0072B2"])  # wrong = vermillion, right = blue (not red/green)
 GROUP_CMAP = "tab20"  # up to 20 token groups (clusters, or fact keys + query + filler)
 STAGE_VIEWS = {  # what each choice shows, always with tokens as rows so the colour strips line up
     "write": "write: how each token splits itself over the latents (rows sum to 1)",
     "gather": "gather, transposed: each latent's weights over the tokens (columns sum to 1)",
     "broadcast": "broadcast: which latents each token reads (rows sum to 1)",
-    "effective": "effective token→token map broadcast @ gather (rank ≤ M)",
+    "effective": "effective token→token map broadcast @ gather (rank ≤ M); right: what each group reads",
 }
 
 
@@ -63,13 +66,15 @@ class LatentMapsView:
         ax_g.set_title("grp", fontsize=8)
         ax_g.set_xticks([])
         ax_g.set_ylabel("token")
-        self.verdict_im = ax_v.imshow(np.zeros((2, 1)), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto",
+        self.verdict_im = ax_v.imshow(np.zeros((2, 1)), cmap=VERDICT_CMAP, vmin=0, vmax=1, aspect="auto",
                                       interpolation="nearest")  # fmt: skip
         ax_v.set_title("ok", fontsize=8)
         ax_v.set_xticks([])
         ax_v.set_yticks([])
         self.map_im = heatmap(np.zeros((2, 2)), ax_map, colorbar=False)
-        self.prof_im = heatmap(np.zeros((2, 2)), ax_prof, vmax=1.0, ylabel="latent", colorbar=True)
+        fig.colorbar(self.map_im, ax=ax_map, fraction=0.05, pad=0.02)
+        self.prof_im = heatmap(np.zeros((2, 2)), ax_prof, vmax=1.0, ylabel="latent", colorbar=False)
+        fig.colorbar(self.prof_im, ax=ax_prof, fraction=0.05, pad=0.02, label="share of the weight")
         ax_map.set_yticks([])
 
     def update(self, state: dict[str, Any], *, task: str, stage: str, head: int) -> None:
@@ -78,21 +83,21 @@ class LatentMapsView:
         self.verdict_im.set_extent((-0.5, 0.5, len(state["verdict"]) - 0.5, -0.5))
         update_heatmap(self.map_im, state["map"], vmax=None if stage in ("gather", "effective") else 1.0)
         ax = self.map_im.axes
-        ax.set_title(f"{stage} map, head {head}", fontsize=10)
+        ax.set_title(f"{stage} weights, head {head}", fontsize=10)
         ax.set_xlabel("token" if stage == "effective" else "latent")
         self.fig.suptitle(f"{task} · {STAGE_VIEWS[stage]}", fontsize=10)
         ax_prof = self.prof_im.axes
-        prof = state["profile"]
-        self.prof_im.set_visible(prof is not None)
-        if prof is None:
-            ax_prof.set_title("(no per-latent tally for the effective map)", fontsize=10)
-            return
-        update_heatmap(self.prof_im, prof)  # bright = this latent's weight sits on this group
-        names = state["names"]
-        ax_prof.set_xticks(range(len(names)))
-        ax_prof.set_xticklabels([n.replace("fact ", "") for n in names], rotation=90, fontsize=7)
-        ax_prof.set_yticks(range(prof.shape[0]))
-        ax_prof.set_title(f"each latent's {stage} weight per token, by group", fontsize=10)
+        prof, names = state["profile"], state["names"]
+        update_heatmap(self.prof_im, prof)  # bright = this latent's (or group's) weight sits on this group
+        short = [n.replace("fact ", "").replace("cluster ", "c") for n in names]
+        ax_prof.set_xticks(range(len(names)), short, rotation=90 if len(names) > 6 else 0, fontsize=8)
+        ax_prof.set_yticks(range(prof.shape[0]), short if stage == "effective" else range(prof.shape[0]))
+        ax_prof.set_ylabel("" if stage == "effective" else "latent")
+        ax_prof.set_xlabel("token group")
+        what = (
+            "where each group's tokens (rows) read, this example" if stage == "effective" else f"each latent's {stage}"
+        )
+        ax_prof.set_title(f"{what} weight per group" if stage != "effective" else what, fontsize=10)
 
 
 # --- static figures of the shipped results -----------------------------------------------------------------------
@@ -100,7 +105,7 @@ class LatentMapsView:
 REFERENCES = {  # the baselines drawn as horizontal lines
     "full": {"color": "black", "ls": "-", "lw": 1.5},
     "full ×3": {"color": "black", "ls": "--", "lw": 1.2},
-    "window ±4": {"color": "tab:brown", "ls": "-.", "lw": 1.2},
+    "window ±4": {"color": "#8C564B", "ls": "-.", "lw": 1.2},
     "none": {"color": "0.5", "ls": ":", "lw": 1.5},
 }
 
@@ -120,8 +125,12 @@ def _log_ticks(ax: Axes, xs: list) -> None:
 
 
 def _figure(ncols: int, width: float = 5.2, height: float = 3.6) -> tuple[Figure, list[Axes]]:
+    """A row of ``ncols`` axes whose lines cycle through the Okabe–Ito palette."""
     fig = Figure(figsize=(width * ncols, height), layout="constrained")
-    return fig, list(np.atleast_1d(fig.subplots(1, ncols)))
+    axes = list(np.atleast_1d(fig.subplots(1, ncols)))
+    for ax in axes:
+        ax.set_prop_cycle(color=OKABE_ITO)
+    return fig, axes
 
 
 def sweep_figure(runs: list[dict]) -> Figure:
@@ -142,8 +151,9 @@ def sweep_figure(runs: list[dict]) -> Figure:
         _references(ax, runs, part="sweep", task=task)
         _log_ticks(ax, xs)
         ax.set_ylim(0, 1.03)
-        ax.set_title(f"{task} task: accuracy vs M", fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title("global task: one latent is enough" if task == "global" else "retrieval (K = 8): accuracy climbs slowly with M",
+                     fontsize=10)  # fmt: skip
+        ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
@@ -171,7 +181,7 @@ def capacity_figure(runs: list[dict]) -> Figure:
 def distil_figure(runs: list[dict]) -> Figure:
     """Retrieval with skewed questions: trained latent models vs ideal memories of M facts that keep the most-asked
     facts or arbitrary ones."""
-    fig, (ax,) = _figure(1, width=6.4, height=3.6)
+    fig, (ax,) = _figure(1, width=8.6, height=3.6)
     chosen = sorted(select(runs, part="distil", kind="latent"), key=lambda r: r["mixer"]["num_latents"])
     ms = [r["mixer"]["num_latents"] for r in chosen]
     bars = {
@@ -182,16 +192,17 @@ def distil_figure(runs: list[dict]) -> Figure:
     width = 0.26
     for i, (label, values) in enumerate(bars.items()):
         pos = np.arange(len(ms)) + (i - 1) * width
-        rects = ax.bar(pos, values, width, label=label, color=("0.75", "tab:blue", "tab:green")[i])
-        ax.bar_label(rects, fmt="%.2f", fontsize=7)
+        rects = ax.bar(pos, values, width, label=label, color=("0.75", OKABE_ITO[0], OKABE_ITO[2])[i])
+        ax.bar_label(rects, fmt="%.2f", fontsize=8)
     full = mean_over_seeds(runs, part="distil", label="full")
     ax.axhline(full, label=f"full attention ({full:.2f})", **REFERENCES["full"])
     ax.set_xticks(range(len(ms)), [f"M={m}" for m in ms])
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.15)
     ax.set_ylabel("held-out accuracy")
     skew = chosen[0]["task_args"]["query_skew"]
-    ax.set_title(f"K=8 facts, questions favour small keys (query_skew={skew})", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"K=8 facts, questions favour small keys (query_skew={skew}):\nthe latents keep the most-asked facts",
+                 fontsize=10)  # fmt: skip
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -217,9 +228,9 @@ def generalisation_figure(runs: list[dict]) -> Figure:
         lines = line_chart(series, ax, marker="o", ylabel="held-out accuracy")
         for line in lines:
             line.set_linestyle("--" if line.get_label().startswith("full") else "-")
-        ax.set_xticks(range(len(conditions)), names, fontsize=8)
-        ax.set_title(f"{task} task: trained at N=32, tested on shifted data", fontsize=10)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.set_xticks(range(len(conditions)), names, fontsize=9)
+        ax.set_title(f"{task} task, trained at N=32: longer is harmless, noise hurts all", fontsize=10)
+        ax.legend(fontsize=8, loc="lower left")
     return fig
 
 
@@ -233,7 +244,7 @@ def length_figure(runs: list[dict], timing: dict) -> Figure:
         for label in ("full", "full ×3", "latent M=4")
     }
     line_chart(series, ax_acc, logx=True, marker="o", xlabel="sequence length N (trained and tested)",
-               ylabel="held-out accuracy", title="global task: accuracy vs N")  # fmt: skip
+               ylabel="held-out accuracy", title="global task: accuracy is flat in N")  # fmt: skip
     _log_ticks(ax_acc, series["full"][0])
     ax_acc.set_ylim(0.85, 1.0)
     rows = timing["rows"]
@@ -243,6 +254,6 @@ def length_figure(runs: list[dict], timing: dict) -> Figure:
         xs_t.append(row["seq_len"])
         ys_t.append(row["seconds"] * 1e3)
     line_chart(steps, ax_t, logx=True, logy=True, marker="o", xlabel="sequence length N",
-               ylabel="ms per training step", title=f"one training step, batch {timing['batch_size']}")  # fmt: skip
+               ylabel="ms per training step", title=f"one training step (batch {timing['batch_size']}): full attention grows fastest")  # fmt: skip
     _log_ticks(ax_t, sorted({row["seq_len"] for row in rows}))
     return fig

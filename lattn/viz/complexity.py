@@ -15,7 +15,7 @@ from matplotlib.ticker import LogLocator
 
 from ..bench.complexity.report import human_bytes, module_ratios, series, speedups
 
-__all__ = ["STYLE", "BenchView", "CostView", "honest_figure", "log_axes"]
+__all__ = ["STYLE", "BenchView", "CostView", "FlopsPanel", "MemoryPanel", "cost_overview", "honest_figure", "log_axes"]
 
 STYLE = {  # one look per method, in every figure of the notebook
     "full-sdpa": {"color": "0.15", "marker": "o", "label": "full, fused SDPA"},
@@ -45,66 +45,114 @@ def log_axes(ax: Axes, xs: Any, xlabel: str = "sequence length N") -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-class CostView:
-    """Two panels against N: FLOPs of full and latent attention (with the crossover and the chosen N marked) and
-    the bytes each method must hold at its peak. ``update(state)`` redraws in place from a state with ``curves``
-    ({"full", "latent", *STYLE}: values at ``ns``), ``n``, ``full_flops``, ``latent_flops``, ``ratio``,
-    ``crossover``, ``nxn_bytes`` and ``scope`` ("attention core" or "whole module")."""
+class FlopsPanel:
+    """FLOPs of full and latent attention against N on one axes, with the crossover and the chosen N marked.
+    ``update(state)`` redraws in place (state keys: see :class:`CostView`)."""
 
-    def __init__(self, fig: Figure, ns: Sequence[int]) -> None:
-        self.ns = np.asarray(ns)
-        self.ax_flops, self.ax_mem = fig.subplots(1, 2)
-        self.flop_lines = {
-            "full": self.ax_flops.plot([], [], color=STYLE["full-sdpa"]["color"], label="full attention")[0],
-            "latent": self.ax_flops.plot([], [], color=STYLE["latent-fast"]["color"], label="latent attention")[0],
+    def __init__(self, ax: Axes, ns: Sequence[int]) -> None:
+        self.ax, self.ns = ax, np.asarray(ns)
+        self.lines = {
+            "full": ax.plot([], [], color=STYLE["full-sdpa"]["color"], label="full attention")[0],
+            "latent": ax.plot([], [], color=STYLE["latent-fast"]["color"], label="latent attention")[0],
         }
-        (self.flop_dots,) = self.ax_flops.plot([], [], "o", color="crimson", ms=6, zorder=3)
-        self.cross = self.ax_flops.axvline(1, color="0.4", ls="--", lw=1)
-        self.cross_label = self.ax_flops.text(1, 0.04, "", transform=self.ax_flops.get_xaxis_transform(), fontsize=8)
-        dashes = {"full-sdpa": "--", "latent-fast": "-"}  # teaching paths dotted; SDPA dashed on top of latent
-        self.mem_lines = {
-            k: self.ax_mem.plot([], [], color=s["color"], ls=dashes.get(k, ":"), zorder=3 if k == "full-sdpa" else 2,
-                                label=s["label"])[0]
-            for k, s in STYLE.items()
-        }  # fmt: skip
-        self.mem_marker = self.ax_mem.axvline(1, color="crimson", lw=1)
-        self.nxn_text = self.ax_mem.text(0.02, 0.97, "", transform=self.ax_mem.transAxes, va="top", fontsize=8)
-        for ax, ylabel in ((self.ax_flops, "FLOPs (2 per multiply-add)"), (self.ax_mem, "bytes that must exist")):
-            log_axes(ax, self.ns)
-            ax.set_ylabel(ylabel)
-        self.ax_flops.legend(fontsize=8, loc="lower right")
-        self.ax_mem.legend(fontsize=7, loc="lower right")
+        (self.dots,) = ax.plot([], [], "o", color="crimson", ms=6, zorder=3, label="the chosen N")
+        self.cross = ax.axvline(1, color="0.4", ls="--", lw=1)
+        self.cross_label = ax.text(1, 0.04, "", transform=ax.get_xaxis_transform(), fontsize=8)
+        log_axes(ax, self.ns)
+        ax.set_ylabel("FLOPs (2 per multiply-add)")
+        ax.legend(fontsize=8, loc="lower right")
 
-    def update(self, state: dict[str, Any]) -> None:
-        curves, n, ns = state["curves"], state["n"], self.ns
-        for key, line in self.flop_lines.items():
-            line.set_data(ns, curves[key])
-        self.flop_dots.set_data([n, n], [state["full_flops"], state["latent_flops"]])
+    def update(self, state: dict[str, Any], title: str | None = None) -> None:
+        curves, n, ax = state["curves"], state["n"], self.ax
+        for key, line in self.lines.items():
+            line.set_data(self.ns, curves[key])
+        self.dots.set_data([n, n], [state["full_flops"], state["latent_flops"]])
         x = state["crossover"]
         self.cross.set_xdata([x, x])
         self.cross_label.set_position((x * 1.15, 0.04))
         self.cross_label.set_text(f"crossover\nN = {x:,}")
-        for key, line in self.mem_lines.items():
-            line.set_data(ns, curves[key])
-        self.mem_marker.set_xdata([n, n])
-        self.nxn_text.set_text(
-            f"at N = {n:,}: full attention's N×N\nfloat32 weights = {human_bytes(state['nxn_bytes'])}"
-        )
-        for ax, keys in ((self.ax_flops, ("full", "latent")), (self.ax_mem, tuple(STYLE))):
-            values = np.concatenate([curves[k] for k in keys])
-            ax.set_xlim(ns[0], ns[-1])
-            ax.set_ylim(values.min() / 3, values.max() * 3)
-        r, scope = state["ratio"], state["scope"]
+        values = np.concatenate([curves["full"], curves["latent"]])
+        ax.set_xlim(self.ns[0], self.ns[-1])
+        ax.set_ylim(values.min() / 3, values.max() * 3)
+        r = state["ratio"]
         winner = f"latent needs {r:,.1f}× fewer" if r >= 1 else f"full attention needs {1 / r:,.1f}× fewer"
-        self.ax_flops.set_title(f"{scope} at N={n:,}: {winner} FLOPs", fontsize=10)
-        self.ax_mem.set_title(f"{scope}: memory at the peak (B = 1, float32)", fontsize=10)
+        ax.set_title(title or f"{state['scope']}, M = {state['m']}, N = {n:,}:\n{winner} FLOPs", fontsize=10)
+
+
+class MemoryPanel:
+    """The bytes each method must hold at its peak against N, with the size of full attention's N×N weights at the
+    chosen N. ``update(state)`` redraws in place (state keys: see :class:`CostView`)."""
+
+    def __init__(self, ax: Axes, ns: Sequence[int]) -> None:
+        self.ax, self.ns = ax, np.asarray(ns)
+        dashes = {"full-sdpa": "--", "latent-fast": "-"}  # teaching paths dotted; SDPA dashed on top of latent
+        self.lines = {
+            k: ax.plot([], [], color=s["color"], ls=dashes.get(k, ":"), zorder=3 if k == "full-sdpa" else 2,
+                       lw=1.8, label=s["label"])[0]
+            for k, s in STYLE.items()
+        }  # fmt: skip
+        self.marker = ax.axvline(1, color="crimson", lw=1)
+        self.nxn_text = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", fontsize=8)
+        log_axes(ax, self.ns)
+        ax.set_ylabel("bytes that must exist")
+        ax.legend(fontsize=8, loc="lower right")
+
+    def update(self, state: dict[str, Any], title: str | None = None) -> None:
+        curves, n, ax = state["curves"], state["n"], self.ax
+        for key, line in self.lines.items():
+            line.set_data(self.ns, curves[key])
+        self.marker.set_xdata([n, n])
+        self.nxn_text.set_text(f"at N = {n:,} (red line): full attention's\nN×N float32 weights = "
+                               f"{human_bytes(state['nxn_bytes'])}")  # fmt: skip
+        values = np.concatenate([curves[k] for k in STYLE])
+        ax.set_xlim(self.ns[0], self.ns[-1])
+        ax.set_ylim(values.min() / 3, values.max() * 3)
+        ax.set_title(title or f"{state['scope']}: memory at the peak —\nonly the explicit N×N map grows like N²",
+                     fontsize=10)  # fmt: skip
+
+
+class CostView:
+    """Two panels against N: FLOPs of full and latent attention (with the crossover and the chosen N marked) and
+    the bytes each method must hold at its peak. ``update(state)`` redraws in place from a state with ``curves``
+    ({"full", "latent", *STYLE}: values at ``ns``), ``n``, ``m``, ``full_flops``, ``latent_flops``, ``ratio``,
+    ``crossover``, ``nxn_bytes`` and ``scope`` ("attention core" or "whole module")."""
+
+    def __init__(self, fig: Figure, ns: Sequence[int]) -> None:
+        ax_flops, ax_mem = fig.subplots(1, 2)
+        self.flops, self.memory = FlopsPanel(ax_flops, ns), MemoryPanel(ax_mem, ns)
+
+    def update(self, state: dict[str, Any]) -> None:
+        self.flops.update(state)
+        self.memory.update(state)
+
+
+def cost_overview(flop_states: Sequence[dict[str, Any]], memory_state: dict[str, Any], ns: Sequence[int],
+                  titles: Sequence[str] = ()) -> Figure:  # fmt: skip
+    """Static figure: one FLOPs panel per state of ``flop_states`` and one memory panel for ``memory_state``
+    (states as in :class:`CostView`), two per row; ``titles`` (one per panel, FLOPs panels first) replace the
+    automatic titles. At most 7 FLOPs panels."""
+    if not 1 <= len(flop_states) <= 7:
+        raise ValueError(f"flop_states: expected 1 to 7 states, got {len(flop_states)}")
+    count = len(flop_states) + 1
+    rows = -(-count // 2)
+    fig = Figure(figsize=(10.0, 3.6 * rows), layout="constrained")
+    axes = list(np.atleast_1d(fig.subplots(rows, 2)).ravel())
+    titles = list(titles) + [None] * (count - len(titles))
+    for ax, state, title in zip(axes, flop_states, titles):
+        FlopsPanel(ax, ns).update(state, title)
+    MemoryPanel(axes[len(flop_states)], ns).update(memory_state, titles[-1])
+    for ax in axes[count:]:
+        fig.delaxes(ax)
+    return fig
 
 
 class BenchView:
-    """Measured time (or peak memory) of the four attention cores against N over the formula curves (left), and
-    full-sdpa / latent-fast time against the FLOPs ratio N / 3M (right). ``update(state)`` redraws in place from a
-    state with ``points`` and ``curves`` ({method: (N values, values)}), ``slopes``, ``speedup`` ({N: ratio}),
-    ``ns``, ``m``, ``sizes``, ``threads``, ``source`` and ``y`` ("time" or "peak memory")."""
+    """Measured time (or peak memory) of the four attention cores against N over the formula curves (left); right,
+    for time: full-sdpa / latent-fast time against the FLOPs ratio N / 3M; for memory: measured peak / the bytes
+    that must exist, per method. ``update(state)`` redraws in place from a state with ``points`` and ``curves``
+    ({method: (N values, values)}), ``held`` ({method: (N values, measured / formula)}, memory only), ``slopes``,
+    ``speedup`` ({N: ratio}), ``ns``, ``m``, ``sizes``, ``threads``, ``source`` and ``y`` ("time" or
+    "peak memory")."""
 
     def __init__(self, fig: Figure) -> None:
         self.fig = fig
@@ -115,17 +163,19 @@ class BenchView:
         self.fits = {k: self.ax.plot([], [], ls="--", lw=1, color=s["color"])[0] for k, s in STYLE.items()}
         (self.ratio_dots,) = self.ax_ratio.plot([], [], "o-", color=STYLE["latent-fast"]["color"], label="measured")
         (self.ratio_formula,) = self.ax_ratio.plot([], [], "--", color="0.5", lw=1, label="FLOPs ratio N / (3M)")
-        self.ax_ratio.axhline(1, color="crimson", lw=1)
-        self.ax_ratio.set_ylabel("full-sdpa time / latent-fast time")
-        self.ax_ratio.set_title("latent wins above the red line", fontsize=10)
-        self.ax_ratio.legend(fontsize=8, loc="upper left")
+        self.held = {
+            k: self.ax_ratio.plot([], [], marker=s["marker"], color=s["color"], label=s["label"])[0]
+            for k, s in STYLE.items()
+        }
+        self.one = self.ax_ratio.axhline(1, color="crimson", lw=1)
 
     def update(self, state: dict[str, Any]) -> None:
+        time = state["y"] == "time"
         for method, line in self.dots.items():
             xs, ys = state["points"][method]
             line.set_data(xs, ys)
             slope = state["slopes"][method]
-            fit = "" if state["y"] != "time" or slope is None else f" (slope {slope:.2f})"
+            fit = "" if not time or slope is None else f" (slope {slope:.2f})"
             line.set_label(STYLE[method]["label"] + fit)
             self.fits[method].set_data(*state["curves"][method])
         values = [v for xs, ys in state["points"].values() for v in ys]
@@ -134,26 +184,51 @@ class BenchView:
             log_axes(ax, ns)
         self.ax.set_xlim(ns[0] / 1.5, ns[-1] * 1.5)
         self.ax.set_ylim(min(values) / 3, max(values) * 3)
-        self.ax.set_ylabel("median time (s)" if state["y"] == "time" else "peak bytes held (measured)")
-        what = (
-            "time: points measured, dashed = FLOPs / own FLOP/s" if state["y"] == "time" else "memory: dashed = formula"
-        )
+        self.ax.set_ylabel("median time (s)" if time else "peak bytes held (measured)")
+        what = "time: full attention climbs with slope ≈ 2, latent ≈ 1" if time else "memory held: dashed = formula"
         self.ax.set_title(what, fontsize=10)
-        self.ax.legend(fontsize=7, loc="upper left")
-        speed = state["speedup"]
-        xs = np.array(list(speed), dtype=float)
-        self.ratio_dots.set_data(xs, list(speed.values()))
-        self.ratio_formula.set_data(xs, xs / (3 * state["m"]))
-        if len(xs):
-            both = [*speed.values(), *(xs / (3 * state["m"]))]
-            self.ax_ratio.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
-            self.ax_ratio.set_ylim(min(min(both), 1) / 2, max(both) * 2)
+        self.ax.legend(fontsize=8, loc="upper left")
+        self.ratio_dots.set_visible(time)
+        self.ratio_formula.set_visible(time)
+        for line in self.held.values():
+            line.set_visible(not time)
+        if time:
+            self._speedup(state)
+        else:
+            self._held(state)
         s = state["sizes"]
         self.fig.suptitle(
             f"attention cores, B={s['batch']}, H={s['heads']}, d_head={s['dim_head']}, M={state['m']}, float32, "
             f"{state['threads']} threads — {state['source']}",
             fontsize=10,
         )
+
+    def _speedup(self, state: dict[str, Any]) -> None:
+        speed, ax = state["speedup"], self.ax_ratio
+        xs = np.array(list(speed), dtype=float)
+        self.ratio_dots.set_data(xs, list(speed.values()))
+        self.ratio_formula.set_data(xs, xs / (3 * state["m"]))
+        if len(xs):
+            both = [*speed.values(), *(xs / (3 * state["m"]))]
+            ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
+            ax.set_ylim(min(min(both), 1) / 2, max(both) * 2)
+        ax.set_ylabel("full-sdpa time / latent-fast time")
+        ax.set_title("speed-up: latent wins above the red line", fontsize=10)
+        ax.legend(handles=[self.ratio_dots, self.ratio_formula], fontsize=8, loc="upper left")
+
+    def _held(self, state: dict[str, Any]) -> None:
+        ax, ratios = self.ax_ratio, []
+        for method, line in self.held.items():
+            xs, ys = state["held"][method]
+            line.set_data(xs, ys)
+            ratios.extend(ys)
+        ns = state["ns"]
+        ax.set_yscale("linear")
+        ax.set_xlim(ns[0] / 1.5, ns[-1] * 1.5)
+        ax.set_ylim(0, max([*ratios, 2.0]) * 1.15)
+        ax.set_ylabel("measured peak / formula (red: 1)")
+        ax.set_title(f"eager PyTorch holds up to {max(ratios, default=1):.1f}× the minimum", fontsize=10)
+        ax.legend(handles=list(self.held.values()), fontsize=8, loc="upper right")
 
 
 def honest_figure(rows: list[dict]) -> Figure:
@@ -174,7 +249,8 @@ def honest_figure(rows: list[dict]) -> Figure:
         ax_m.axhline(sdpa[n], color=STYLE["full-sdpa"]["color"], ls="--", lw=1, label="full, fused SDPA (any M)")
     log_axes(ax_m, [r["m"] for r in mgrid] or [1, 2], xlabel="M latents")
     ax_m.set_ylabel("median time (s)")
-    ax_m.set_title(f"what M costs at N = {n:,}" if n else "no M grid in this run", fontsize=10)
+    ax_m.set_title(f"what M costs at N = {n:,}: latent time grows with M" if n else "no M grid in this run",
+                   fontsize=10)  # fmt: skip
     if ax_m.get_lines():
         ax_m.legend(fontsize=8)
     cores, modules = speedups(rows), module_ratios(rows)
@@ -186,7 +262,7 @@ def honest_figure(rows: list[dict]) -> Figure:
         bars = ax_mod.bar(labels, ratios, color=[STYLE["latent-fast"]["color"], "0.6"], width=0.55)
         ax_mod.bar_label(bars, [f"{r:.1f}×" for r in ratios], fontsize=9)
         ax_mod.set_ylim(0, max(ratios) * 1.2)
-        ax_mod.set_title(f"full / latent time at N = {nm:,}", fontsize=10)
+        ax_mod.set_title(f"full / latent time at N = {nm:,}: the projections shrink the gain", fontsize=10)
     else:
         ax_mod.set_axis_off()
         ax_mod.set_title("no whole-module run", fontsize=10)

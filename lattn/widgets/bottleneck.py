@@ -25,6 +25,15 @@ from .base import Explorer
 __all__ = ["TrainedLatentExplorer"]
 
 
+def _group_reads(maps, groups: torch.Tensor, head: int, names: list[str]) -> np.ndarray:
+    """(G, G) from the effective map of sequence 0: row g = how the tokens of group g split their weight over the
+    groups (averaged over those tokens; rows sum to 1, rows of absent groups are 0)."""
+    eff = token_rows(maps, "effective")[0, head]  # (N, N)
+    onehot = torch.nn.functional.one_hot(groups.long(), len(names)).to(eff.dtype)  # (N, G)
+    reads = onehot.T @ eff @ onehot  # (G, G): total weight from the tokens of g to the tokens of g'
+    return as_array(reads / onehot.sum(0).clamp(min=1)[:, None])
+
+
 class TrainedLatentExplorer(Explorer):
     """The maps of trained latent-attention taggers on one example, and each latent's specialisation.
 
@@ -77,7 +86,9 @@ class TrainedLatentExplorer(Explorer):
             "verdict": np.where(as_array(scored) > 0, as_array(right), np.nan),  # 1 right, 0 wrong, nan not scored
             "accuracy": float(right[scored].float().mean()),
             "map": as_array(token_rows(maps, stage)[0, h]),  # (N, M) or (N, N)
-            "profile": None if stage == "effective" else self.profiles[name][stage][h],  # (M, G)
+            "profile": self.profiles[name][stage][h]
+            if stage != "effective"
+            else _group_reads(maps, labels[0], h, names),
         }
 
     def setup(self, fig: Figure) -> None:

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from ..bench import complexity as bench
 from ..bench.complexity import human_bytes
 from ..complexity import Shape, cost_curves, crossover_n, matrix_bytes, method_cost
-from ..viz.complexity import STYLE, BenchView, CostView, honest_figure
+from ..viz.complexity import STYLE, BenchView, CostView, cost_overview, honest_figure
 from .base import Explorer
 
 __all__ = ["N_GRID", "BenchExplorer", "CostExplorer", "honest_figure"]
@@ -64,6 +64,7 @@ class CostExplorer(Explorer):
         return {
             "curves": curves,
             "n": shape.seq_len,
+            "m": shape.num_latents,
             "full_flops": full,
             "latent_flops": latent,
             "ratio": full / latent,
@@ -75,6 +76,16 @@ class CostExplorer(Explorer):
 
     def setup(self, fig: Figure) -> None:
         self.view = CostView(fig, N_GRID)
+
+    def overview(self, settings: list[dict[str, Any]], memory: dict[str, Any], titles: list[str] = ()) -> Figure:
+        """Static figure: the FLOPs panel at each of ``settings`` and the memory panel at ``memory`` (settings as
+        for :meth:`set`; unnamed controls keep their current values, which are restored afterwards)."""
+        before = {name: c.value for name, c in self._controls.items()}
+        try:
+            states = [self.set(**{**before, **s}).compute() for s in [*settings, memory]]
+        finally:
+            self.set(**before)
+        return cost_overview(states[:-1], states[-1], N_GRID, titles)
 
     def draw(self, state: dict[str, Any]) -> None:
         self.view.update(state)
@@ -132,8 +143,15 @@ class BenchExplorer(Explorer):
         fit_from = min(self.fit_from, max(r["n"] for r in rows))
         key = "seconds" if self.y.value == "time" else "peak_bytes"
         points = {method: bench.series(self.rows, method, key) for method in bench.METHODS}
+        held = {}
+        if self.y.value == "peak memory":  # measured peak / the bytes that must exist, per method
+            for method, (xs, ys) in points.items():
+                must = [method_cost(method, Shape(seq_len=int(n), num_latents=first["m"], **sizes)).core_bytes
+                        for n in xs]  # fmt: skip
+                held[method] = (xs, [y / b for y, b in zip(ys, must)])
         return {
             "points": points,
+            "held": held,
             "curves": bench.formula_curves(self.rows, self.y.value, fit_from),
             "slopes": bench.slopes(self.rows, fit_from),
             "speedup": bench.speedups(self.rows),
