@@ -243,6 +243,18 @@ class NotebookPage:
             problems.append("a widget failed to display ('Error displaying widget')")
         return problems
 
+    def stored_pictures(self) -> int:
+        """Pictures (``<img>``) the notebook shows as opened, before anything runs; widget errors count as -1 each."""
+        return self.page.evaluate(
+            """(sel) => {
+              const nb = document.querySelector(sel);
+              const errors = [...nb.querySelectorAll('*')].filter(e => !e.childElementCount
+                && /Error displaying widget|model not found/.test(e.textContent)).length;
+              return errors ? -errors : nb.querySelectorAll('.jp-RenderedImage img, .output_png img').length;
+            }""",
+            self.notebook,
+        )
+
     def widget_diagnostics(self) -> str:
         """What the page shows of widgets: for a message when explorers are missing."""
         return self.page.evaluate(

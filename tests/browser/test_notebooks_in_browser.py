@@ -3,7 +3,8 @@
 The frontend is JupyterLab 4 (ipywidgets 8 views) by default; ``LATTN_FRONTEND=classic``, run from the Colab-like
 venv by tests/colab/run.sh, drives the classic Notebook 6.5 with ipywidgets 7.7.1's views instead.
 
-nbval never looks at widget views or pictures; this does. Per notebook: run all, wait for an idle kernel, no cell
+nbval never looks at widget views or pictures; this does. Per notebook: as opened, before running, every stored
+explorer shows its picture (no "Error displaying widget"); then run all, wait for an idle kernel, no cell
 may show an error. Per explorer (found by its ``.lattn-status`` label): move its first slider a few times and change
 one control of each other kind, waiting each time for the kernel-written status to count a new render and checking
 that the picture's bytes changed; screenshots and the slider → image latency go to the artifacts folder.
@@ -15,6 +16,7 @@ package versions), so the notebook is executed once for both checks; its failure
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -30,11 +32,29 @@ MOVES = int(os.environ.get("LATTN_BROWSER_MOVES", "5"))  # slider moves per expl
 RUN_ALL_TIMEOUT_S = 300
 
 
+def stored_explorer_pictures(notebook) -> int:
+    """Explorer outputs stored in the notebook file (a PNG with the explorer's one-line text)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    outputs = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
+    return sum(
+        "image/png" in o.get("data", {}) and "".join(o["data"].get("text/plain", "")).startswith("interactive ")
+        for o in outputs
+    )
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])
 def test_notebook_runs_and_explorers_redraw(notebook, page, lab, artifacts, record, kernel_check, record_kernel_check):
     for old in [artifacts / f"{notebook.stem}.png", *artifacts.glob(f"{notebook.stem}-explorer*.png")]:
         old.unlink(missing_ok=True)
     nb = FRONTEND_PAGES[frontend()](page, lab.url, notebook.name)
+    # as stored, before running: every explorer shows its picture, never "Error displaying widget"
+    expected_pictures = stored_explorer_pictures(notebook)
+    shown = nb.stored_pictures()
+    assert shown >= expected_pictures, (
+        f"{notebook.name} as stored shows {shown} pictures (negative: that many widget errors),"
+        f" its file holds {expected_pictures} explorer pictures"
+    )
+    page.screenshot(path=artifacts / f"{notebook.stem}-stored.png")
     start = time.perf_counter()
     nb.run_all(RUN_ALL_TIMEOUT_S)
     ran_s = time.perf_counter() - start
