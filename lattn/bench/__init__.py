@@ -1,12 +1,15 @@
-"""Measurements with ``torch.utils.benchmark``; ``python -m lattn.bench SUBCOMMAND --help``.
+"""Measurements of attention on this machine; ``python -m lattn.bench SUBCOMMAND --help``.
 
 Each submodule of this package is one subcommand and exposes ``register(subparsers)``, which adds its parser and
-sets ``func`` (called with the parsed arguments). Shared timing helpers live here; they import
-``torch.utils.benchmark`` only when they measure (on torch builds with CUDA, importing it can log a CUDA warning).
+sets ``func`` (called with the parsed arguments). The shared timer lives here: a plain ``time.perf_counter`` loop
+(not ``torch.utils.benchmark``, whose import on CUDA builds of torch logs a warning on machines without a GPU, e.g.
+Colab's CPU runtime).
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 
 import torch
@@ -30,11 +33,32 @@ Examples:
 
 
 def median_seconds(fn: Callable[[], object], min_run_time: float = 0.2, num_threads: int | None = None) -> float:
-    """Median wall time of ``fn()`` in seconds (torch.utils.benchmark: warm-up, then repeated blocks)."""
-    import torch.utils.benchmark as tb  # here, not at import time: see the module docstring
+    """Median wall time of one ``fn()`` call in seconds.
 
-    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=num_threads or torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median
+    One warm-up call, then blocks of calls (each block ≥ 10 ms, so the clock's resolution does not matter) until
+    ``min_run_time`` seconds have passed and at least 3 blocks ran; the median over blocks of their time per call.
+    ``num_threads`` sets torch's intra-op threads for the measurement (default: as they are).
+    """
+    threads = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        fn()  # warm-up: first-call allocations, lazy initialisation
+        start = time.perf_counter()
+        fn()
+        per_block = max(1, int(0.01 / max(time.perf_counter() - start, 1e-9)))
+        per_call: list[float] = []
+        spent = 0.0
+        while spent < min_run_time or len(per_call) < 3:
+            start = time.perf_counter()
+            for _ in range(per_block):
+                fn()
+            block = time.perf_counter() - start
+            per_call.append(block / per_block)
+            spent += block
+        return statistics.median(per_call)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def matmul_flops_per_s(n: int = 1024, min_run_time: float = 0.3) -> float:

@@ -5,7 +5,7 @@ One decode step = one new token per sequence attending to ``context`` cached tok
 numbers (their values do not change the work), so no O(N²) prefill is needed. The config is DeepSeek-V3 at an eighth
 of its widths with all 128 heads (dim 896, d_h 16, d_c 64, d_rope 8), which keeps V3's cache ratio exactly (naive /
 absorbed = 5,120 / 72 = 71×) and fits a 2-core laptop. Each point is the fastest of ``repeats`` interleaved medians
-(torch.utils.benchmark), which damps the noise of other programs on a busy machine.
+(lattn.bench.median_seconds), which damps the noise of other programs on a busy machine.
 
 The command line writes its rows to ``./lattn-results/bench-mla/`` (or ``--out``/``--csv``); ``--update-shipped``
 makes the full run and replaces ``lattn/data/bench_mla_2core.csv`` (notebook 05's stored measurement).

@@ -1,7 +1,7 @@
 """``python -m lattn.bench complexity``: measured time and memory of full vs latent attention as N grows.
 
 Four attention cores (the real modules with their Linear projections removed, see
-:func:`lattn.complexity.without_projections`), timed with ``torch.utils.benchmark`` on B×N×D float32 tokens:
+:func:`lattn.complexity.without_projections`), timed with :func:`lattn.bench.median_seconds` on B×N×D float32 tokens:
 
 * ``full-sdpa``       — :class:`~lattn.attention.MultiHeadAttention`'s fast path: torch's fused SDPA;
 * ``full-explicit``   — its teaching path: explicit (B, H, N, N) float32 weights;

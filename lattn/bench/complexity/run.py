@@ -64,7 +64,7 @@ class BenchConfig:
     dim_head: int = 64
     memory_budget: int = 2 * GIB  # skip a point whose attention core must hold more bytes than this
     time_budget: float = 15.0  # skip a core point predicted to take longer than this (seconds per call)
-    min_run_time: float = 0.5  # seconds per torch.utils.benchmark measurement
+    min_run_time: float = 0.5  # seconds per measurement (lattn.bench.median_seconds)
     repeats: int = 3  # rounds over the whole grid; each point keeps its fastest median (the machine may be shared)
     fit_from: int = 1024  # fit slopes on N ≥ this (smaller N is dominated by fixed overheads)
     matmul_n: int = 2048  # size of the (n×n)·(n×n) matmul that measures the machine's throughput
