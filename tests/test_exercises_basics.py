@@ -39,6 +39,16 @@ def test_attention_checker(capsys):
     assert "over the keys" in capsys.readouterr().out
 
 
+def test_hints_point_at_the_first_mismatch(capsys):
+    assert not ex.check_softmax(lambda s: torch.softmax(s, -1) + 0.5 * (s > 0))
+    assert "first mismatch at (0, " in capsys.readouterr().out
+    assert not ex.check_attention(lambda q, k, v: 2 * attention(q, k, v))
+    out = capsys.readouterr().out
+    assert "first mismatch at (0, 0): yours " in out and "expected " in out
+    assert not ex.check_gather(lambda q, k, v: attention(q, k, v) + 1)
+    assert "first mismatch at (0, 0)" in capsys.readouterr().out
+
+
 def test_gather_checker(capsys):
     assert ex.check_gather(attention)
     assert not ex.check_gather(lambda q, k, v: attention(q, k, v, axis=0))

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from lattn import LatentAttention, MultiHeadAttention
-from lattn.analysis import low_rank
+from lattn.analysis import agreement, latent_per_group, low_rank
 from lattn.tasks import ClusterMajority
+from lattn.viz import map_grid
 from lattn.widgets.attention import AttentionExplorer, LatentExplorer, RankExplorer
 
 TASK = ClusterMajority()
@@ -79,3 +80,73 @@ def test_rank_explorer_error_falls_with_m():
     assert torch.linalg.matrix_rank(approx).item() == 3 and err == pytest.approx(errors[1])
     with pytest.raises(ValueError, match="2-D"):
         low_rank(a[None], 2)
+
+
+def test_static_figures_share_one_scale_and_leave_the_explorer_as_it_was(attention_explorer):
+    ex = attention_explorer.set(n=10)
+    renders = ex.renders
+    fig = ex.figure([{"n": 6}, {"n": 20, "temperature": 0.1}], titles=["a", "b"])
+    maps = [a for a in fig.axes if a.images]
+    assert len(maps) == 2 and {a.images[0].get_clim() for a in maps} == {(0.0, 1.0)}, "one 0..1 scale for all maps"
+    assert maps[0].get_title().startswith("a (largest ") and len(fig.axes) == 3, "two maps + one shared colorbar"
+    assert ex.n.value == 10 and ex.state["map"].shape == (10, 10) and ex.renders > renders
+
+
+def test_latent_maps_share_the_gather_scale_across_models():
+    torch.manual_seed(0)
+    models = {"untrained": {2: LatentAttention(TASK.dim, 2)}, "trained": {2: LatentAttention(TASK.dim, 2)}}
+    with torch.no_grad():
+        models["trained"][2].proj["gather"].to_q.weight.mul_(20)  # a sharper gather in one model
+    ex = LatentExplorer(models, lambda n: TASK.example(n), n_range=(8, 16))
+    sharp = ex.set(model="trained").state
+    flat = ex.set(model="untrained").state
+    assert (
+        flat["gather_vmax"] == sharp["gather_vmax"] == pytest.approx(max(sharp["gather"].max(), flat["gather"].max()))
+    )
+    assert ex.ims["gather"].get_clim()[1] == pytest.approx(sharp["gather_vmax"]), "the drawn scale is the shared one"
+    assert ex.ims["write"].get_clim() == (0.0, 1.0) and ex.ims["broadcast"].get_clim() == (0.0, 1.0)
+    fig = ex.figure([{"model": "untrained"}, {"model": "trained"}], ["u", "t"])
+    gathers = [sf.axes[2].images[0].get_clim() for sf in fig.subfigs]
+    assert gathers[0] == gathers[1] and ex.model.value == "untrained"
+    with pytest.raises(ValueError, match="1-3 states"):
+        ex.figure([{}] * 4, ["a"] * 4)
+
+
+def test_rank_figure_puts_every_map_on_the_full_maps_scale():
+    a = torch.softmax(torch.randn(12, 12), -1)
+    fig = RankExplorer(a).figure([1, 3])
+    clims = {ax.images[0].get_clim() for ax in fig.axes if ax.images}
+    assert len(clims) == 1, "the full map and its approximations share one scale"
+    assert clims.pop() == pytest.approx((a.min().item(), a.max().item()))
+    assert "rank 3:" in fig.axes[2].get_title()
+
+
+def test_map_grid_scales():
+    maps = [[np.eye(3) * 0.5, np.eye(3)], [np.ones((3, 3)) * 0.2, np.eye(4)]]
+    shared = map_grid(maps, titles=[["a", "b"], ["c", "d"]])
+    assert {ax.images[0].get_clim() for ax in shared.axes if ax.images} == {(0.0, 1.0)}
+    assert len(shared.axes) == 5 and shared.axes[1].get_title() == "b"
+    own = map_grid(maps, shared_scale=False)
+    assert len(own.axes) == 8, "each map has its own colorbar"
+    with pytest.raises(ValueError, match="at most 12"):
+        map_grid([[np.eye(2)] * 4] * 4)
+
+
+def test_agreement_prints_a_stable_number():
+    a = torch.randn(5, 3)
+    assert agreement(a, a + 1e-8) == "max |diff| = 0.000000"
+    assert agreement(a, a + 1e-6, decimals=5) == "max |diff| = 0.00000"
+    with pytest.raises(AssertionError, match=r"max \|diff\| = 0.001"):
+        agreement(a, a + 1e-3)
+    with pytest.raises(ValueError, match="one shape"):
+        agreement(a, a[0])
+
+
+def test_latent_per_group_picks_each_groups_latent():
+    broadcast = torch.tensor([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.4, 0.6]])
+    assert latent_per_group(broadcast, torch.tensor([0, 0, 1, 1])) == [
+        (0, 0, pytest.approx(0.8)),
+        (1, 1, pytest.approx(0.7)),
+    ]
+    with pytest.raises(ValueError, match="groups"):
+        latent_per_group(broadcast, torch.tensor([0, 1]))

@@ -17,6 +17,13 @@ def _inputs(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def _first_mismatch(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """Where ``got`` first differs from ``expected`` (row-major), with both values, for a hint."""
+    bad = (got - expected).abs() > 1e-8
+    idx = tuple(int(i) for i in bad.nonzero()[0])
+    return f"first mismatch at {idx}: yours {got[idx].item():.4g}, expected {expected[idx].item():.4g}"
+
+
 def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Verdict:
     """``fn(scores (…, K)) → weights``, softmax over the last axis; must survive large scores."""
 
@@ -26,7 +33,8 @@ def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Verdict:
             if not torch.allclose(fn(s), torch.softmax(s, -1), atol=1e-8):
                 if torch.allclose(fn(s), torch.softmax(s, 0), atol=1e-8):
                     return False, "the weights sum to 1 down the columns: take the softmax over the last axis."
-                return False, "compare with torch.softmax(s, dim=-1): exponentiate, then divide by the row sum."
+                hint = _first_mismatch(fn(s), torch.softmax(s, -1))
+                return False, f"{hint}; compare with torch.softmax(s, dim=-1): exponentiate, divide by the row sum."
         big = fn(torch.tensor([[1000.0, 1001.0]], dtype=torch.float64))
         if not torch.isfinite(big).all():
             return False, "scores of 1000 overflow exp(): subtract each row's maximum first (it cancels out)."
@@ -53,9 +61,12 @@ def check_attention(fn: Callable[..., torch.Tensor] | None) -> Verdict:
             return False, "almost: divide the scores by √d before the softmax."
         if torch.allclose(got, torch.softmax(q @ k.T / 8**0.5, 0) @ v, atol=1e-8):
             return False, "the softmax runs over the keys (last axis of the scores), not over the queries."
-        return torch.allclose(
-            got, expected, atol=1e-8
-        ), "compare each step with the cells above: q·kᵀ/√d → softmax → ·v."
+        if torch.allclose(got, expected, atol=1e-8):
+            return True, ""
+        return (
+            False,
+            f"{_first_mismatch(got, expected)}; compare each step with the cells above: q·kᵀ/√d → softmax → ·v.",
+        )
 
     return run_check(
         fn,
@@ -95,7 +106,10 @@ def check_gather(fn: Callable[..., torch.Tensor] | None) -> Verdict:
             return False, f"one summary per latent: expected shape (M, dv) = (3, 4), got {tuple(got.shape)}."
         if torch.allclose(got, torch.softmax(q @ k.T / 8**0.5, 0) @ v, atol=1e-8):
             return False, "in gather each latent spreads one unit of attention over the tokens: softmax over tokens."
-        return torch.allclose(got, scaled_dot_product(q, k, v)[0], atol=1e-8), "scores q·kᵀ/√d, softmax, then ·v."
+        expected = scaled_dot_product(q, k, v)[0]
+        if torch.allclose(got, expected, atol=1e-8):
+            return True, ""
+        return False, f"{_first_mismatch(got, expected)}; scores q·kᵀ/√d, softmax over tokens, then ·v."
 
     return run_check(
         fn,

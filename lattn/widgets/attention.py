@@ -7,7 +7,7 @@ drawing from :mod:`lattn.viz`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -20,12 +20,20 @@ from ..analysis import low_rank, singular_values
 from ..attention import MultiHeadAttention, scaled_dot_product
 from ..latent import STAGES
 from ..tasks import Batch
-from ..viz import as_array, heatmap, update_heatmap
+from ..viz import OKABE_ITO, as_array, heatmap, map_grid, update_heatmap
+from ..viz.basics import LatentMapsRow, RankView, latent_maps_figure, rank_figure
 from .base import Explorer
 
 __all__ = ["AttentionExplorer", "LatentExplorer", "RankExplorer"]
 
-ROLE_CMAP = "tab10"
+
+def _states_at(explorer: Explorer, settings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The explorer's state at each setting (unnamed controls keep their values); the explorer is left as it was."""
+    before = {name: getattr(explorer, name).value for name in explorer._controls}
+    try:
+        return [explorer.set(**{**before, **setting}).state for setting in settings]
+    finally:
+        explorer.set(**before)
 
 
 def _slider(description: str, lo: int, hi: int, value: int, step: int = 1) -> W.IntSlider:
@@ -66,25 +74,34 @@ class AttentionExplorer(Explorer):
 
     def setup(self, fig: Figure) -> None:
         ax_map, ax_count = fig.subplots(1, 2, width_ratios=[1.15, 1])
-        self.im = heatmap(np.zeros((2, 2)), ax_map, xlabel="key token j", ylabel="query token i")
+        self.im = heatmap(
+            np.zeros((2, 2)), ax_map, xlabel="key token j", ylabel="query token i", vmax=1.0, cbar_label="weight"
+        )
         n = np.arange(2, self.tokens.shape[1] + 1)
-        ax_count.plot(n, n**2, color="0.3", label="N² scores per head")
-        ax_count.plot(n, n, color="0.7", ls="--", label="N (linear, for scale)")
-        (self.marker,) = ax_count.plot([], [], "o", color="crimson", ms=8)
+        ax_count.plot(n, n**2, color=OKABE_ITO[4], label="N² scores per head")
+        ax_count.plot(n, n, color="0.4", ls="--", label="N (linear, for scale)")
+        (self.marker,) = ax_count.plot([], [], "o", color=OKABE_ITO[5], ms=8)
         ax_count.set_xlabel("sequence length N")
         ax_count.set_ylabel("scores per head")
         ax_count.legend(loc="upper left", fontsize=8)
         ax_count.set_title("every query scores every key", fontsize=10)
 
     def draw(self, state: dict[str, Any]) -> None:
-        update_heatmap(self.im, state["map"])
-        self.im.axes.set_title(
-            f"head {self.head.value}: weights, rows sum to 1 (max {state['map'].max():.2f})", fontsize=10
-        )
+        update_heatmap(self.im, state["map"], vmax=1.0)  # a fixed 0..1 scale: sharper rows look brighter
+        self.im.axes.set_title(f"head {self.head.value}: each row sums to 1 (largest {state['map'].max():.2f})",
+                               fontsize=10)  # fmt: skip
         self.marker.set_data([state["n"]], [state["scores_per_head"]])
 
     def describe(self, state: dict[str, Any]) -> str:
         return f"{super().describe(state)}, scores={state['scores_per_head']}, max weight={state['map'].max():.2f}"
+
+    def figure(self, settings: Sequence[dict[str, Any]], titles: Sequence[str], ncols: int = 2) -> Figure:
+        """Static fallback: the map at each setting (≤ 8), on the explorer's fixed 0..1 scale with one colorbar."""
+        maps = [st["map"] for st in _states_at(self, settings)]
+        titles = [f"{t} (largest {m.max():.2f})" for t, m in zip(titles, maps)]
+        grid = [maps[i : i + ncols] for i in range(0, len(maps), ncols)]
+        return map_grid(grid, titles=[titles[i : i + ncols] for i in range(0, len(titles), ncols)], ticks=True,
+                        xlabel="key token j", ylabel="query token i", cell=3.2, vmax=1.0)  # fmt: skip
 
 
 def _maps_of(model: nn.Module, x: Tensor) -> Any:
@@ -129,49 +146,31 @@ class LatentExplorer(Explorer):
         }
 
     @torch.no_grad()
+    def _maps(self, kind: str, batch: Batch) -> dict[str, Any]:
+        """The maps of model ``kind`` at the current M and head (a 1-head model shows head 0)."""
+        maps = _maps_of(self.models[kind][self.m.value], batch.x)
+        h = self.head.value
+        return {
+            s: None
+            if getattr(maps, s) is None
+            else as_array(getattr(maps, s)[0, min(h, getattr(maps, s).shape[1] - 1)])
+            for s in STAGES
+        }
+
     def compute(self) -> dict[str, Any]:
         batch = self.sample(self.n.value)
-        maps = _maps_of(self.models[self.model.value][self.m.value], batch.x)
-        h = self.head.value
-        state: dict[str, Any] = {"role": as_array(batch.role[0])}
-        for s in STAGES:
-            m = getattr(maps, s)
-            shown = m is not None and getattr(self, f"show_{s}").value
-            state[s] = as_array(m[0, min(h, m.shape[1] - 1)]) if shown else None  # a 1-head model shows head 0
-        return state
+        every = {kind: self._maps(kind, batch) for kind in self.models if self.m.value in self.models[kind]}
+        # gather rows spread over N tokens (uniform = 1/N): one scale for all models, so switching models compares
+        gather_vmax = max([float(m["gather"].max()) for m in every.values() if m["gather"] is not None] or [1.0])
+        shown = {s: every[self.model.value][s] if getattr(self, f"show_{s}").value else None for s in STAGES}
+        return {"role": as_array(batch.role[0]), **shown, "gather_vmax": gather_vmax}
 
     def setup(self, fig: Figure) -> None:
-        axes = fig.subplots(1, 4, width_ratios=[0.12, 1, 1.6, 1])
-        self.role_ax, self.stage_axes = axes[0], dict(zip(STAGES, axes[1:]))
-        self.role_im = self.role_ax.imshow(
-            np.zeros((2, 1)), cmap=ROLE_CMAP, vmin=0, vmax=9, aspect="auto", interpolation="nearest"
-        )
-        self.role_ax.set_title("role", fontsize=9)
-        self.role_ax.set_xticks([])
-        self.role_ax.set_ylabel("token")
-        labels = {
-            "write": ("latent", "token (query)"),
-            "gather": ("token", "latent (query)"),
-            "broadcast": ("latent", "token (query)"),
-        }
-        self.ims = {
-            s: heatmap(np.zeros((2, 2)), ax, xlabel=labels[s][0], ylabel=labels[s][1], colorbar=False)
-            for s, ax in self.stage_axes.items()
-        }
+        self.view = LatentMapsRow(fig)
+        self.ims = self.view.ims
 
     def draw(self, state: dict[str, Any]) -> None:
-        update_heatmap(self.role_im, state["role"][:, None], vmax=9)
-        for s, im in self.ims.items():
-            data = state[s]
-            im.set_visible(data is not None)
-            axis = {
-                "write": "softmax over latents",
-                "gather": "softmax over tokens",
-                "broadcast": "softmax over latents",
-            }[s]
-            im.axes.set_title(f"{s}: {axis}" if data is not None else f"{s}: hidden", fontsize=10)
-            if data is not None:  # rows of write/broadcast are distributions over M: a fixed 0..1 scale
-                update_heatmap(im, data, vmax=None if s == "gather" else 1.0)
+        self.view.update(state, state["gather_vmax"])
 
     def describe(self, state: dict[str, Any]) -> str:
         shown = [s for s in STAGES if state[s] is not None]
@@ -179,6 +178,10 @@ class LatentExplorer(Explorer):
             f"model={self.model.value}, M={self.m.value}, N={self.n.value}, head={self.head.value}, "
             f"shown={'+'.join(shown) or 'none'}"
         )
+
+    def figure(self, settings: Sequence[dict[str, Any]], titles: Sequence[str]) -> Figure:
+        """Static fallback: one row of maps per setting (≤ 3), gather on one scale shared by the rows."""
+        return latent_maps_figure(_states_at(self, settings), titles)
 
 
 class RankExplorer(Explorer):
@@ -204,28 +207,15 @@ class RankExplorer(Explorer):
         return {"approx": as_array(approx), "error": err, "m": self.m.value}
 
     def setup(self, fig: Figure) -> None:
-        ax_full, ax_low, ax_sv = fig.subplots(1, 3, width_ratios=[1, 1, 1.2])
-        vmax = float(self.full_map.max())
-        heatmap(
-            self.full_map,
-            ax_full,
-            title="full attention (rank N)",
-            xlabel="key",
-            ylabel="query",
-            colorbar=False,
-            vmax=vmax,
-        )
-        self.im = heatmap(self.full_map, ax_low, xlabel="key", colorbar=False, vmax=vmax, vmin=None)
-        k = np.arange(1, len(self.sv) + 1)
-        ax_sv.semilogy(k, np.maximum(self.sv, 1e-12), ".-", color="0.3")
-        self.cut = ax_sv.axvline(1, color="crimson", lw=2)
-        ax_sv.set_xlabel("singular value index")
-        ax_sv.set_title("what is kept (left of the line)", fontsize=10)
+        self.view = RankView(fig, self.full_map, self.sv)
+        self.im = self.view.im
 
     def draw(self, state: dict[str, Any]) -> None:
-        update_heatmap(self.im, state["approx"], vmax=float(self.full_map.max()), vmin=0.0)
-        self.im.axes.set_title(f"best rank {state['m']}: error {100 * state['error']:.1f} %", fontsize=10)
-        self.cut.set_xdata([state["m"] + 0.5, state["m"] + 0.5])
+        self.view.update(state["approx"], state["m"], state["error"])
 
     def describe(self, state: dict[str, Any]) -> str:
         return f"M={state['m']}, relative error={100 * state['error']:.1f} %"
+
+    def figure(self, ms: Sequence[int]) -> Figure:
+        """Static fallback: the full map beside its best rank-m approximations for each m in ``ms`` (≤ 4)."""
+        return rank_figure(self.full_map, self.sv, [(m, *low_rank(self.full_map, m)) for m in ms])
