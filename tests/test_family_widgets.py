@@ -9,7 +9,8 @@ import torch
 from lattn.exercises import family as ex
 from lattn.family.compare import MECHANISMS, Sizes, future_leak
 from lattn.tasks import ClusterMajority
-from lattn.widgets.family import FamilyExplorer, LeakExplorer, future_shade
+from lattn.viz.family import future_shade, stage_overview, token_maps
+from lattn.widgets.family import FamilyExplorer, LeakExplorer
 
 TOKENS = ClusterMajority().example(12, seed=0).x  # (1, 12, 16)
 
@@ -80,6 +81,24 @@ def test_family_explorer_rejects_bad_input():
 def test_future_shade():
     assert future_shade(2, 3)[..., 3].tolist() == [[0, FUT := future_shade(1, 2)[0, 1, 3], FUT], [0, 0, FUT]]
     assert (future_shade(2, 4, offset=2)[..., 3] > 0).tolist() == [[False, False, False, True], [False] * 4]
+
+
+def test_static_figures_show_only_used_stages_on_stated_scales(family):
+    keys = ["latent", "perceiver", "perceiver_ar", "slot", "linformer"]
+    before = family.state["key"], family.renders
+    states = family.states(keys, n=10, m=3)
+    assert [s["key"] for s in states] == keys and family.state["key"] == before[0], "explorer left as it was"
+    fig = stage_overview(states)
+    maps = [ax for ax in fig.axes if ax.images]
+    assert len(maps) == sum(len(MECHANISMS[k].stages) for k in keys) == 8, "one panel per used stage, none empty"
+    assert len(fig.axes) == 2 * len(maps), "every map has its own colorbar"
+    tokens = token_maps(family.states(["latent", "isab", "luna_causal", "perceiver"], n=10, m=3))
+    panels = [ax for ax in tokens.axes if ax.images]
+    assert len(panels) == 3, "Perceiver outputs latents: no token→token panel"
+    assert all(ax.images[0].get_clim() == (0.0, 1.0) for ax in panels), "one shared 0–1 scale"
+    assert len(tokens.axes) == len(panels) + 1, "one shared colorbar"
+    with pytest.raises(ValueError, match="at least one panel"):
+        token_maps(family.states(["perceiver"], n=10, m=3))
 
 
 def test_leak_explorer_measures_exact_causality():

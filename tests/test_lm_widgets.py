@@ -7,7 +7,8 @@ from lattn.exercises import lm as ex
 from lattn.lm import CharLM, LMConfig, future_leak, generate, sampling_probs
 from lattn.lm_data import CharVocab
 from lattn.viz import text_panel, wrap_text
-from lattn.viz.lm import shown
+from lattn.viz.family import OKABE_ITO
+from lattn.viz.lm import curves, shown, text_samples
 from lattn.widgets.lm import GenerationExplorer, LeakExplorer
 
 VOCAB = CharVocab(" abcdefghij\n")
@@ -95,3 +96,13 @@ def test_check_cache_values(capsys):
     assert "key AND a value" in capsys.readouterr().out
     assert not ex.check_cache_values((96, 32))
     assert "c_KV once" in capsys.readouterr().out
+
+
+def test_curves_differ_in_colour_and_style_and_text_samples_sit_side_by_side():
+    fig = curves({"a": ([1, 2], [3, 2]), "b": ([1, 2], [3, 1]), "c": ([1, 2], [2, 2])}, baseline=2.5)
+    lines = fig.axes[0].get_lines()[:3]
+    assert [line.get_color() for line in lines] == list(OKABE_ITO[:3]), "Okabe–Ito colours"
+    assert len({line.get_linestyle() for line in lines}) == 3, "and three dash styles"
+    assert len(text_samples({"one": "ab", "two": "cd"}).axes) == 2
+    with pytest.raises(ValueError, match="at least one"):
+        text_samples({})

@@ -5,14 +5,36 @@ Views draw once and update in place (``update(...)``); they take plain data (str
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import text_panel, wrap_text
+from . import line_chart, text_panel, wrap_text
+from .family import distinguish
 
-__all__ = ["GenerationView", "LeakView", "shown"]
+__all__ = ["GenerationView", "LeakView", "curves", "shown", "text_samples"]
+
+
+def curves(series: Mapping[str, tuple[Any, Any]], *, figsize: tuple[float, float] = (7.5, 3.2), **chart: Any) -> Figure:
+    """A figure of :func:`lattn.viz.line_chart` curves ({label: (xs, ys)}; ``chart`` = its keyword arguments), the
+    lines told apart by Okabe–Ito colour *and* dash style."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    distinguish(line_chart(series, ax, **chart))
+    ax.legend(fontsize=9)  # again, so the legend shows the new styles
+    return fig
+
+
+def text_samples(texts: Mapping[str, str], *, width: int = 52, height: float = 1.9) -> Figure:
+    """Generated texts side by side ({title: text}), monospace, wrapped at ``width`` characters."""
+    if not texts:
+        raise ValueError("text_samples() needs at least one {title: text}, got none")
+    fig = Figure(figsize=(5.2 * len(texts), height), layout="constrained")
+    for ax, (title, text) in zip(np.atleast_1d(fig.subplots(1, len(texts))), texts.items()):
+        text_panel(text, ax, title=title, width=width, fontsize=10)
+    return fig
 
 
 def shown(c: str) -> str:

@@ -20,24 +20,13 @@ from torch import Tensor, nn
 from ..family.compare import MECHANISMS, Sizes, future_leak, leak_profile
 from ..latent import STAGES
 from ..viz import as_array, heatmap, update_heatmap
+from ..viz.family import OKABE_ITO, STAGE_AXES, future_shade
 from .base import Explorer
 
-__all__ = ["FamilyExplorer", "LeakExplorer", "future_shade"]
+__all__ = ["FamilyExplorer", "LeakExplorer"]
 
-FUTURE_RGBA = (0.25, 0.75, 1.0, 0.45)  # light blue veil over the cells a causal model must leave at zero
 LEAK_FLOOR = 1e-9  # exact zeros are drawn here on the log axis
 LEAK_KEYS = ("latent", "isab", "luna", "luna_causal", "perceiver_ar")
-
-
-def future_shade(rows: int, cols: int, offset: int = 0) -> np.ndarray:
-    """RGBA (rows, cols, 4): coloured where column j lies in row i's future (j > i + offset), transparent elsewhere.
-
-    ``offset`` places row i at position i + offset (Perceiver AR's latents sit at the last positions).
-    """
-    i, j = np.indices((rows, cols))
-    shade = np.zeros((rows, cols, 4))
-    shade[j > i + offset] = FUTURE_RGBA
-    return shade
 
 
 def _slider(description: str, lo: int, hi: int, value: int) -> W.IntSlider:
@@ -126,17 +115,11 @@ class FamilyExplorer(Explorer):
     def setup(self, fig: Figure) -> None:
         axes = fig.subplots(1, 4, width_ratios=[1, 1.4, 1, 1.3])
         self.axes = dict(zip([*STAGES, "effective"], axes))
-        labels = {
-            "write": ("latent", "token (query)"),
-            "gather": ("token", "latent (query)"),
-            "broadcast": ("latent", "token (query)"),
-            "effective": ("token j (read)", "token i (reads)"),
-        }
-        self.ims, self.notes, self.shades = {}, {}, {}
+        self.ims, self.notes, self.shades, self.cbars = {}, {}, {}, {}
         for name, ax in self.axes.items():
-            self.ims[name] = heatmap(
-                np.zeros((2, 2)), ax, xlabel=labels[name][0], ylabel=labels[name][1], colorbar=False
-            )
+            xlabel, ylabel = STAGE_AXES[name]
+            self.ims[name] = heatmap(np.zeros((2, 2)), ax, xlabel=xlabel, ylabel=ylabel, colorbar=False)
+            self.cbars[name] = fig.colorbar(self.ims[name], ax=ax, fraction=0.06, pad=0.02)
             self.notes[name] = ax.text(0.5, 0.5, "", ha="center", va="center", transform=ax.transAxes, fontsize=10)
         for name in ("gather", "effective"):
             self.shades[name] = self.axes[name].imshow(
@@ -149,6 +132,7 @@ class FamilyExplorer(Explorer):
             data = state[name]
             used = data is not None
             im.set_visible(used)
+            self.cbars[name].ax.set_visible(used)
             ax = im.axes
             ax.tick_params(bottom=used, left=used, labelbottom=used, labelleft=used)
             if name == "effective":
@@ -175,6 +159,15 @@ class FamilyExplorer(Explorer):
                 shade.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
         used = " + ".join(state["stages"]) or "no latent stage (N×N)"
         self.suptitle.set_text(f"{state['title']}: {used}   (N = {state['n']}, M = {state['m']}, head 0)")
+
+    def states(self, keys: Sequence[str], *, n: int = 16, m: int = 4) -> list[dict[str, Any]]:
+        """The computed state (maps of the used stages, token→token map …) of each mechanism in ``keys`` at N = ``n``,
+        M = ``m``, for the static figures of :mod:`lattn.viz.family`; the explorer is left as it was."""
+        before = {"mechanism": self.mechanism.value, "n": self.n.value, "m": self.m.value}
+        try:
+            return [dict(self.set(mechanism=key, n=n, m=m).state) for key in keys]
+        finally:
+            self.set(**before)
 
     def describe(self, state: dict[str, Any]) -> str:
         leak = state["future_leak"]
@@ -232,12 +225,13 @@ class LeakExplorer(Explorer):
         ax = fig.add_subplot()
         n = self.tokens.shape[1]
         self.lines = {}
-        for key in self.keys:
+        for k, key in enumerate(self.keys):  # causal: solid; reads the future: dashed; Okabe–Ito colours
             style = "-" if MECHANISMS[key].causal else "--"
-            (self.lines[key],) = ax.semilogy([], [], style, marker="o", ms=4, label=MECHANISMS[key].title)
+            color = OKABE_ITO[k % len(OKABE_ITO)]
+            (self.lines[key],) = ax.semilogy([], [], style, color=color, marker="o", ms=4, label=MECHANISMS[key].title)
         ax.axhline(LEAK_FLOOR, color="0.6", lw=0.8, ls=":")
         ax.text(n - 0.5, LEAK_FLOOR * 2, "exactly 0", ha="right", va="bottom", fontsize=8, color="0.4")
-        self.marker = ax.axvline(0, color="crimson", lw=2, alpha=0.6)
+        self.marker = ax.axvline(0, color="0.2", lw=1.5, ls=":")
         # the outputs before the perturbed token: x in data units, y spanning the axes (works on matplotlib ≥ 3.7)
         self.past = Rectangle((-0.5, 0), 0, 1, transform=ax.get_xaxis_transform(), color="0.9", zorder=0)
         ax.add_patch(self.past)
@@ -255,7 +249,7 @@ class LeakExplorer(Explorer):
         self.marker.set_xdata([t, t])
         self.past.set_width(t)
         self.ax.set_title(
-            f"token {t} perturbed: the shaded outputs (before it) must not move in a decoder", fontsize=10
+            f"token {t} perturbed: before it (shaded), the causal (solid) lines stay at exactly 0", fontsize=10
         )
 
     def describe(self, state: dict[str, Any]) -> str:
