@@ -15,7 +15,7 @@ The map of the house (data flows one way: tasks → mechanisms → models → vi
     mla.py          DeepSeek's Multi-head Latent Attention: config, decoupled RoPE, naive/absorbed, cache    nb 05
     blocks.py       the pre-norm Transformer block around any mechanism                                      nb 06
     lm.py, lm_data.py  the tiny character LM: training, evaluation, generation, checkpoints; its corpus     nb 06
-    viz/            figures (arrays in, figures out; no widgets); diagram.py: token ↔ latent schematics from
+    viz/            figures (arrays in, figures out; no widgets), one module per lesson; diagram.py: token ↔ latent schematics from
                     data; flow.py: the same drawn with a model's real attention weights
     widgets/        one explorer per lesson: controls wired to compute and viz (no maths, no drawing)
     exercises/      self-checks with hints, one module per lesson
