@@ -8,14 +8,28 @@
 # Usage, from anywhere:
 #   bash tests/colab/run.sh [notebooks/NN_x.ipynb ...]
 #   bash tests/colab/run.sh --build-only     # only (re)build the venv (CI builds it while `make test` runs)
-# Environment: PYTHON (interpreter the venv is made from, default python3), COLAB_VENV (default .venv-colab),
-# TORCH_SPEC (pip requirement for torch, default torch==2.13.0).
+# Environment: PYTHON (interpreter the venv is made from; default: the first Python >= 3.12 found, as Colab runs
+# 3.12+), COLAB_VENV (default .venv-colab), COLAB_TORCH (pip requirement for torch; default "torch", PyPI's default
+# build, which carries CUDA — what Colab and most learners have, and what logs CUDA warnings on machines without a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv="${COLAB_VENV:-.venv-colab}"
-python="${PYTHON:-python3}"
-torch_spec="${TORCH_SPEC:-torch==2.13.0}"  # as the main env (CPU wheel); installed first, so nothing below pulls another
-inputs="$(cat tests/colab/requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+find_python() {  # the first interpreter >= 3.12: on PATH, then pyenv's versions (not always on PATH)
+  local p
+  for p in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.12*/bin/python3.12 \
+           "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[23]*/bin/python3.1[23] python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      command -v "$p"
+      return
+    fi
+  done
+  echo "colab-like: no Python >= 3.12 found (Colab runs 3.12+); set PYTHON=..." >&2
+  return 1
+}
+python="${PYTHON:-$(find_python)}"
+torch_spec="${COLAB_TORCH:-torch}"  # installed first, so nothing below pulls another
+inputs="$("$python" --version 2>&1; echo "$torch_spec"; cat tests/colab/requirements.txt pyproject.toml)"
+inputs="$(echo "$inputs" | sha256sum | cut -d' ' -f1)"
 
 start=$SECONDS
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.lattn-inputs" 2>/dev/null)" = "$inputs" ]; then
@@ -23,11 +37,11 @@ if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.lattn-inputs" 2>/dev/null)" = "
 else
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  # shellcheck disable=SC2086  # TORCH_SPEC may carry pip options (e.g. --index-url ...)
+  # shellcheck disable=SC2086  # COLAB_TORCH may carry pip options (e.g. --index-url ...)
   "$venv/bin/pip" install -q $torch_spec
   "$venv/bin/pip" install -q -r tests/colab/requirements.txt -e .
   echo "$inputs" > "$venv/.lattn-inputs"
-  echo "colab-like env: built $venv in $((SECONDS - start)) s"
+  echo "colab-like env: built $venv ($("$venv/bin/python" --version), torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')) in $((SECONDS - start)) s"
 fi
 if [ "${1:-}" = "--build-only" ]; then
   exit 0
