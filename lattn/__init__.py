@@ -5,6 +5,7 @@ The map of the house (data flows one way: tasks → mechanisms → models → vi
     attention.py    THE attention layer `Attention` (self/cross, fast/teaching path, masks, KV cache) and
                     MultiHeadAttention, the O(N²) baseline                                                   nb 00
     latent.py       LatentAttention: write / gather / broadcast, each stage an `Attention`; LatentMaps      nb 01
+    checks.py       the input checks every public entry point shares (clear errors naming the argument)
     analysis.py     singular values and best rank-M approximations of attention maps                         nb 01
     complexity/     cost formulas (FLOPs, bytes) on one shape dataclass; measuring instruments               nb 02
     bench/          `python -m lattn.bench`: timings, reported as ratios, never asserted                     nb 02, 05

@@ -38,7 +38,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .attention import check_int
+from .checks import check_int
 
 __all__ = ["Block"]
 

@@ -28,20 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .attention import (
-    Attention,
-    attend,
-    check_dim_heads,
-    check_dtype,
-    check_int,
-    check_map_bytes,
-    check_mask,
-    check_tokens,
-    drop_padded,
-    masked_softmax,
-    project,
-    upcast,
-)
+from .attention import Attention, attend, drop_padded, masked_softmax, project, upcast
+from .checks import check_dim_heads, check_dtype, check_int, check_map_bytes, check_mask, check_tokens
 
 __all__ = ["STAGES", "LatentAttention", "LatentMaps", "check_stages"]
 

@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import MultiHeadAttention, check_int
+from .attention import MultiHeadAttention
 from .blocks import Block
+from .checks import check_int
 from .family import LunaCausal
 from .latent import LatentAttention
 from .lm_data import CharCorpus

@@ -30,19 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .attention import (
-    _shape,
-    attend,
-    check_dtype,
-    check_int,
-    check_mask,
-    check_tokens,
-    chunk_causal_mask,
-    fused_attention,
-    merge_heads,
-    scaled_dot_product,
-    split_heads,
-)
+from .attention import attend, chunk_causal_mask, fused_attention, merge_heads, scaled_dot_product, split_heads
+from .checks import _shape, check_dtype, check_int, check_mask, check_tokens
 
 __all__ = [
     "KV_KINDS",

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attention import Attention, MultiHeadAttention, check_int, check_tokens
+from .attention import Attention, MultiHeadAttention
+from .checks import check_int, check_tokens
 from .latent import LatentAttention
 from .notebooks import progress_bar
 from .tasks import Batch

@@ -9,17 +9,9 @@ import pytest
 import torch
 from conftest import assert_close
 
-from lattn import LatentAttention, attention
-from lattn.attention import (
-    Attention,
-    KVCache,
-    MultiHeadAttention,
-    attend,
-    check_int,
-    fused_attention,
-    project,
-    scaled_dot_product,
-)
+from lattn import LatentAttention, checks
+from lattn.attention import Attention, KVCache, MultiHeadAttention, attend, fused_attention, project, scaled_dot_product
+from lattn.checks import check_int
 
 
 def hand_attention(layer: Attention, x, context=None, allowed=None):
@@ -196,7 +188,7 @@ def test_fused_attention_validates_its_inputs():
 
 
 def test_huge_maps_are_refused_before_allocating(monkeypatch):
-    monkeypatch.setattr(attention, "MAP_BYTES_LIMIT", 1000)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 1000)
     layer = MultiHeadAttention(8, 2)
     x = torch.randn(1, 20, 8)  # 2 heads × 20 × 20 × 4 B = 3,200 B of maps
     with pytest.raises(MemoryError, match="use the fast path"):

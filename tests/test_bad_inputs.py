@@ -8,7 +8,7 @@ test file checks its errors in context too; this file is the list in one place.)
 import pytest
 import torch
 
-from lattn import Attention, LatentAttention, MultiHeadAttention, attention
+from lattn import Attention, LatentAttention, MultiHeadAttention, checks
 from lattn.attention import fused_attention, scaled_dot_product
 from lattn.complexity import Shape
 from lattn.family import ISAB, MAB, PMA, Linformer, Luna, LunaCausal, Perceiver, PerceiverAR, PerceiverIO, SlotAttention
@@ -149,7 +149,7 @@ def test_caches_know_their_length():
 
 
 def test_huge_maps_are_refused_with_the_bytes_and_the_fix(monkeypatch):
-    monkeypatch.setattr(attention, "MAP_BYTES_LIMIT", 10_000)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 10_000)
     x = torch.randn(1, 64, 16)
     with pytest.raises(MemoryError, match=r"would hold .* GiB of attention weights.*use the fast path"):
         MultiHeadAttention(16, 2)(x, return_maps=True)

@@ -132,13 +132,3 @@ def test_absorbed_output_checker(capsys):
     assert "expected shape (N, d_h)" in capsys.readouterr().out
     assert not ex.check_absorbed_output(lambda p, c, w: (p.T.softmax(-1).T @ c) @ w.T)
     assert not ex.check_absorbed_output(lambda p, c, w: torch.zeros(3, 4, dtype=torch.float64))
-
-
-def test_calculator_snapshots_start_from_the_current_setting_and_restore_it():
-    calc = KVCacheCalculator().set(batch=2)
-    fig = calc.snapshots([{"preset": "DeepSeek-V3", "log_scale": True}, {"context": 4096}], titles=["a", "b"])
-    assert len(fig.axes) == 2
-    assert (calc.preset.value, calc.batch.value, calc.log_scale.value) == ("DeepSeek-V2", 2, False)
-    assert calc.state["gb"]["MLA"] == pytest.approx(
-        PRESETS["DeepSeek-V2"].kv_cache_bytes(context=131_072, batch=2) / 1e9
-    )

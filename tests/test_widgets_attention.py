@@ -46,11 +46,6 @@ def test_attention_explorer_map_is_the_package_map(attention_explorer):
     np.testing.assert_allclose(ex.state["map"], maps[0, 1].detach().numpy(), atol=1e-6)
 
 
-def test_snapshots_make_one_figure(attention_explorer):
-    fig = attention_explorer.snapshots([{"n": 4}, {"n": 8}, {"n": 12}], ncols=2)
-    assert len(fig.axes) == 3
-
-
 def test_latent_explorer_stages_and_models():
     models = {
         "untrained": {m: LatentAttention(TASK.dim, m) for m in (2, 4)},

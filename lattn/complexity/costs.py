@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..attention import check_int
+from ..checks import check_int
 from ..latent import STAGES, check_stages
 
 __all__ = [

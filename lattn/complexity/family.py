@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..attention import check_int
+from ..checks import check_int
 from .costs import Cost, Shape, _check_path, latent_stage_cost, matrix_bytes, total_cost
 
 __all__ = [

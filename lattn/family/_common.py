@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..attention import check_dtype, check_mask, check_tokens, upcast
+from ..attention import upcast
+from ..checks import check_dtype, check_mask, check_tokens
 from ..latent import LatentMaps
 
 __all__ = [

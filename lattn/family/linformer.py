@@ -18,7 +18,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..attention import Attention, attend, check_int
+from ..attention import Attention, attend
+from ..checks import check_int
 from ._common import FamilyMaps, check_input, refuse_causal
 
 __all__ = ["Linformer"]

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import Attention, check_dim_heads, check_int, merge_heads, split_heads, upcast
+from ..attention import Attention, merge_heads, split_heads, upcast
+from ..checks import check_dim_heads, check_int
 from ._common import FamilyMaps, check_input, check_latents, refuse_causal, softmax
 
 __all__ = ["Luna", "LunaCausal", "LunaState"]

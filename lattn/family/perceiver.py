@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..attention import Attention, MultiHeadAttention, check_int, check_tokens
+from ..attention import Attention, MultiHeadAttention
+from ..checks import check_int, check_tokens
 from ..latent import LatentAttention
 from ._common import FamilyMaps, FeedForward, block_causal_mask, check_input, refuse_causal
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..attention import Attention, check_int
+from ..attention import Attention
+from ..checks import check_int
 from ..latent import LatentAttention
 from ._common import FamilyMaps, FeedForward, check_input, refuse_causal
 

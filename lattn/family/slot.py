@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..attention import check_int
+from ..checks import check_int
 from ._common import FamilyMaps, check_input, check_latents, refuse_causal, softmax
 
 __all__ = ["SlotAttention"]

@@ -1,7 +1,7 @@
 """Interactive explorers (core ipywidgets only; ipywidgets 7.6+ and 8): one module per lesson.
 
 Every explorer follows :class:`~lattn.widgets.base.Explorer`: controls as attributes, ``render()``, ``state``,
-a status label written last, ``save(path)`` and ``snapshots(...)`` for static fallback figures.
+a status label written last, ``save(path)``; its display bundle carries a PNG of the picture, the fallback where no kernel runs.
 """
 
 from .base import Explorer, png_bytes

@@ -15,7 +15,6 @@ without a kernel (GitHub, nbviewer, a stored file that ``python -m lattn.noteboo
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -138,27 +137,3 @@ class Explorer:
                 control.observe(self._on_change, names="value")
         self.render()
         return self
-
-    def snapshots(self, settings: list[dict[str, Any]], ncols: int = 2, titles: list[str] | None = None) -> Figure:
-        """Static fallback: small multiples of the explorer at several settings, as one figure.
-
-        Each setting starts from the current one (unnamed controls keep their values), and the explorer returns to
-        the current setting afterwards, so the live widget is left as it was.
-        """
-        import matplotlib.image as mpimg
-
-        before = {name: c.value for name, c in self._controls.items() if not isinstance(c, W.Button)}
-        try:
-            pngs = [self.set(**{**before, **s}).png for s in settings]
-        finally:
-            self.set(**before)
-        nrows = -(-len(pngs) // ncols)
-        w, h = self.figsize
-        fig = Figure(figsize=(w * ncols * 0.62, h * nrows * 0.62 + 0.3 * nrows), layout="constrained")
-        for i, data in enumerate(pngs):
-            ax = fig.add_subplot(nrows, ncols, i + 1)
-            ax.imshow(mpimg.imread(io.BytesIO(data), format="png"))
-            ax.set_axis_off()
-            label = titles[i] if titles else ", ".join(f"{k}={v}" for k, v in settings[i].items())
-            ax.set_title(label, fontsize=9)
-        return fig

@@ -88,18 +88,6 @@ class KVCacheCalculator(Explorer):
         super().set(**values)
         return self
 
-    def snapshots(self, settings: list[dict[str, Any]], ncols: int = 2, titles: list[str] | None = None) -> Figure:
-        """Like :meth:`Explorer.snapshots`, but each setting starts from the current one (not from the previous
-        snapshot) and the explorer returns to the current setting afterwards."""
-        before = {name: control.value for name, control in self._controls.items()}
-        sizes = {k: before[k] for k in ("preset", *PRESET_FIELDS)}
-        others = {k: v for k, v in before.items() if k not in sizes}
-        full = [{**others, **(s if "preset" in s else {**sizes, **s})} for s in settings]
-        try:
-            return super().snapshots(full, ncols, titles)
-        finally:
-            self.set(**before)
-
     def compute(self) -> dict[str, Any]:
         dims = {"heads": self.heads.value, "d_h": self.d_h.value, "d_c": self.d_c.value, "d_rope": self.d_rope.value}
         groups = largest_divisor_at_most(self.heads.value, self.n_groups.value)

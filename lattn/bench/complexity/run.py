@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ...attention import MultiHeadAttention, check_int
+from ...attention import MultiHeadAttention
+from ...checks import check_int
 from ...complexity import CORE_METHODS, MODULE_METHODS, Cost, Shape, method_cost, peak_bytes, without_projections
 from ...latent import LatentAttention
 from .. import matmul_flops_per_s, median_seconds
