@@ -58,4 +58,4 @@ colab-test:
 	bash tests/colab/run.sh
 
 clean:
-	rm -rf $(VENV) .venv-colab artifacts
+	rm -rf $(VENV) .venv-colab .venv-oldest artifacts
