@@ -46,6 +46,7 @@ __all__ = [
     "chunk_causal_mask",
     "kv_cache_bytes",
     "kv_elements_per_token",
+    "largest_divisor_at_most",
 ]
 
 MODES = ("naive", "absorbed")
@@ -203,6 +204,12 @@ def kv_cache_bytes(
     """
     per_token = kv_elements_per_token(kind, heads=heads, d_h=d_h, d_c=d_c, d_rope=d_rope, n_groups=n_groups)
     return _cache_bytes(per_token, context=context, batch=batch, layers=layers, bits=bits)
+
+
+def largest_divisor_at_most(heads: int, n: int) -> int:
+    """The largest GQA group count ≤ ``n`` that divides ``heads`` (groups must be equal). Example: (128, 12) → 8."""
+    check_int(heads=heads, n=n)
+    return max(g for g in range(1, min(n, heads) + 1) if heads % g == 0)
 
 
 # --- building blocks -------------------------------------------------------------------------------------------------

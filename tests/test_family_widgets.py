@@ -26,7 +26,7 @@ def test_every_mechanism_shows_exactly_its_stages(family):
         shown = tuple(s for s in ("write", "gather", "broadcast") if state[s] is not None)
         assert shown == mech.stages == state["stages"], key
         for s in ("write", "gather", "broadcast"):
-            assert family.ims[s].get_visible() == (state[s] is not None)
+            assert family.view.ims[s].get_visible() == (state[s] is not None)
         assert f"mechanism={key}," in family.status.value and family.status.value.startswith(
             f"rendered {family.renders}"
         )
@@ -60,15 +60,15 @@ def test_family_controls_change_shapes_and_picture(family):
     assert family.state["write"].shape == (12, 5)
     png = family.png
     family.mark_future.value = False
-    assert not family.shades["effective"].get_visible() and family.png != png
+    assert not family.view.shades["effective"].get_visible() and family.png != png
     family.mark_future.value = True
-    assert family.shades["effective"].get_visible()
+    assert family.view.shades["effective"].get_visible()
     family.set(mechanism="linformer", n=7)  # a Linformer is built for each length
     assert family.state["gather"].shape == (5, 7)
     family.set(mechanism="perceiver_ar", n=10, m=4)
-    assert family.state["gather_offset"] == 6 and family.shades["gather"].get_visible()
+    assert family.state["gather_offset"] == 6 and family.view.shades["gather"].get_visible()
     family.set(mechanism="slot")
-    assert family.state["effective"] is None and family.notes["effective"].get_text().startswith("none")
+    assert family.state["effective"] is None and family.view.notes["effective"].get_text().startswith("none")
 
 
 def test_family_explorer_rejects_bad_input():

@@ -7,15 +7,21 @@ import torch
 
 from lattn.bench import mla as bench
 from lattn.exercises import mla as ex
-from lattn.mla import KV_KINDS, PRESETS
-from lattn.widgets.mla import DecodeBenchExplorer, KVCacheCalculator, largest_divisor_at_most
+from lattn.mla import KV_KINDS, PRESETS, largest_divisor_at_most
+from lattn.widgets.mla import DecodeBenchExplorer, KVCacheCalculator
 
-TINY_ROWS = [
-    {"config": "toy", "mode": m, "context": c, "batch": 1, "threads": 2, "ms_per_step": ms, "tokens_per_s": 1e3 / ms,
-     "cache_bytes": c * (40 if m == "naive" else 4)}
-    for c, ms_naive, ms_abs in ((512, 2.0, 1.0), (1024, 4.0, 1.5))
-    for m, ms in (("naive", ms_naive), ("absorbed", ms_abs))
-]  # fmt: skip
+
+def bench_rows(ms_per_step: dict[int, tuple[float, float]]) -> list[dict]:
+    """Decode-benchmark rows of a toy config: {context: (naive ms, absorbed ms)}; caches of 40 and 4 B per token."""
+    return [
+        {"config": "toy", "mode": m, "context": c, "batch": 1, "threads": 2, "ms_per_step": ms,
+         "tokens_per_s": 1e3 / ms, "cache_bytes": c * (40 if m == "naive" else 4)}
+        for c, times in ms_per_step.items()
+        for m, ms in zip(("naive", "absorbed"), times)
+    ]  # fmt: skip
+
+
+TINY_ROWS = bench_rows({512: (2.0, 1.0), 1024: (4.0, 1.5)})
 
 
 # --- KV-cache calculator --------------------------------------------------------------------------------------------
@@ -26,7 +32,7 @@ def test_calculator_reproduces_the_paper_and_redraws_on_every_control():
     assert s["per_token"]["MLA"] * v2.layers == 34_560
     assert s["gb"]["MLA"] == pytest.approx(576 * 60 * 131_072 * 2 / 1e9)
     assert s["fits"]["MLA"] and not s["fits"]["MHA"]
-    widths = [bar.get_width() for bar in calc.bars]
+    widths = [bar.get_width() for bar in calc.view.bars]
     assert widths == pytest.approx([s["gb"][k] for k in KV_KINDS])
     png, renders = calc.png, calc.renders
     for name, value in [("context", 4096), ("batch", 16), ("bits", 6), ("budget", 24), ("log_scale", True)]:
@@ -35,8 +41,8 @@ def test_calculator_reproduces_the_paper_and_redraws_on_every_control():
         assert calc.renders == renders + 1, f"{name}: exactly one render"
         assert calc.status.value != before[1] and calc.png != png, name
         png, renders = calc.png, calc.renders
-    assert calc.ax.get_xscale() == "log"
-    assert calc.state["budget"] == 24 and calc.budget_line.get_xdata()[0] == 24
+    assert calc.view.ax.get_xscale() == "log"
+    assert calc.state["budget"] == 24 and calc.view.budget_line.get_xdata()[0] == 24
 
 
 def test_calculator_presets_and_custom_sizes():
@@ -68,27 +74,27 @@ def test_calculator_snaps_gqa_groups_to_a_divisor():
 
 # --- decode benchmark explorer ----------------------------------------------------------------------------------------
 def test_bench_explorer_shows_the_stored_run_and_switches_metric():
-    view = DecodeBenchExplorer()
-    rows = view.rows
+    explorer = DecodeBenchExplorer()
+    rows = explorer.rows
     assert {r["mode"] for r in rows} == {"naive", "absorbed"} and len(rows) == 2 * len(bench.CONTEXTS)
-    assert view.state["source"] == "stored 2-core run"
-    png = view.png
-    view.metric.value = "ms per step"
-    assert view.state["metric"] == "ms per step" and view.png != png
+    assert explorer.state["source"] == "stored 2-core run"
+    png = explorer.png
+    explorer.metric.value = "ms per step"
+    assert explorer.state["metric"] == "ms per step" and explorer.png != png
     naive = [r["ms_per_step"] for r in rows if r["mode"] == "naive"]
-    assert list(view.lines["naive"].get_ydata()) == pytest.approx(naive)
+    assert list(explorer.view.lines["naive"].get_ydata()) == pytest.approx(naive)
 
 
 def test_bench_explorer_button_reruns_here():
-    view = DecodeBenchExplorer(TINY_ROWS)
-    assert view.state["speedup"] == {512: pytest.approx(2.0), 1024: pytest.approx(4.0 / 1.5)}
-    view.rerun_contexts, view.rerun_min_run_time = (16, 32), 0.005
-    before = view.renders
-    view.run.click()  # what the learner's click does
-    assert view.renders == before + 1 and not view.run.disabled
-    assert view.state["source"] == "measured just now on this machine"
-    assert sorted({r["context"] for r in view.rows}) == [16, 32]
-    assert view.status.value.startswith("rendered")
+    explorer = DecodeBenchExplorer(TINY_ROWS)
+    assert explorer.state["speedup"] == {512: pytest.approx(2.0), 1024: pytest.approx(4.0 / 1.5)}
+    explorer.rerun_contexts, explorer.rerun_min_run_time = (16, 32), 0.005
+    before = explorer.renders
+    explorer.run.click()  # what the learner's click does
+    assert explorer.renders == before + 1 and not explorer.run.disabled
+    assert explorer.state["source"] == "measured just now on this machine"
+    assert sorted({r["context"] for r in explorer.rows}) == [16, 32]
+    assert explorer.status.value.startswith("rendered")
 
 
 # --- exercises --------------------------------------------------------------------------------------------------------

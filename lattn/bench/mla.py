@@ -21,7 +21,9 @@ from collections.abc import Callable
 from functools import partial
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from lattn._cli import add_output_options, add_parser, announce_done, output_folder
@@ -34,6 +36,7 @@ __all__ = [
     "STORED_CSV",
     "bench_config",
     "decode_benchmark",
+    "decode_curves",
     "format_table",
     "read_csv",
     "register",
@@ -131,19 +134,30 @@ def read_csv(path: str | Path | None = None) -> list[dict]:
     return rows
 
 
+def decode_curves(rows: list[dict]) -> dict[str, Any]:
+    """The benchmark's rows as curves against the context: ``contexts`` (C,) sorted; ``tokens_per_s``,
+    ``ms_per_step`` and ``cache_bytes`` {mode: (C,) array}; ``speedup`` {context: absorbed / naive tokens/s}."""
+    by = {(r["context"], r["mode"]): r for r in rows}
+    contexts = sorted({r["context"] for r in rows})
+    curves: dict[str, Any] = {"contexts": np.array(contexts)}
+    for key in ("tokens_per_s", "ms_per_step", "cache_bytes"):
+        curves[key] = {m: np.array([by[c, m][key] for c in contexts]) for m in MODES}
+    curves["speedup"] = {c: by[c, "absorbed"]["tokens_per_s"] / by[c, "naive"]["tokens_per_s"] for c in contexts}
+    return curves
+
+
 def format_table(rows: list[dict]) -> str:
     """A Markdown table: one line per context with both modes' tokens/s, the speed-up and the cache sizes."""
-    by = {(r["context"], r["mode"]): r for r in rows}
+    curves = decode_curves(rows)
     lines = [
         "| context | naive tokens/s | absorbed tokens/s | absorbed / naive | naive cache MB | absorbed cache MB |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for context in sorted({r["context"] for r in rows}):
-        n, a = by[context, "naive"], by[context, "absorbed"]
-        speedup = a["tokens_per_s"] / n["tokens_per_s"]
+    speed, cache = curves["tokens_per_s"], curves["cache_bytes"]
+    for i, (context, speedup) in enumerate(curves["speedup"].items()):
         lines.append(
-            f"| {context:,} | {n['tokens_per_s']:,.0f} | {a['tokens_per_s']:,.0f} | {speedup:.2f}× | "
-            f"{n['cache_bytes'] / 1e6:.1f} | {a['cache_bytes'] / 1e6:.1f} |"
+            f"| {context:,} | {speed['naive'][i]:,.0f} | {speed['absorbed'][i]:,.0f} | {speedup:.2f}× | "
+            f"{cache['naive'][i] / 1e6:.1f} | {cache['absorbed'][i] / 1e6:.1f} |"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,8 @@
-"""Figures of notebooks 00–01: the three latent maps beside the token roles, and a full map against its best
-rank-M approximations. Drawing only; the explorers of :mod:`lattn.widgets.attention` update the same views in place.
+"""Figures of notebooks 00–01: one head's N×N map beside the N² count, the three latent maps beside the token roles,
+and a full map against its best rank-M approximations. Drawing only; the explorers of :mod:`lattn.widgets.attention`
+update the same views in place.
 
+* :class:`AttentionMapView` — one head's N×N weights on a fixed 0..1 scale | scores per head against N (N² vs N).
 * :class:`LatentMapsRow` — role strip + write (N×M) + gather (M×N) + broadcast (N×M) of one model, one head. Write
   and broadcast rows are distributions over the M latents: a fixed 0..1 scale. Gather rows are distributions over
   the N tokens (uniform = 1/N): its scale is passed in, so the models compared share it.
@@ -18,15 +20,43 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from . import as_array, category_strip, heatmap, update_heatmap
+from . import OKABE_ITO, as_array, category_strip, heatmap, update_heatmap
 
-__all__ = ["STAGE_TITLES", "LatentMapsRow", "RankView", "latent_maps_figure", "rank_figure"]
+__all__ = ["STAGE_TITLES", "AttentionMapView", "LatentMapsRow", "RankView", "latent_maps_figure", "rank_figure"]
 
 STAGE_TITLES = {  # (title, x label, y label) of each stage's map
     "write": ("write: softmax over latents", "latent", "token (query)"),
     "gather": ("gather: softmax over tokens", "token", "latent (query)"),
     "broadcast": ("broadcast: softmax over latents", "latent", "token (query)"),
 }
+
+
+class AttentionMapView:
+    """One head's N×N attention map (a fixed 0..1 scale: sharper rows look brighter) beside the count of scores per
+    head against N for N = 2 … ``n_max``, the chosen N marked. Drawn once into ``fig``, updated in place.
+
+    ``update(state)`` with ``map`` (N, N) weights, ``n``, ``scores_per_head`` and ``head``.
+    """
+
+    def __init__(self, fig: Figure | SubFigure, n_max: int) -> None:
+        ax_map, ax_count = fig.subplots(1, 2, width_ratios=[1.15, 1])
+        self.im = heatmap(
+            np.zeros((2, 2)), ax_map, xlabel="key token j", ylabel="query token i", vmax=1.0, cbar_label="weight"
+        )
+        n = np.arange(2, n_max + 1)
+        ax_count.plot(n, n**2, color=OKABE_ITO[4], label="N² scores per head")
+        ax_count.plot(n, n, color="0.4", ls="--", label="N (linear, for scale)")
+        (self.marker,) = ax_count.plot([], [], "o", color=OKABE_ITO[5], ms=8)
+        ax_count.set_xlabel("sequence length N")
+        ax_count.set_ylabel("scores per head")
+        ax_count.legend(loc="upper left", fontsize=8)
+        ax_count.set_title("every query scores every key", fontsize=10)
+
+    def update(self, state: dict[str, Any]) -> None:
+        weights = state["map"]
+        update_heatmap(self.im, weights, vmax=1.0)
+        self.im.axes.set_title(f"head {state['head']}: each row sums to 1 (largest {weights.max():.2f})", fontsize=10)
+        self.marker.set_data([state["n"]], [state["scores_per_head"]])
 
 
 class LatentMapsRow:

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
@@ -20,8 +19,8 @@ from ..analysis import low_rank, singular_values
 from ..attention import MultiHeadAttention, scaled_dot_product
 from ..latent import STAGES
 from ..tasks import Batch
-from ..viz import OKABE_ITO, as_array, heatmap, map_grid, update_heatmap
-from ..viz.basics import LatentMapsRow, RankView, latent_maps_figure, rank_figure
+from ..viz import as_array, map_grid
+from ..viz.basics import AttentionMapView, LatentMapsRow, RankView, latent_maps_figure, rank_figure
 from .base import Explorer
 
 __all__ = ["AttentionExplorer", "LatentExplorer", "RankExplorer"]
@@ -45,6 +44,8 @@ class AttentionExplorer(Explorer):
 
     Args: ``mha`` a :class:`~lattn.attention.MultiHeadAttention`; ``tokens`` (1, N_max, dim).
     Controls: ``n`` (sequence length), ``head``, ``temperature`` (divides the scores), ``causal``.
+    State: ``map`` (N, N), ``n``, ``scores_per_head`` (N²), ``head``; the figure is :attr:`view` (a
+    :class:`~lattn.viz.basics.AttentionMapView`).
     """
 
     figsize = (9.0, 3.6)
@@ -70,27 +71,14 @@ class AttentionExplorer(Explorer):
         q, k, v = self.mha.project(self.tokens[:, :n])  # (1, H, n, dh)
         scale = 1.0 / (math.sqrt(q.shape[-1]) * t)
         _, w = scaled_dot_product(q[0, h], k[0, h], v[0, h], causal=self.causal.value, scale=scale)  # (n, n)
-        return {"map": as_array(w), "n": n, "scores_per_head": n * n}
+        return {"map": as_array(w), "n": n, "scores_per_head": n * n, "head": h}
 
     def setup(self, fig: Figure) -> None:
-        ax_map, ax_count = fig.subplots(1, 2, width_ratios=[1.15, 1])
-        self.im = heatmap(
-            np.zeros((2, 2)), ax_map, xlabel="key token j", ylabel="query token i", vmax=1.0, cbar_label="weight"
-        )
-        n = np.arange(2, self.tokens.shape[1] + 1)
-        ax_count.plot(n, n**2, color=OKABE_ITO[4], label="N² scores per head")
-        ax_count.plot(n, n, color="0.4", ls="--", label="N (linear, for scale)")
-        (self.marker,) = ax_count.plot([], [], "o", color=OKABE_ITO[5], ms=8)
-        ax_count.set_xlabel("sequence length N")
-        ax_count.set_ylabel("scores per head")
-        ax_count.legend(loc="upper left", fontsize=8)
-        ax_count.set_title("every query scores every key", fontsize=10)
+        self.view = AttentionMapView(fig, self.tokens.shape[1])
+        self.im = self.view.im
 
     def draw(self, state: dict[str, Any]) -> None:
-        update_heatmap(self.im, state["map"], vmax=1.0)  # a fixed 0..1 scale: sharper rows look brighter
-        self.im.axes.set_title(f"head {self.head.value}: each row sums to 1 (largest {state['map'].max():.2f})",
-                               fontsize=10)  # fmt: skip
-        self.marker.set_data([state["n"]], [state["scores_per_head"]])
+        self.view.update(state)
 
     def describe(self, state: dict[str, Any]) -> str:
         return f"{super().describe(state)}, scores={state['scores_per_head']}, max weight={state['map'].max():.2f}"

@@ -2,7 +2,8 @@
 
 Thin shells: every module, map and measurement comes from :mod:`lattn.family` (the registry
 :data:`~lattn.family.registry.MECHANISMS`, the one leak measurement :func:`~lattn.family.compare.leak_profile` /
-:func:`~lattn.family.compare.future_leak`); drawing from :mod:`lattn.viz`.
+:func:`~lattn.family.compare.future_leak`); the figures are :class:`~lattn.viz.family.FamilyView` and
+:class:`~lattn.viz.family.LeakView`.
 """
 
 from __future__ import annotations
@@ -14,18 +15,16 @@ import ipywidgets as W
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
 from ..family.compare import MECHANISMS, Sizes, future_leak, leak_profile
 from ..latent import STAGES
-from ..viz import as_array, heatmap, update_heatmap
-from ..viz.family import OKABE_ITO, STAGE_AXES, future_shade
+from ..viz import as_array
+from ..viz.family import FamilyView, LeakView
 from .base import Explorer
 
 __all__ = ["FamilyExplorer", "LeakExplorer"]
 
-LEAK_FLOOR = 1e-9  # exact zeros are drawn here on the log axis
 LEAK_KEYS = ("latent", "isab", "luna", "luna_causal", "perceiver_ar")
 
 
@@ -56,7 +55,8 @@ class FamilyExplorer(Explorer):
     Controls: ``mechanism``, ``n`` (tokens), ``m`` (latents / inducing points / packed length / slots / k),
     ``mark_future`` (veil the cells where a token would read a later token). Head 0 is shown.
     ``state``: ``stages``, one (rows, cols) array per stage or None, ``effective`` (N, N) or None, ``future_leak``
-    (:func:`~lattn.family.compare.future_leak` at the last token: 0.0 = causal; None when the outputs are latents).
+    (:func:`~lattn.family.compare.future_leak` at the last token: 0.0 = causal; None when the outputs are latents),
+    ``mark_future``. The figure is :attr:`view` (a :class:`~lattn.viz.family.FamilyView`).
     """
 
     figsize = (11.5, 3.5)
@@ -110,55 +110,14 @@ class FamilyExplorer(Explorer):
         state["effective"] = eff if eff is not None and eff.shape == (n, n) else None
         state["gather_offset"] = n - state["gather"].shape[0] if key == "perceiver_ar" else None
         state["future_leak"] = future_leak(mech, module, self.tokens[:, :n])
+        state["mark_future"] = self.mark_future.value
         return state
 
     def setup(self, fig: Figure) -> None:
-        axes = fig.subplots(1, 4, width_ratios=[1, 1.4, 1, 1.3])
-        self.axes = dict(zip([*STAGES, "effective"], axes))
-        self.ims, self.notes, self.shades, self.cbars = {}, {}, {}, {}
-        for name, ax in self.axes.items():
-            xlabel, ylabel = STAGE_AXES[name]
-            self.ims[name] = heatmap(np.zeros((2, 2)), ax, xlabel=xlabel, ylabel=ylabel, colorbar=False)
-            self.cbars[name] = fig.colorbar(self.ims[name], ax=ax, fraction=0.06, pad=0.02)
-            self.notes[name] = ax.text(0.5, 0.5, "", ha="center", va="center", transform=ax.transAxes, fontsize=10)
-        for name in ("gather", "effective"):
-            self.shades[name] = self.axes[name].imshow(
-                np.zeros((2, 2, 4)), aspect="auto", interpolation="nearest", zorder=3
-            )
-        self.suptitle = self.fig.suptitle("", fontsize=11)
+        self.view = FamilyView(fig)
 
     def draw(self, state: dict[str, Any]) -> None:
-        for name, im in self.ims.items():
-            data = state[name]
-            used = data is not None
-            im.set_visible(used)
-            self.cbars[name].ax.set_visible(used)
-            ax = im.axes
-            ax.tick_params(bottom=used, left=used, labelbottom=used, labelleft=used)
-            if name == "effective":
-                title = "token→token, rows scaled to max" if used else "token→token"
-                note = "" if used else "none: the outputs\nare latents, not tokens"
-                if used:  # each row scaled to its largest entry, so late rows of a causal map stay visible
-                    data = data / np.maximum(data.max(axis=1, keepdims=True), 1e-12)
-            else:
-                paper = state["names"][name]
-                title = f"{name}{' = ' + paper if paper else ''}" if used else name
-                note = "" if used else "not used"
-            ax.set_title(title, fontsize=9)
-            self.notes[name].set_text(note)
-            if used:
-                update_heatmap(im, data)
-        for name, shade in self.shades.items():
-            data = state[name]
-            offset = 0 if name == "effective" else state["gather_offset"]
-            show = self.mark_future.value and data is not None and offset is not None
-            shade.set_visible(show)
-            if show:
-                rows, cols = data.shape
-                shade.set_data(future_shade(rows, cols, offset))
-                shade.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
-        used = " + ".join(state["stages"]) or "no latent stage (N×N)"
-        self.suptitle.set_text(f"{state['title']}: {used}   (N = {state['n']}, M = {state['m']}, head 0)")
+        self.view.update(state)
 
     def states(self, keys: Sequence[str], *, n: int = 16, m: int = 4) -> list[dict[str, Any]]:
         """The computed state (maps of the used stages, token→token map …) of each mechanism in ``keys`` at N = ``n``,
@@ -184,7 +143,7 @@ class LeakExplorer(Explorer):
     Args: ``tokens`` (1, N, D); ``keys`` the mechanisms to compare; ``m`` latents; ``heads``; ``seed``.
     Control: ``position`` (the perturbed token). ``state["profiles"][key]`` = (output positions, max |Δ| at each);
     ``state["leaks"][key]`` = the largest change before the perturbed position (0.0 = causal), from
-    :class:`~lattn.family.compare.LeakProfile`.
+    :class:`~lattn.family.compare.LeakProfile`. The figure is :attr:`view` (a :class:`~lattn.viz.family.LeakView`).
     """
 
     figsize = (9.0, 3.6)
@@ -222,35 +181,11 @@ class LeakExplorer(Explorer):
         return {"position": t, "profiles": profiles, "leaks": leaks}
 
     def setup(self, fig: Figure) -> None:
-        ax = fig.add_subplot()
-        n = self.tokens.shape[1]
-        self.lines = {}
-        for k, key in enumerate(self.keys):  # causal: solid; reads the future: dashed; Okabe–Ito colours
-            style = "-" if MECHANISMS[key].causal else "--"
-            color = OKABE_ITO[k % len(OKABE_ITO)]
-            (self.lines[key],) = ax.semilogy([], [], style, color=color, marker="o", ms=4, label=MECHANISMS[key].title)
-        ax.axhline(LEAK_FLOOR, color="0.6", lw=0.8, ls=":")
-        ax.text(n - 0.5, LEAK_FLOOR * 2, "exactly 0", ha="right", va="bottom", fontsize=8, color="0.4")
-        self.marker = ax.axvline(0, color="0.2", lw=1.5, ls=":")
-        # the outputs before the perturbed token: x in data units, y spanning the axes (works on matplotlib ≥ 3.7)
-        self.past = Rectangle((-0.5, 0), 0, 1, transform=ax.get_xaxis_transform(), color="0.9", zorder=0)
-        ax.add_patch(self.past)
-        ax.set_xlim(-0.5, n - 0.5)
-        ax.set_ylim(LEAK_FLOOR / 3, 30)
-        ax.set_xlabel("output position")
-        ax.set_ylabel("max |change of the output|")
-        ax.legend(fontsize=8, loc="upper left", ncols=2)
-        self.ax = ax
+        lines = {key: (MECHANISMS[key].title, MECHANISMS[key].causal) for key in self.keys}
+        self.view = LeakView(fig, self.tokens.shape[1], lines)
 
     def draw(self, state: dict[str, Any]) -> None:
-        t = state["position"]
-        for key, (positions, change) in state["profiles"].items():
-            self.lines[key].set_data(positions, np.maximum(change, LEAK_FLOOR))
-        self.marker.set_xdata([t, t])
-        self.past.set_width(t)
-        self.ax.set_title(
-            f"token {t} perturbed: before it (shaded), the causal (solid) lines stay at exactly 0", fontsize=10
-        )
+        self.view.update(state)
 
     def describe(self, state: dict[str, Any]) -> str:
         moved = ", ".join(f"{k}: {'moved' if v else 'exact'}" for k, v in state["leaks"].items() if v is not None)
