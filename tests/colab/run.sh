@@ -38,8 +38,8 @@ else
   rm -rf "$venv"
   "$python" -m venv "$venv"
   # shellcheck disable=SC2086  # COLAB_TORCH may carry pip options (e.g. --index-url ...)
-  "$venv/bin/pip" install -q $torch_spec
-  "$venv/bin/pip" install -q -r tests/colab/requirements.txt -e .
+  "$venv/bin/pip" install -q --no-compile $torch_spec
+  "$venv/bin/pip" install -q --no-compile -r tests/colab/requirements.txt -e .
   echo "$inputs" > "$venv/.lattn-inputs"
   echo "colab-like env: built $venv ($("$venv/bin/python" --version), torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')) in $((SECONDS - start)) s"
 fi

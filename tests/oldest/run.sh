@@ -31,9 +31,9 @@ if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.lattn-inputs" 2>/dev/null)" = "
 else
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q "$torch_spec"
-  "$venv/bin/pip" install -q -e ".[test]"
+  "$venv/bin/pip" install -q --no-compile --upgrade pip
+  "$venv/bin/pip" install -q --no-compile "$torch_spec"
+  "$venv/bin/pip" install -q --no-compile -e ".[test]"
   echo "$inputs" > "$venv/.lattn-inputs"
   echo "oldest env: built $venv ($("$venv/bin/python" --version), torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')) in $((SECONDS - start)) s"
 fi
