@@ -25,10 +25,10 @@ check-python:
 $(VENV)/.torch: | check-python
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH) 2>/dev/null || \
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --retries 1 --timeout 15 $(TORCH) 2>/dev/null || \
 	  { echo "torch: '$(TORCH)' could not be installed (no route to its index?); installing the default build from PyPI"; \
 	    $(PY) -m pip install -q torch; }
-	@$(PY) -c "import torch" && touch $@
+	@$(PY) -W ignore -c "import torch" && touch $@
 
 $(VENV)/.lab: $(VENV)/.torch pyproject.toml
 	$(PY) -m pip install -q -e ".[lab]"

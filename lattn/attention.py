@@ -256,7 +256,8 @@ class Attention(nn.Module):
     start_pos=None)`` → (B, Nq, dim), with ``return_maps=True`` also the maps (B, H, Nq, Nk).
 
     * ``mask`` (B, Nk) bool, True = a real context token. Padded tokens take no part at all (their keys and values
-      are zeroed before any product); in self-attention their outputs are zero too.
+      are zeroed before any product, so even a NaN there changes nothing); in self-attention their outputs are zero
+      too. A NaN in a *real* token does propagate to every output that reads it: that is honest.
     * ``attn_mask`` bool, broadcastable to (B, H, Nq, Nk): which query may see which key (e.g. a band or a
       block-causal mask). ``causal``: query i sees keys j ≤ i. A query with nothing to see gets zeros, never NaN.
     * ``cache`` (:class:`KVCache`, from :meth:`new_cache`): decoding. ``x`` holds T new tokens at positions
