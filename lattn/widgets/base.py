@@ -44,8 +44,10 @@ class Explorer:
         for name, control in self._controls.items():
             setattr(self, name, control)
             control.observe(self._on_change, names="value")
-        width, height = self.pixels
-        self.image = W.Image(format="png", layout=W.Layout(width=f"{width}px", height=f"{height}px"))
+        width, _ = self.pixels
+        # NOTE: at most its natural width and never wider than the cell, the height following the width: a fixed
+        # width and height would squash the picture in a narrower cell
+        self.image = W.Image(format="png", layout=W.Layout(width="100%", max_width=f"{width}px", height="auto"))
         self.status = W.Label(value="not rendered yet")
         self.status.add_class("lattn-status")
         self.renders = 0
