@@ -12,8 +12,12 @@ arXiv:2405.04434; presets from DeepSeek-V3, arXiv:2412.19437):
   (``d_c + d_rope`` values per token and layer) and MLA becomes multi-query attention over one 576-wide shared key.
 
 Two modes compute the same function: ``naive`` caches full per-head keys and values (no memory saved), ``absorbed``
-(the default) caches only the latent. Example: DeepSeek-V2 caches 512 + 64 = 576 values per token per layer, 34,560
-over its 60 layers, where multi-head attention with the same heads would cache 1,966,080.
+(the default) caches only the latent. A prompt goes through torch's fused causal kernel (memory ∝ N, no N×N scores);
+a chunk after a cached prefix or a padded batch runs in blocks of :data:`PREFILL_BLOCK` queries.
+The presets carry DeepSeek's shipped YaRN ``rope_scaling`` (:mod:`lattn.rope`): it changes the rotary frequencies and
+multiplies the softmax scale by mscale²; ``config.without_yarn()`` is the model as pre-trained.
+Example: DeepSeek-V2 caches 512 + 64 = 576 values per token per layer, 34,560 over its 60 layers, where multi-head
+attention with the same heads would cache 1,966,080.
 
     >>> mla = MultiHeadLatentAttention(MLAConfig.preset("DeepSeek-V2-Lite").scaled(0.125))
     >>> cache = mla.new_cache(batch=2, max_len=64)
@@ -28,19 +32,23 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import attend, chunk_causal_mask, fused_attention, merge_heads, scaled_dot_product, split_heads
+from .attention import chunk_causal_mask, fused_attention, merge_heads, scaled_dot_product, split_heads
 from .checks import _shape, check_dtype, check_int, check_mask, check_tokens
+from .rope import YaRN, rope_frequencies
 
 __all__ = [
     "KV_KINDS",
     "MODES",
+    "PREFILL_BLOCK",
     "PRESETS",
     "MLACache",
     "MLAConfig",
     "MultiHeadLatentAttention",
     "RMSNorm",
+    "YaRN",
     "absorption_gap",
     "apply_rope",
     "chunk_causal_mask",
@@ -51,6 +59,14 @@ __all__ = [
 
 MODES = ("naive", "absorbed")
 KV_KINDS = ("MHA", "GQA", "MQA", "MLA naive", "MLA")  # the cache layouts the accounting knows
+PREFILL_BLOCK = 128  # queries per block when a chunk needs an explicit mask (after a cached prefix, or padding)
+
+
+def _allowed(past: int, mask: Tensor | None, n: int, device: torch.device) -> Tensor:
+    """(B|1, 1, n, past + n) bool: query i (at position past + i) may see key j ≤ past + i, and only real keys
+    (``mask`` (B, past + n), True = real token)."""
+    allowed = chunk_causal_mask(past, n, device)[None, None]  # (1, 1, n, L)
+    return allowed if mask is None else allowed & mask[:, None, None, :]
 
 
 # --- configuration ---------------------------------------------------------------------------------------------------
@@ -70,6 +86,7 @@ class MLAConfig:
     layers: int = 1  # transformer layers, only used to account for a whole model's cache
     rope_theta: float = 10000.0  # RoPE base: pair i turns by position · theta^(-2i/d_rope)
     name: str = "custom"  # label for tables and plots
+    rope_scaling: YaRN | None = None  # YaRN context extension as DeepSeek's configs set it; None = plain RoPE
 
     def __post_init__(self) -> None:
         check_int(**{f"MLAConfig.{f}": getattr(self, f) for f in ("dim", "heads", "d_h", "d_c", "d_rope", "layers")})
@@ -78,11 +95,23 @@ class MLAConfig:
             raise ValueError(f"MLAConfig.d_rope must be even (RoPE rotates pairs of features), got {self.d_rope}")
         if not self.rope_theta > 0:
             raise ValueError(f"MLAConfig.rope_theta must be > 0, got {self.rope_theta}")
+        if self.rope_scaling is not None and not isinstance(self.rope_scaling, YaRN):
+            raise TypeError(f"MLAConfig.rope_scaling must be a lattn.rope.YaRN or None, got {self.rope_scaling!r}")
 
     @property
     def softmax_scale(self) -> float:
-        """1/√(d_h + d_rope): the query·key width (eq. 18). DeepSeek-V2/V3: 192^-0.5 ≈ 0.0722."""
-        return (self.d_h + self.d_rope) ** -0.5
+        """1/√(d_h + d_rope) (eq. 18), times YaRN's mscale² when ``rope_scaling`` is set.
+        DeepSeek-V2/V3 without YaRN: 192^-0.5 ≈ 0.0722; with their YaRN: ≈ 0.1147 (V2) and ≈ 0.1352 (V3)."""
+        scale = (self.d_h + self.d_rope) ** -0.5
+        return scale if self.rope_scaling is None else scale * self.rope_scaling.softmax_factor
+
+    def rope_frequencies(self) -> Tensor:
+        """The d_rope/2 inverse frequencies of the rotary parts (float64), YaRN-corrected when it is set."""
+        return rope_frequencies(self.d_rope, self.rope_theta, self.rope_scaling)
+
+    def without_yarn(self) -> MLAConfig:
+        """The same sizes with plain RoPE (``rope_scaling=None``): the model as pre-trained, before the extension."""
+        return dataclasses.replace(self, rope_scaling=None)
 
     @classmethod
     def preset(cls, name: str) -> MLAConfig:
@@ -136,17 +165,27 @@ class MLAConfig:
         return (self.d_c + self.d_rope) / (2 * self.d_h)
 
 
+# rope_scaling of the shipped config.json files: 4,096 → 163,840 tokens (max_position_embeddings), beta 32 / 1
+# fmt: off
+_V2_YARN = YaRN(factor=40, original_max_position_embeddings=4096, beta_fast=32, beta_slow=1, mscale=0.707,
+                mscale_all_dim=0.707)
+_V3_YARN = YaRN(factor=40, original_max_position_embeddings=4096, beta_fast=32, beta_slow=1, mscale=1.0,
+                mscale_all_dim=1.0)
 PRESETS: dict[str, MLAConfig] = {
     "DeepSeek-V2": MLAConfig(
-        dim=5120, heads=128, d_h=128, d_c=512, d_rope=64, d_cq=1536, layers=60, name="DeepSeek-V2"
+        dim=5120, heads=128, d_h=128, d_c=512, d_rope=64, d_cq=1536, layers=60, name="DeepSeek-V2",
+        rope_scaling=_V2_YARN,
     ),
     "DeepSeek-V2-Lite": MLAConfig(
-        dim=2048, heads=16, d_h=128, d_c=512, d_rope=64, d_cq=0, layers=27, name="DeepSeek-V2-Lite"
+        dim=2048, heads=16, d_h=128, d_c=512, d_rope=64, d_cq=0, layers=27, name="DeepSeek-V2-Lite",
+        rope_scaling=_V2_YARN,
     ),
     "DeepSeek-V3": MLAConfig(
-        dim=7168, heads=128, d_h=128, d_c=512, d_rope=64, d_cq=1536, layers=61, name="DeepSeek-V3"
+        dim=7168, heads=128, d_h=128, d_c=512, d_rope=64, d_cq=1536, layers=61, name="DeepSeek-V3",
+        rope_scaling=_V3_YARN,
     ),
 }
+# fmt: on
 
 
 # --- KV-cache accounting ----------------------------------------------------------------------------------------------
@@ -226,21 +265,32 @@ class RMSNorm(nn.Module):
         return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
 
 
-def apply_rope(x: Tensor, positions: Tensor, theta: float = 10000.0) -> Tensor:
+def apply_rope(
+    x: Tensor, positions: Tensor, theta: float = 10000.0, *, inv_freq: Tensor | None = None, magnitude: float = 1.0
+) -> Tensor:
     """Rotary position embedding: rotate feature pair (i, i + d/2) of the token at position p by p·theta^(-2i/d).
 
     x: (…, N, d) with d even; positions: (N,) integer positions. Returns (…, N, d). Angles are computed in float64,
     so a rotation is exact to the working precision. Property: ``rope(q, i)·rope(k, j)`` depends only on j − i.
+    ``inv_freq`` (d/2,) replaces theta^(-2i/d) (e.g. YaRN's, :func:`lattn.rope.rope_frequencies`); ``magnitude``
+    multiplies cos and sin (YaRN's rope_magnitude). Pairs are (i, i + d/2); DeepSeek's code pairs (2i, 2i + 1):
+    see :func:`lattn.rope.interleaved_to_halves`.
     """
     d = x.shape[-1]
     if d % 2:
         raise ValueError(f"apply_rope needs an even last dimension, got shape {_shape(x)}")
     if positions.shape != (x.shape[-2],):
         raise ValueError(f"positions must have shape (N,) = ({x.shape[-2]},) to match x {_shape(x)}")
-    inv_freq = theta ** -(torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
-    angles = positions.to(torch.float64)[:, None] * inv_freq  # (N, d/2)
+    if inv_freq is None:
+        inv_freq = theta ** -(torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)  # (d/2,)
+    elif inv_freq.shape != (d // 2,):
+        raise ValueError(f"inv_freq must have shape (d/2,) = ({d // 2},), got {tuple(inv_freq.shape)}")
+    angles = positions.to(torch.float64)[:, None] * inv_freq.to(device=x.device, dtype=torch.float64)  # (N, d/2)
     work = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    cos, sin = angles.cos().to(work), angles.sin().to(work)
+    cos, sin = angles.cos(), angles.sin()
+    if magnitude != 1.0:
+        cos, sin = cos * magnitude, sin * magnitude
+    cos, sin = cos.to(work), sin.to(work)
     x1, x2 = x.to(work).chunk(2, dim=-1)  # (…, N, d/2) each
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
@@ -383,6 +433,7 @@ class MultiHeadLatentAttention(nn.Module):
         self.w_uk = nn.Linear(c.d_c, H * c.d_h, bias=False)  # W_UK
         self.w_uv = nn.Linear(c.d_c, H * c.d_h, bias=False)  # W_UV
         self.w_o = nn.Linear(H * c.d_h, c.dim, bias=False)  # W_O (eq. 19)
+        self._inv_freq: Tensor | None = None  # YaRN's rotary frequencies, computed on first use
 
     @property
     def mode(self) -> str:
@@ -417,18 +468,27 @@ class MultiHeadLatentAttention(nn.Module):
         return {"k": (batch, c.heads, max_len, c.d_h + c.d_rope), "v": (batch, c.heads, max_len, c.d_h)}
 
     # --- the steps -------------------------------------------------------------------------------------------------
+    def rope(self, t: Tensor, positions: Tensor) -> Tensor:
+        """RoPE on rotary parts t (…, N, d_rope) at ``positions`` (N,), with the config's YaRN scaling if any."""
+        c = self.config
+        if c.rope_scaling is None:
+            return apply_rope(t, positions, c.rope_theta)
+        if self._inv_freq is None or self._inv_freq.device != t.device:
+            self._inv_freq = c.rope_frequencies().to(t.device)  # float64, computed once per device
+        return apply_rope(t, positions, inv_freq=self._inv_freq, magnitude=c.rope_scaling.rope_magnitude)
+
     def queries(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """q_C (B, H, N, d_h) and the rotated q_R (B, H, N, d_rope) (eq. 12-14)."""
-        c, H = self.config, self.config.heads
+        H = self.config.heads
         h = self.q_norm(self.w_dq(x)) if self.w_dq is not None else x  # c_Q (B, N, d_cq) or h (B, N, dim)
         q_c = split_heads(self.w_uq(h), H)  # (B, H, N, d_h)
-        q_r = apply_rope(split_heads(self.w_qr(h), H), positions, c.rope_theta)  # (B, H, N, d_rope)
+        q_r = self.rope(split_heads(self.w_qr(h), H), positions)  # (B, H, N, d_rope)
         return q_c, q_r
 
     def latents(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """The per-token latent c_KV (B, N, d_c) and the shared rotated key k_R (B, N, d_rope) (eq. 9, 15)."""
         c_kv = self.kv_norm(self.w_dkv(x))  # (B, N, d_c)
-        k_r = apply_rope(self.w_kr(x), positions, self.config.rope_theta)  # (B, N, d_rope)
+        k_r = self.rope(self.w_kr(x), positions)  # (B, N, d_rope)
         return c_kv, k_r
 
     def forward(
@@ -450,13 +510,8 @@ class MultiHeadLatentAttention(nn.Module):
         q_c, q_r = self.queries(x, positions)  # (B, H, N, d_h), (B, H, N, d_rope)
         c_kv, k_r = self.latents(x, positions)  # (B, N, d_c), (B, N, d_rope)
         past = start_pos if cache is not None else 0  # keys before the chunk that the chunk may see
-        allowed = None
-        if N > 1 or mask is not None:
-            allowed = chunk_causal_mask(past, N, x.device)[None, None]  # (1, 1, N, L)
-        if mask is not None:
-            allowed = allowed & mask[:, None, None, :]  # (B, 1, N, N): and only real keys
         attend_heads = self._attend_naive if self.mode == "naive" else self._attend_absorbed
-        read, maps = attend_heads(q_c, q_r, c_kv, k_r, cache, start_pos, allowed, return_maps)  # (B, H, N, d_h)
+        read, maps = attend_heads(q_c, q_r, c_kv, k_r, cache, start_pos, past, mask, return_maps)  # (B, H, N, d_h)
         out = self.w_o(merge_heads(read))  # (B, N, dim)  eq. 19
         if mask is not None:
             out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
@@ -470,6 +525,7 @@ class MultiHeadLatentAttention(nn.Module):
         k_r: Tensor,
         cache: MLACache | None,
         start_pos: int,
+        past: int,
         mask: Tensor | None,
         return_maps: bool,
     ) -> tuple[Tensor, Tensor | None]:
@@ -483,10 +539,9 @@ class MultiHeadLatentAttention(nn.Module):
         if cache is not None:
             k, v = cache.write(start_pos, k=k, v=v)  # (B, H, L, ·)
         q = torch.cat([q_c, q_r], dim=-1)  # (B, H, N, d_h + d_rope)
-        if mask is None and not return_maps:  # one new token: the same code as the absorbed mode (see _attention)
-            return self._attention(q, k, v, None), None
-        # the package's attention core: its default scale 1/√(d_h + d_rope) is eq. 18's
-        return attend(q, k, v, mask, return_maps=return_maps)  # (B, H, N, d_h), maps (B, H, N, L) or None
+        if return_maps:  # the teaching path: explicit mask and weights, scale 1/√(d_h + d_rope) (eq. 18)
+            return scaled_dot_product(q, k, v, _allowed(past, mask, N, q.device), scale=c.softmax_scale)
+        return self._causal(q, k, v, past, mask), None  # (B, H, N, d_h)
 
     def _attend_absorbed(
         self,
@@ -496,6 +551,7 @@ class MultiHeadLatentAttention(nn.Module):
         k_r: Tensor,
         cache: MLACache | None,
         start_pos: int,
+        past: int,
         mask: Tensor | None,
         return_maps: bool,
     ) -> tuple[Tensor, Tensor | None]:
@@ -517,27 +573,60 @@ class MultiHeadLatentAttention(nn.Module):
         key, value = kv[:, None], kv[:, None, :, : c.d_c]  # (B, 1, L, d_c + d_rope), (B, 1, L, d_c)
         maps = None
         if return_maps:
-            o_lat, maps = scaled_dot_product(q, key, value, mask, scale=c.softmax_scale)  # (B, H, N, d_c)
-        else:  # one key for all heads: fold the heads into the query axis, so the cache is read once for all
-            L = key.shape[2]
-            folded = None if mask is None else mask.expand(-1, H, -1, -1).reshape(-1, 1, H * N, L)  # row h·N + n
-            o_lat = self._attention(q.reshape(B, 1, H * N, -1), key, value, folded).view(B, H, N, c.d_c)
+            allowed = _allowed(past, mask, N, q.device)
+            o_lat, maps = scaled_dot_product(q, key, value, allowed, scale=c.softmax_scale)  # (B, H, N, d_c)
+        else:
+            o_lat = self._causal(q, key, value, past, mask)  # (B, H, N, d_c)
         return torch.einsum("bhnc,hdc->bhnd", o_lat, w_uv), maps  # (B, H, N, d_h): W_UV applied after attention
 
-    def _attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        """Fast path, softmax(q·kᵀ/√(d_h + d_rope))·v: q (B, h, n, e), k (B, h, L, e), v (B, h, L, dv) → (B, h, n, dv).
+    def _causal(self, q: Tensor, k: Tensor, v: Tensor, past: int, mask: Tensor | None) -> Tensor:
+        """Fast path for queries at positions past … past + n − 1 that see every key j ≤ their position (and, with a
+        padding ``mask`` (B, L), only real keys): q (B, H, n, e), k (B, h, L, e), v (B, h, L, dv) with h = H or 1 (one
+        key for all heads) → (B, H, n, dv). Memory grows like O(L), never O(n·L):
 
-        Several queries with a mask (prefill, chunks): torch's fused kernel. A single new token (decode, mask None):
-        two matmuls and a softmax, the same code for both modes (as in DeepSeek's reference), so a benchmark compares
-        the cache layouts and not two different kernels; it keeps float64 exact and runs the softmax of half
-        inputs in float32.
+        * one new token (decode): it sees the whole cache, no mask (:meth:`_attention`);
+        * a causal block from position 0 without padding (a prompt, a training sequence): torch's fused kernel with
+          ``is_causal``, no mask is built at all;
+        * otherwise (a chunk after a cached prefix, padding): blocks of :data:`PREFILL_BLOCK` queries, each with
+          its own (block × keys-it-may-see) mask; a block never reads the keys after its last query.
+        """
+        B, H, n, e = q.shape
+        dv = v.shape[-1]
+        if n == 1 and mask is None:
+            return self._attention(q, k, v, None)
+        # NOTE: torch's memory-efficient kernels need values as wide as the keys; with narrower values it falls back
+        # to materialising the n×L scores. Zero columns added to v give zero output columns, dropped at the end.
+        v = F.pad(v, (0, e - dv)) if dv < e else v  # (B, h, L, e)
+        if past == 0 and mask is None:
+            k, v = k.expand(B, H, *k.shape[2:]), v.expand(B, H, *v.shape[2:])  # views: no copy per head
+            return fused_attention(q, k, v, causal=True, scale=self.config.softmax_scale)[..., :dv]
+        out = q.new_empty(B, H, n, dv)
+        for s in range(0, n, PREFILL_BLOCK):
+            t = min(n, s + PREFILL_BLOCK)  # queries s … t − 1, at positions past + s …, see keys 0 … past + t − 1
+            allowed = _allowed(past + s, mask[:, : past + t] if mask is not None else None, t - s, q.device)
+            read = self._attention(q[:, :, s:t], k[:, :, : past + t], v[:, :, : past + t], allowed)
+            out[:, :, s:t] = read[..., :dv]
+        return out
+
+    def _attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """softmax(q·kᵀ/√(d_h + d_rope))·v: q (B, H, n, e), k (B, h, L, e), v (B, h, L, dv) with h = H or 1 → (B, H, n, dv).
+
+        With a mask (a block of queries): torch's fused kernel; one key for all heads (h = 1) is folded into the
+        query axis, so the cache is read once for all heads. A single new token (decode, mask None): two matmuls and
+        a softmax, the same code for both modes (as in DeepSeek's reference), so a benchmark compares the cache
+        layouts and not two different kernels; it keeps float64 exact and runs the softmax of half inputs in float32.
         """
         scale = self.config.softmax_scale
         if mask is not None:
+            B, H, n, e = q.shape
+            if k.shape[1] == 1 and H > 1:  # fold the heads into the query axis: row h·n + i
+                L = k.shape[2]
+                folded = mask.expand(B, H, n, L).reshape(B, 1, H * n, L)
+                return fused_attention(q.reshape(B, 1, H * n, e), k, v, folded, scale=scale).view(B, H, n, -1)
             return fused_attention(q, k, v, mask, scale=scale)
-        scores = (q @ k.transpose(-1, -2)) * scale  # (B, h, n, L)
+        scores = (q @ k.transpose(-1, -2)) * scale  # (B, H, n, L)
         weights = scores.softmax(-1, dtype=torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype)
-        return weights.to(v.dtype) @ v  # (B, h, n, dv)
+        return weights.to(v.dtype) @ v  # (B, H, n, dv)
 
     def _check(self, x: Tensor, mask: Tensor | None, cache: MLACache | None, start_pos: int | None) -> int:
         """Raise a clear error for bad input; return the start position to use (default: the cache's length)."""

@@ -242,7 +242,8 @@ def test_paper_per_token_numbers():
     assert round(40_960 / 576, 1) == 71.1
     assert v2.equivalent_gqa_groups() == 2.25  # "equal to GQA with only 2.25 groups"
     assert v2.kv_elements_per_token("MLA") == 4.5 * v2.d_h
-    assert v2.softmax_scale == pytest.approx(0.0721688, abs=1e-7)
+    assert v2.without_yarn().softmax_scale == pytest.approx(0.0721688, abs=1e-7)  # 1/√192, eq. 18
+    assert v2.softmax_scale == pytest.approx(0.0721688 * 1.2608**2, abs=1e-5)  # × YaRN's mscale² (test_mla_yarn.py)
 
 
 def test_headline_kv_reduction_reconstruction():

@@ -54,9 +54,14 @@ def rope_complex(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torc
     return torch.cat([z.real, z.imag], dim=-1)
 
 
-def reference_mla(m: MultiHeadLatentAttention, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
-    """Equations 9-19 of DeepSeek-V2 written out token by token and head by head, in float64."""
+def reference_mla(m: MultiHeadLatentAttention, x: torch.Tensor, start_pos: int = 0, rope=None, scale=None):
+    """Equations 9-19 of DeepSeek-V2 written out token by token and head by head, in float64.
+
+    ``rope(t, positions)`` (positions on t's first axis) replaces the complex-number RoPE, ``scale`` the softmax
+    scale 1/√(d_h + d_rope) (both for the YaRN and pair-layout tests)."""
     c = m.config
+    rope = rope or (lambda t, p: rope_complex(t, p, c.rope_theta))
+    scale = 1 / math.sqrt(c.d_h + c.d_rope) if scale is None else scale
     B, N, _ = x.shape
     W = {name: p.detach().double() for name, p in m.named_parameters()}
     x = x.double()
@@ -64,10 +69,10 @@ def reference_mla(m: MultiHeadLatentAttention, x: torch.Tensor, start_pos: int =
     pos = torch.arange(start_pos, start_pos + N)
     src = rms(x @ W["w_dq.weight"].T, W["q_norm.weight"]) if c.d_cq else x
     q_c = (src @ W["w_uq.weight"].T).view(B, N, c.heads, c.d_h)
-    q_r = rope_complex((src @ W["w_qr.weight"].T).view(B, N, c.heads, c.d_rope).transpose(0, 1), pos, c.rope_theta)
+    q_r = rope((src @ W["w_qr.weight"].T).view(B, N, c.heads, c.d_rope).transpose(0, 1), pos)
     q_r = q_r.transpose(0, 1)  # (B, N, H, d_rope)
     c_kv = rms(x @ W["w_dkv.weight"].T, W["kv_norm.weight"])  # (B, N, d_c)
-    k_r = rope_complex((x @ W["w_kr.weight"].T).transpose(0, 1), pos, c.rope_theta).transpose(0, 1)  # (B, N, d_rope)
+    k_r = rope((x @ W["w_kr.weight"].T).transpose(0, 1), pos).transpose(0, 1)  # (B, N, d_rope)
     k_c = (c_kv @ W["w_uk.weight"].T).view(B, N, c.heads, c.d_h)
     v = (c_kv @ W["w_uv.weight"].T).view(B, N, c.heads, c.d_h)
     out = torch.zeros(B, N, c.heads, c.d_h, dtype=torch.float64)
@@ -75,10 +80,7 @@ def reference_mla(m: MultiHeadLatentAttention, x: torch.Tensor, start_pos: int =
         for i in range(N):
             for h in range(c.heads):
                 scores = torch.tensor(
-                    [
-                        (q_c[b, i, h] @ k_c[b, j, h] + q_r[b, i, h] @ k_r[b, j]) / math.sqrt(c.d_h + c.d_rope)
-                        for j in range(i + 1)
-                    ]
+                    [(q_c[b, i, h] @ k_c[b, j, h] + q_r[b, i, h] @ k_r[b, j]) * scale for j in range(i + 1)]
                 )
                 w = torch.exp(scores - scores.max())
                 out[b, i, h] = (w / w.sum()) @ v[b, : i + 1, h]

@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
-from ..mla import PRESETS
-from . import Verdict, run_check
+from ..attention import merge_heads
+from ..mla import PRESETS, MLAConfig, MultiHeadLatentAttention
+from . import Verdict, report, run_check
 
-__all__ = ["check_absorbed_output", "check_absorbed_scores", "check_cache_bytes"]
+__all__ = ["check_absorbed_output", "check_absorbed_scores", "check_cache_bytes", "check_decode_step", "decode_inputs"]
 
 
 def _inputs(seed: int, *shape: int) -> torch.Tensor:
@@ -99,4 +100,88 @@ def check_absorbed_output(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         check,
         "Σ w·(W_UV·c) = W_UV·(Σ w·c): one up-projection per query instead of one per cached token.",
         "write absorbed_output(weights, c_kv, w_uv), then call check_absorbed_output(absorbed_output).",
+    )
+
+
+DECODE_CONFIG = MLAConfig(dim=24, heads=3, d_h=4, d_c=6, d_rope=2, d_cq=8, name="exercise")
+
+
+def decode_inputs(cached: int = 5, seed: int = 0) -> tuple[dict[str, Any], torch.Tensor, MultiHeadLatentAttention]:
+    """A float64 MLA layer (absorbed) that has read ``cached`` tokens, and one new token decoded by the package.
+
+    Returns (inputs, expected, module): ``inputs`` holds what one absorbed decode step needs for the new token at
+    position ``cached`` — ``q_c`` (H, d_h), ``q_r`` (H, d_rope) (rotated), ``kv`` (cached + 1, d_c + d_rope) (the
+    cache, the new token's own [c_KV; k_R] in its last row), ``w_uk`` and ``w_uv`` (H, d_h, d_c), ``scale`` —
+    and ``expected`` is the package's output for that token (dim,)."""
+    with torch.random.fork_rng():  # leaves the notebook's random stream alone
+        torch.manual_seed(seed)
+        m = MultiHeadLatentAttention(DECODE_CONFIG).double()
+    c = m.config
+    x = torch.randn(1, cached + 1, c.dim, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    cache = m.new_cache(1, cached + 1)
+    with torch.no_grad():
+        m(x[:, :cached], cache=cache)  # prefill
+        expected = m(x[:, cached:], cache=cache)[0, 0]  # one decode step: (dim,)
+        q_c, q_r = m.queries(x[:, cached:], torch.tensor([cached]))  # (1, H, 1, d_h), (1, H, 1, d_rope)
+    inputs = {
+        "q_c": q_c[0, :, 0],
+        "q_r": q_r[0, :, 0],
+        "kv": cache.buffers["kv"][0, : cached + 1].clone(),
+        "w_uk": m.w_uk.weight.detach().view(c.heads, c.d_h, c.d_c).clone(),
+        "w_uv": m.w_uv.weight.detach().view(c.heads, c.d_h, c.d_c).clone(),
+        "scale": c.softmax_scale,
+    }
+    return inputs, expected, m
+
+
+def check_decode_step(fn: Callable[..., torch.Tensor] | None) -> Verdict:
+    """``fn(q_c, q_r, kv, w_uk, w_uv, scale) → (H, d_h)``: one absorbed decode step over a [c_KV; k_R] cache for all
+    heads, compared (after W_O) with the package's own decode step on a float64 layer that has read 5 tokens."""
+    if fn is None:
+        print(
+            "✏️  Your turn: write decode_step(q_c, q_r, kv, w_uk, w_uv, scale), then call check_decode_step(decode_step)."
+        )
+        return Verdict(False)
+    inputs, expected, m = decode_inputs()
+    c = m.config
+    H, d_c = c.heads, c.d_c
+
+    def project(heads_out: torch.Tensor) -> torch.Tensor:  # (H, d_h) → the layer's output (dim,)
+        return m.w_o(merge_heads(heads_out[None, :, None])).detach()[0, 0]
+
+    def variant(scale: float, rotary: bool = True) -> torch.Tensor:  # common slips, to recognise them
+        q_lat = torch.einsum("hd,hdc->hc", inputs["q_c"], inputs["w_uk"])
+        kv = inputs["kv"] if rotary else inputs["kv"][:, :d_c]
+        q = torch.cat([q_lat, inputs["q_r"]], -1) if rotary else q_lat
+        w = torch.softmax(q @ kv.T * scale, -1)
+        return project(torch.einsum("hc,hdc->hd", w @ inputs["kv"][:, :d_c], inputs["w_uv"]))
+
+    try:
+        got = fn(**{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+        if tuple(got.shape) != (H, c.d_h):
+            return report(
+                False, "", f"one output per head: expected shape (H, d_h) = {(H, c.d_h)}, got {tuple(got.shape)}."
+            )
+        out = project(got.to(torch.float64))
+        diff = float((out - expected).abs().max())
+    except Exception as exc:  # the learner's code failed: explain, don't crash the notebook
+        return report(False, "", f"your answer raised {type(exc).__name__}: {exc}")
+    if diff <= 1e-10:
+        return report(True, f"max |diff| to the package's decode step = {diff:.1e} (float64, 6 cached tokens).", "")
+    hints = [
+        (variant(1.0), "scale the scores by `scale` (1/√(d_h + d_rope), eq. 18) before the softmax."),
+        (
+            variant((d_c + c.d_rope) ** -0.5),
+            "the scale is the given `scale`, 1/√(d_h + d_rope), not 1/√(d_c + d_rope).",
+        ),
+        (variant(inputs["scale"], rotary=False), "the score has a rotary part too: q_R · k_R, with k_R = kv[:, d_c:]."),
+    ]
+    for value, hint in hints:
+        if float((out - value).abs().max()) <= 1e-10:
+            return report(False, "", hint)
+    return report(
+        False,
+        "",
+        f"max |diff| = {diff:.2e}. q_lat = q_c·W_UK per head; scores = [q_lat; q_R]·kvᵀ·scale; softmax over the "
+        "cache; average kv[:, :d_c]; then ·W_UVᵀ per head.",
     )

@@ -4,17 +4,25 @@ update these views in place from plain data (the numbers come from :mod:`lattn.m
 
 * :class:`KVCacheView` — one horizontal bar per cache layout (GB), hatched when it does not fit the budget line.
 * :class:`DecodeBenchView` — decode speed (with the speed-up per context along the bottom) | the cache read per step.
+* :func:`dataflow_figure` — MLA's dataflow for one token, naive | absorbed, with a box around what is cached.
+* :func:`yarn_figure` — RoPE wavelength per rotary pair, plain and with YaRN, against the two context lengths.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
-__all__ = ["COLORS", "DecodeBenchView", "KVCacheView", "fmt_gb"]
+if TYPE_CHECKING:
+    from ..mla import MLAConfig
+
+__all__ = ["COLORS", "DecodeBenchView", "KVCacheView", "dataflow_figure", "fmt_gb", "yarn_figure"]
 
 COLORS = {"MHA": "0.55", "GQA": "0.55", "MQA": "0.55", "MLA naive": "#d98c5f", "MLA": "#2a7ab0"}
 MODE_STYLE = {
@@ -136,3 +144,125 @@ class DecodeBenchView:
         better = "higher" if state["metric"] == "tokens/s" else "lower"
         self.ax_speed.set_title(f"decode {state['metric']} ({better} is better); bottom: absorbed / naive", fontsize=10)
         self.fig.suptitle(f"{state['config']}, {state['threads']} threads — {state['source']}", fontsize=10)
+
+
+# --- the dataflow of one MLA layer ------------------------------------------------------------------------------------
+ROLE_COLORS = {"input": "0.85", "query": "#f3d9a4", "latent": "#a9cfe8", "rotary": "#c9e3b5", "kv": "#f0c2a8"}
+
+
+def _node(ax: Axes, xy: tuple[float, float], text: str, role: str) -> None:
+    ax.text(*xy, text, ha="center", va="center", fontsize=8, zorder=3,
+            bbox={"boxstyle": "round,pad=0.35", "fc": ROLE_COLORS[role], "ec": "0.3", "lw": 0.8})  # fmt: skip
+
+
+def _arrow(ax: Axes, a: tuple[float, float], b: tuple[float, float], label: str = "") -> None:
+    ax.annotate("", b, a, zorder=2, arrowprops={"arrowstyle": "-|>", "color": "0.35", "lw": 0.9,
+                                                  "shrinkA": 17, "shrinkB": 17})  # fmt: skip
+    if label:
+        ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.13, label, ha="center", va="bottom", fontsize=7,
+                color="0.25", zorder=4,
+                bbox={"fc": "white", "ec": "none", "pad": 0.3, "alpha": 0.85})  # fmt: skip
+
+
+def _cache_box(ax: Axes, x0: float, y0: float, x1: float, y1: float, text: str) -> None:
+    ax.add_patch(FancyBboxPatch((x0, y0), x1 - x0, y1 - y0, boxstyle="round,pad=0.05", fc="none", ec="crimson",
+                                lw=1.6, ls="--", zorder=1))  # fmt: skip
+    ax.text((x0 + x1) / 2, y0 - 0.12, text, ha="center", va="top", fontsize=8, color="crimson")
+
+
+def _draw_dataflow(ax: Axes, c: MLAConfig, mode: str) -> None:
+    H, dh, dc, dr = c.heads, c.d_h, c.d_c, c.d_rope
+    h, att, out = (0.0, 0.0), (4.25, 0.55), (5.5, 0.55)
+    _node(ax, h, f"h\n{c.dim}", "input")
+    qsrc = h
+    if c.d_cq:  # query compression: c_Q = RMSNorm(W_DQ h)
+        qsrc = (1.2, 1.55)
+        _node(ax, qsrc, f"c_Q\n{c.d_cq}", "query")
+        _arrow(ax, h, qsrc, "W_DQ")
+    q_c, q_r = (2.45, 2.0), (2.45, 1.1)
+    c_kv, k_r = (1.5, -0.35), (1.5, -1.35)
+    _node(ax, q_c, f"q_C\n{H}×{dh}", "query")
+    _node(ax, q_r, f"q_R\n{H}×{dr}", "rotary")
+    _node(ax, c_kv, f"c_KV\n{dc}", "latent")
+    _node(ax, k_r, f"k_R\n{dr}", "rotary")
+    _arrow(ax, qsrc, q_c, "W_UQ")
+    _arrow(ax, qsrc, q_r, "W_QR, RoPE")
+    _arrow(ax, h, c_kv, "W_DKV, norm")
+    _arrow(ax, h, k_r, "W_KR, RoPE")
+    if mode == "naive":  # every token's keys and values re-created and cached per head
+        k_c, v_c = (2.95, -0.2), (2.95, -1.15)
+        _node(ax, k_c, f"k_C\n{H}×{dh}", "kv")
+        _node(ax, v_c, f"v_C\n{H}×{dh}", "kv")
+        _arrow(ax, c_kv, k_c, "W_UK")
+        _arrow(ax, c_kv, v_c, "W_UV")
+        _arrow(ax, k_r, (2.95, -1.95), "copy to every head")
+        _node(ax, (2.95, -1.95), f"k_R ×{H}\n{H}×{dr}", "rotary")
+        n = c.kv_elements_per_token("MLA naive")
+        _cache_box(ax, 2.4, -2.35, 3.5, 0.25, f"cached per token: {H}·(2·{dh} + {dr}) = {n:,}")
+        for src in (q_c, q_r, k_c, v_c):
+            _arrow(ax, src, att)
+        _node(ax, att, f"attention\nper head\nscores {dh}+{dr}", "input")
+        _arrow(ax, att, out, "W_O")
+        _node(ax, out, f"out\n{c.dim}", "input")
+    else:  # W_UK folded into the query, W_UV applied after attention: the cache holds [c_KV; k_R]
+        q_lat = (3.75, 2.0)
+        _node(ax, q_lat, f"q_lat\n{H}×{dc}", "latent")
+        _arrow(ax, q_c, q_lat, "·W_UK")
+        n = c.kv_elements_per_token("MLA")
+        _cache_box(ax, 1.0, -1.75, 2.0, 0.05, f"cached per token: {dc} + {dr} = {n:,}")
+        for src in (q_lat, q_r, c_kv, k_r):
+            _arrow(ax, src, att)
+        _node(ax, att, f"attention\nshared key {dc}+{dr}\nvalue {dc}", "input")
+        o = (4.25, -0.9)
+        _node(ax, o, f"o_lat\n{H}×{dc}", "latent")
+        _arrow(ax, att, o)
+        _arrow(ax, o, out, "W_UV, W_O")
+        _node(ax, out, f"out\n{c.dim}", "input")
+    ax.set_xlim(-0.5, 6.0)
+    ax.set_ylim(-2.75, 2.45)
+    ax.set_axis_off()
+
+
+def dataflow_figure(config: MLAConfig) -> Figure:
+    """One token through an MLA layer with ``config``'s sizes: left naive (keys and values re-created and cached per
+    head), right absorbed (only c_KV and k_R cached; W_UK moves to the query, W_UV after attention). Dashed box:
+    what each mode keeps per token and layer."""
+    fig = Figure(figsize=(11.5, 4.4), layout="constrained")
+    for ax, mode, title in zip(
+        fig.subplots(1, 2),
+        ("naive", "absorbed"),
+        ("naive: re-create k_C, v_C and cache them", "absorbed: cache [c_KV; k_R], move W_UK and W_UV"),
+    ):
+        _draw_dataflow(ax, config, mode)
+        ax.set_title(title, fontsize=10)
+    fig.suptitle(f"MLA dataflow for one token — {config.name} sizes", fontsize=11)
+    return fig
+
+
+# --- YaRN ---------------------------------------------------------------------------------------------------------------
+def yarn_figure(config: MLAConfig) -> Figure:
+    """Wavelength 2π / frequency (positions per full turn) of each rotary pair of ``config``, plain RoPE and with its
+    YaRN scaling, against the original and the extended context; the ramp of pairs between is shaded."""
+    yarn = config.rope_scaling
+    if yarn is None:
+        raise ValueError(f"{config.name} has no YaRN rope_scaling to draw")
+    i = np.arange(config.d_rope // 2)
+    plain = 2 * math.pi / config.without_yarn().rope_frequencies().numpy()
+    scaled = 2 * math.pi / config.rope_frequencies().numpy()
+    low, high = yarn.correction_range(config.d_rope, config.rope_theta)
+    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axvspan(low, high, color="0.9", zorder=0)
+    ax.text((low + high) / 2, 0.03, "ramp", ha="center", fontsize=8, color="0.35", transform=ax.get_xaxis_transform())
+    ax.semilogy(i, plain, "o-", color=COLORS["MHA"], ms=3, label="plain RoPE")
+    ax.semilogy(i, scaled, "o-", color=COLORS["MLA"], ms=3, label=f"YaRN ×{yarn.factor:g}")
+    original = yarn.original_max_position_embeddings
+    for n, text in ((original, "pre-training context"), (original * yarn.factor, "extended context")):
+        ax.axhline(n, color="crimson", ls="--", lw=1)
+        ax.text(0, n * 1.25, f"{text} {n:,.0f}", fontsize=8, color="crimson")
+    ax.set_xlabel("rotary pair i (0 = fastest)")
+    ax.set_ylabel("positions per full turn")
+    ax.set_title(f"{config.name}: pairs {low} … {high} move from kept to ÷{yarn.factor:g}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, which="major", alpha=0.3)
+    return fig
