@@ -21,7 +21,28 @@ EDGES = {  # preset → edges per stage for N = 8 tokens, M = 3 latents
     "causal": [N * (N + 1) // 2],
     "window": [N + 2 * (N - 1)],  # ±1: itself and two neighbours, one fewer at each end
     "global": [N + 2 * (N - 1), FULL, FULL],
+    "perceiver_repeats": [FULL, M * M, FULL],
+    "perceiver_io": [FULL, M * M, FULL],
+    "perceiver_ar_full": [6 + 7 + 8, M * (M + 1) // 2],
+    "pma": [FULL],
+    "luna_causal": [FULL, FULL],
+    "linformer": [FULL, FULL],
+    "registers": [N * N, FULL, FULL],
 }
+
+
+def test_causal_luna_pack_says_how_it_weighs():
+    pack, unpack = layout("luna_causal", N, M).panels
+    assert pack.stage.caption == "packed query tokens · weights φ > 0, no softmax"
+    assert unpack.stage.caption == "tokens query latents · softmax over latents"
+
+
+def test_linformer_projection_has_no_softmax():
+    project, attend = layout("linformer", N, M).panels
+    assert project.stage.caption == "tokens mixed into latents · fixed learned weights, no softmax"
+    assert attend.stage.caption == "tokens query latents · softmax over latents"
+    with pytest.raises(ValueError, match="softmax must be"):
+        Stage("x", "tokens", "latents", softmax="rows")
 
 
 def test_every_preset_has_an_expected_edge_count():
@@ -95,7 +116,7 @@ def test_custom_stage_lists_and_labels():
         (lambda: layout("perceiver_ar", 2, 3), "M ≤ N"),
         (lambda: layout([Stage("g", "latents", "tokens", causal=True)], N, M), "latents need positions"),
         (lambda: Stage("s", "tokens", "slots"), "key must be one of"),
-        (lambda: Stage("s", "tokens", "latents", softmax="rows"), "softmax must be 'key' or 'query'"),
+        (lambda: Stage("s", "tokens", "latents", softmax="rows"), "softmax must be 'key', 'query' or 'none'"),
         (lambda: Stage("s", "tokens", "tokens", window=-1), "window must be an int ≥ 0"),
     ],
 )

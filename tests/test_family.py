@@ -46,12 +46,25 @@ def test_cross_attention_matches_torch_multihead_attention(heads):
 
 
 def test_perceiver_gather_is_the_latent_attention_gather_stage():
-    p = Perceiver(8, 3, depth=0)
+    """Without the latent-query LayerNorm, a Perceiver's gather is LatentAttention's gather stage (same weights)."""
+    p = Perceiver(8, 3, depth=0, query_norm=False)
+    la = LatentAttention(8, 3, stages=("gather",))
+    with torch.no_grad():
+        p.latents.copy_(la.latents)
+    p.blocks[0].gather.load_state_dict(la.proj["gather"].state_dict())
     x = torch.randn(2, 5, 8)
-    la = p.gather
-    assert isinstance(la, LatentAttention) and la.stages == ("gather",)
     z = la(p.norm_tokens(x))
-    assert_close(p(x), z + p.ff(p.norm_ff(z)), 1e-6, "gather + MLP")
+    block = p.blocks[0]
+    assert_close(p(x), z + block.ff(block.norm_ff(z)), 1e-6, "gather + MLP")
+
+
+def test_perceiver_normalises_latent_queries_and_repeats_its_gather():
+    p = Perceiver(8, 3, depth=1, repeats=3)
+    assert isinstance(p.blocks[0].norm_latents, torch.nn.LayerNorm)  # as the reference implementations
+    out, maps = p(torch.randn(2, 5, 8), return_maps=True)
+    assert out.shape == (2, 3, 8) and maps.gather.shape == (2, 1, 3, 5)
+    assert sorted(maps.extra) == ["gather 2", "gather 3", "latent self-attention 1"]
+    assert len(p.blocks) == 2  # repeats 2 and 3 share one block
 
 
 def test_isab_without_feedforward_is_x_plus_latent_attention():
@@ -67,11 +80,12 @@ def test_isab_without_feedforward_is_x_plus_latent_attention():
 
 
 def test_mab_is_residual_attention_plus_feedforward():
-    mab = MAB(8, 2)
+    mab = MAB(8, 2, layer_norm=False)
     q, ctx = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
     h = q + mab.attn(q, context=ctx)
     assert_close(mab(q, context=ctx), h + mab.ff(h), 1e-6, "MAB, no LayerNorm")
-    mab_ln = MAB(8, 2, layer_norm=True)
+    mab_ln = MAB(8, 2)  # the default: the paper's Eq. (6–7), with both LayerNorms
+    assert isinstance(mab_ln.norm_attn, torch.nn.LayerNorm) and isinstance(mab_ln.norm_ff, torch.nn.LayerNorm)
     h = mab_ln.norm_attn(q + mab_ln.attn(q, context=ctx))
     assert_close(mab_ln(q, context=ctx), mab_ln.norm_ff(h + mab_ln.ff(h)), 1e-6, "MAB with LayerNorm")
     h = q + mab.attn(q)  # no context: the paper's SAB, MAB(X, X)

@@ -96,7 +96,7 @@ def latent_block(block, z, allowed=None, mask=None):
 
 
 def mab(block, x, y, mask=None):
-    """Set Transformer MAB: H = LN(X + MHA(X, Y)); LN(H + rFF(H)) (LayerNorms optional)."""
+    """Set Transformer MAB, Eq. (6–7) of Lee et al. 2019: H = LN(X + MHA(X, Y)); LN(H + rFF(H)) (LayerNorms optional)."""
     norm = (lambda n, t: layer_norm(n, t)) if isinstance(block.norm_attn, torch.nn.LayerNorm) else (lambda n, t: t)
     h = norm(block.norm_attn, x + attention(block.attn, x, y, keys(mask)))
     return h if block.ff is None else norm(block.norm_ff, h + feed_forward(block.ff, h))
@@ -106,12 +106,16 @@ def mab(block, x, y, mask=None):
 
 
 def perceiver_reference(m, x, mask=None):
+    """z = latents; per repeat: z += CrossAttn(LN z → LN x); z += MLP(LN z); latent blocks. Repeats ≥ 2 share weights."""
     xn = layer_norm(m.norm_tokens, x)
-    lat = m.latents.double().expand(x.shape[0], -1, -1)  # (B, M, D)
-    z = lat + attention(m.gather.proj["gather"], lat, xn, keys(mask))  # the latents gather (a residual)
-    z = z + feed_forward(m.ff, layer_norm(m.norm_ff, z))
-    for block in m.layers:
-        z = latent_block(block, z)
+    z = m.latents.double().expand(x.shape[0], -1, -1)  # (B, M, D)
+    for r in range(m.repeats):
+        b = m.blocks[min(r, 1)]
+        zq = layer_norm(b.norm_latents, z) if isinstance(b.norm_latents, torch.nn.LayerNorm) else z
+        z = z + attention(b.gather, zq, xn, keys(mask))  # the latents gather (a residual)
+        z = z + feed_forward(b.ff, layer_norm(b.norm_ff, z))
+        for block in b.layers:
+            z = latent_block(block, z)
     return z
 
 
@@ -174,7 +178,11 @@ def luna_causal_reference(m, x, mask=None, packed=None):
             heads = []
             for i in range(h):
                 sl = slice(i * dh, (i + 1) * dh)
-                phi = torch.nn.functional.elu(pk[b, js, sl] @ pq[b, :, sl].T / math.sqrt(dh)) + 1  # (t', l)
+                score = pk[b, js, sl] @ pq[b, :, sl].T / math.sqrt(dh)  # (t', l)
+                if m.packing == "elu":
+                    phi = torch.nn.functional.elu(score) + 1
+                else:  # softplus with β = ln 2: log2(1 + 2^score)
+                    phi = torch.log2(1 + torch.exp2(score))
                 packed_k = phi.T @ k[b, js, sl] / len(js)  # (l, dh): mean over the prefix
                 packed_v = phi.T @ v[b, js, sl] / len(js)
                 a = softmax(q[b, t, sl] @ packed_k.T / math.sqrt(dh))  # (l,): over the packed slots
@@ -250,6 +258,14 @@ def test_perceiver(mask, depth):
 
 
 @pytest.mark.parametrize("mask", MASKS, ids=IDS)
+@pytest.mark.parametrize(("repeats", "query_norm"), [(3, True), (1, False)])
+def test_perceiver_repeats_and_query_norm(mask, repeats, query_norm):
+    m = Perceiver(D, 3, heads=2, cross_heads=2, depth=1, repeats=repeats, query_norm=query_norm).double()
+    check(m, lambda x, mask: perceiver_reference(m, x, mask), _x(), mask=mask)
+    assert len(m.blocks) == min(repeats, 2)  # repeats 2 … share one block's weights
+
+
+@pytest.mark.parametrize("mask", MASKS, ids=IDS)
 @pytest.mark.parametrize("num_outputs", [None, 3])
 def test_perceiver_io(mask, num_outputs):
     m = PerceiverIO(D, 3, num_outputs=num_outputs, heads=2, cross_heads=2, depth=1).double()
@@ -299,9 +315,9 @@ def test_luna(mask):
 
 
 @pytest.mark.parametrize("mask", MASKS, ids=IDS)
-@pytest.mark.parametrize("heads", [1, 2])
-def test_luna_causal(mask, heads):
-    m = LunaCausal(D, 3, heads=heads).double()
+@pytest.mark.parametrize(("heads", "packing"), [(1, "elu"), (2, "elu"), (2, "softplus")])
+def test_luna_causal(mask, heads, packing):
+    m = LunaCausal(D, 3, heads=heads, packing=packing).double()
     check(m, lambda x, mask: luna_causal_reference(m, x, mask), _x(), mask=mask)
     packed = _x(seed=2, n=3)[:1].expand(B, -1, -1)
     check(m, lambda x, packed: luna_causal_reference(m, x, packed=packed[0]), _x(), packed=packed)

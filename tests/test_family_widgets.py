@@ -9,8 +9,9 @@ import torch
 from lattn.exercises import family as ex
 from lattn.family.compare import MECHANISMS, Sizes, future_leak
 from lattn.tasks import ClusterMajority
+from lattn.viz.diagram import PRESETS
 from lattn.viz.family import future_shade, stage_overview, token_maps
-from lattn.widgets.family import FamilyExplorer, LeakExplorer
+from lattn.widgets.family import DIAGRAMS, FamilyExplorer, LeakExplorer
 
 TOKENS = ClusterMajority().example(12, seed=0).x  # (1, 12, 16)
 
@@ -25,8 +26,9 @@ def test_every_mechanism_shows_exactly_its_stages(family):
         state = family.set(mechanism=key, n=10, m=3).state
         shown = tuple(s for s in ("write", "gather", "broadcast") if state[s] is not None)
         assert shown == mech.stages == state["stages"], key
-        for s in ("write", "gather", "broadcast"):
-            assert family.view.ims[s].get_visible() == (state[s] is not None)
+        expected = (*mech.stages, "effective") if state["effective"] is not None else mech.stages
+        assert family.view.shown == expected, key  # only the maps it has, left to right: no empty panel
+        assert DIAGRAMS.get(key, key) in PRESETS, key  # every mechanism has its schematic
         assert f"mechanism={key}," in family.status.value and family.status.value.startswith(
             f"rendered {family.renders}"
         )
@@ -60,15 +62,19 @@ def test_family_controls_change_shapes_and_picture(family):
     assert family.state["write"].shape == (12, 5)
     png = family.png
     family.mark_future.value = False
-    assert not family.view.shades["effective"].get_visible() and family.png != png
+    assert not family.view.shade_visible("effective") and family.png != png
     family.mark_future.value = True
-    assert family.view.shades["effective"].get_visible()
+    assert family.view.shade_visible("effective")
     family.set(mechanism="linformer", n=7)  # a Linformer is built for each length
     assert family.state["gather"].shape == (5, 7)
     family.set(mechanism="perceiver_ar", n=10, m=4)
-    assert family.state["gather_offset"] == 6 and family.view.shades["gather"].get_visible()
+    assert family.state["gather_offset"] == 6 and family.view.shade_visible("gather")
+    assert family.view.diagram_ax.get_visible()  # one map, three free slots: the schematic fills them
+    family.set(mechanism="isab")  # three maps, one free slot: too small for a two-stage schematic
+    assert not family.view.diagram_ax.get_visible()
+    assert family.view.slots[3]["note"].get_text() == "not used:\nwrite"
     family.set(mechanism="slot")
-    assert family.state["effective"] is None and family.view.notes["effective"].get_text().startswith("none")
+    assert family.state["effective"] is None and family.view.shown == ("write",)
 
 
 def test_family_explorer_rejects_bad_input():
@@ -164,3 +170,37 @@ def test_check_causal_choice(capsys):
     for answer, hint in cases:
         assert not ex.check_causal_choice(answer)
         assert hint in capsys.readouterr().out
+
+
+def good_luna_step(phi, q, k, v, key_sum, value_sum, t):
+    key_sum = key_sum + phi[..., None] * k[:, :, None]  # (B, H, l, dh)
+    value_sum = value_sum + phi[..., None] * v[:, :, None]
+    a = (torch.einsum("bhd,bhld->bhl", q, key_sum) / t).softmax(-1)  # over the l slots
+    return torch.einsum("bhl,bhld->bhd", a, value_sum) / t, key_sum, value_sum
+
+
+def test_check_luna_step(capsys):
+    assert ex.check_luna_step(good_luna_step)
+    assert "✅" in capsys.readouterr().out
+    cases = [
+        (None, "Your turn"),
+        (lambda *a: (good_luna_step(*a)[0], a[4], a[5]), "accumulate"),  # sums never grow
+        (lambda *a: good_luna_step(*a[:6], 1), "accumulate"),  # never divided by t
+        (lambda phi, q, *rest: good_luna_step(phi, 2 * q, *rest), "first token"),
+        (lambda *a: (a[1][..., :1], a[4], a[5]), "one (B, H, d_head) vector"),
+        (lambda *a: 1, "raised TypeError"),
+    ]
+    for answer, hint in cases:
+        assert not ex.check_luna_step(answer)
+        assert hint in capsys.readouterr().out
+
+
+def test_reach_profiles_draws_exact_zeros_on_the_floor():
+    from lattn.viz.family import LEAK_FLOOR, reach_profiles
+
+    fig = reach_profiles({"a": np.array([1.0, 0.5, 0.0]), "b": np.array([0.2, 0.1, 0.3])}, window=1)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()[:2]] == ["a", "b"]
+    assert ax.get_lines()[0].get_ydata()[2] == LEAK_FLOOR  # an exact zero sits on the dotted floor
+    with pytest.raises(ValueError, match="at least one"):
+        reach_profiles({})

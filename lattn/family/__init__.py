@@ -1,18 +1,18 @@
 """The latent-attention family: published architectures as subsets of the write / gather / broadcast stages.
 
-=================  =====  ======  =========  ======  ===================================================
+=================  =====  ======  =========  ======  ==========================================================
 module             write  gather  broadcast  causal  in one line
-=================  =====  ======  =========  ======  ===================================================
-Perceiver                   ✓                        latents gather from tokens, then self-attend (B, M, D)
-PerceiverIO                 ✓        ✓               … then output queries read the latents (B, O, D)
+=================  =====  ======  =========  ======  ==========================================================
+Perceiver                   ✓                        latents gather, self-attend; ``repeats`` gathers again
+PerceiverIO                 ✓        ✓               gathers once, then output queries read the latents
 PerceiverAR                 ✓                  ✓     the last M positions are the latents, block-causal
 ISAB                        ✓        ✓               m inducing points: gather, then broadcast (B, N, D)
 PMA                         ✓                        k seeds pool a set into (B, k, D)
 Luna                        ✓        ✓               pack / unpack; the packed sequence goes to the next layer
-LunaCausal                  ✓        ✓         ✓     positive packing weights, running sums / t; O(l·d) state
+LunaCausal                  ✓        ✓         ✓     running sums / t = linear attention; l × d_head per head
 SlotAttention        ✓                               slots compete for inputs (softmax over slots), GRU, rounds
 Linformer                   ✓        ✓               K, V projected along the sequence to length k; N fixed
-=================  =====  ======  =========  ======  ===================================================
+=================  =====  ======  =========  ======  ==========================================================
 
 Every module follows the package's calling convention, ``forward(x (B, N, D), *, mask=None, causal=False,
 return_maps=False, …)`` (keyword-only after x), checks its input and returns ``out`` or, with ``return_maps=True``,
@@ -21,9 +21,13 @@ attributes say what it is: ``stages``, ``returns_tokens``, ``is_causal`` and ``c
 non-causal one is a clear error). Every attention inside is :class:`lattn.attention.Attention`, except where the
 maths differs (Linformer, causal Luna, Slot Attention). :mod:`lattn.family.registry` lists them;
 :mod:`lattn.family.compare` runs them side by side: the comparison table, the future-leak measurement.
+:mod:`lattn.family.linear` is causal linear attention (what causal Luna's running sums are);
+:mod:`lattn.family.global_tokens` puts global tokens *beside* a local window, for contrast with latents.
 """
 
 from ._common import FamilyMaps, FeedForward, block_causal_mask
+from .global_tokens import LocalGlobalAttention
+from .linear import causal_linear_attention
 from .linformer import Linformer
 from .luna import Luna, LunaCausal, LunaState
 from .perceiver import LatentBlock, Perceiver, PerceiverAR, PerceiverIO
@@ -38,6 +42,7 @@ __all__ = [
     "FeedForward",
     "LatentBlock",
     "Linformer",
+    "LocalGlobalAttention",
     "Luna",
     "LunaCausal",
     "LunaState",
@@ -46,4 +51,5 @@ __all__ = [
     "PerceiverIO",
     "SlotAttention",
     "block_causal_mask",
+    "causal_linear_attention",
 ]

@@ -7,16 +7,23 @@ An extra *packed sequence* P (B, l, D) travels through the layers beside the tok
 * the packed sequence for the next layer is ``LN(P + Yp)`` — its own residual and LayerNorm.
 
 :class:`Luna` is that, bidirectional. :class:`LunaCausal` is the decoder form: the packed context seen at position t
-is built from tokens ≤ t only, with positive packing weights φ = elu(·) + 1 (no softmax over tokens, whose
-normaliser would include the future) and running sums divided by t::
+is built from tokens ≤ t only, with positive packing weights φ (no softmax over tokens, whose normaliser would
+include the future) and running sums divided by t::
 
     packed_t[s] = (1/t) Σ_{j≤t} φ(pk_j · pq_s) · (k_j, v_j)      (l keys and l values for position t)
     out_t       = softmax_s(q_t · packed_keys_t[s]) · packed_values_t
 
-so decoding keeps only two (B, H, l, dh) running sums and the step count: an O(l·d) state (:class:`LunaState`).
-Its packed sequence P must not depend on the tokens (it would leak the future), so the causal form takes P but
-does not update it. Causal Luna keeps its own core (not :class:`~lattn.attention.Attention`): its packing uses
-positive weights and running sums divided by t, not a softmax over the tokens.
+so decoding keeps only two (B, H, l, d_head) running sums and the step count: l × d_head numbers per head and per
+sum, 2·l·D in all (:class:`LunaState`). Both lines are causal *linear attention* (Katharopoulos et al. 2020) with a
+count normaliser: see :mod:`lattn.family.linear`. Its packed sequence P must not depend on the tokens (it would
+leak the future), so the causal form takes P but does not update it. Causal Luna keeps its own core (not
+:class:`~lattn.attention.Attention`): its packing uses positive weights and running sums divided by t.
+
+The packing weight φ: ``packing="elu"`` (default) is elu(·) + 1, linear attention's feature map and what one
+revision of the authors' code uses (fairseq-apollo, ``LunarCausalAttention``, commit 035a360);
+``packing="softplus"`` is softplus with β = ln 2, what another revision uses (commit 3e186df); φ(0) = 1 for both.
+The default stays elu + 1 because the shipped causal-Luna language model (``lattn/data/lm_luna.pt``) was trained
+with it.
 """
 
 from __future__ import annotations
@@ -31,8 +38,14 @@ from torch import Tensor, nn
 from ..attention import Attention, merge_heads, split_heads, upcast
 from ..checks import check_dim_heads, check_int
 from ._common import FamilyMaps, check_input, check_latents, refuse_causal, softmax
+from .linear import running_sums
 
-__all__ = ["Luna", "LunaCausal", "LunaState"]
+__all__ = ["PACKING", "Luna", "LunaCausal", "LunaState"]
+
+PACKING = {  # causal Luna's positive packing weight φ(score), both equal to 1 at 0
+    "elu": lambda s: F.elu(s) + 1,  # linear attention's feature map; one revision of the authors' code
+    "softplus": lambda s: F.softplus(s, beta=math.log(2.0)),  # another revision of the authors' code
+}
 
 
 class Luna(nn.Module):
@@ -119,7 +132,8 @@ class LunaState:
 class LunaCausal(nn.Module):
     """Causal Luna attention: (B, N, D) → (B, N, D), exactly causal, with an O(l·d) decoding state.
 
-    Args: dim, packed_len (l), heads.
+    Args: dim, packed_len (l), heads, packing: the positive packing weight φ, "elu" (elu + 1, default) or
+    "softplus" (β = ln 2), see :data:`PACKING`.
 
     * ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False, packed (B, l, D) | None)`` →
       out (B, N, D) [, :class:`FamilyMaps`]. Always causal: ``causal`` is accepted for the uniform call and changes
@@ -127,7 +141,7 @@ class LunaCausal(nn.Module):
       writes the same thing with explicit lower-triangular N×N matrices (C = causal averaging matrix,
       C[t, j] = 1/t for j ≤ t)::
 
-          logits = (C ⊙ Q·Kᵀ)·Φ          (B, H, N, l)   Φ = elu(Pk·Pqᵀ) + 1 (B, H, N, l): packing weights
+          logits = (C ⊙ Q·Kᵀ)·Φ          (B, H, N, l)   Φ = φ(Pk·Pqᵀ) (B, H, N, l): packing weights
           A      = softmax over l slots   (B, H, N, l)   the unpack map
           out    = (C ⊙ A·Φᵀ)·V          (B, H, N, dh)  C ⊙ A·Φᵀ is the effective token→token map
 
@@ -146,11 +160,13 @@ class LunaCausal(nn.Module):
     causal_note = "position t packs tokens ≤ t with positive weights and running sums divided by t."
     returns_tokens = True
 
-    def __init__(self, dim: int, packed_len: int, *, heads: int = 1) -> None:
+    def __init__(self, dim: int, packed_len: int, *, heads: int = 1, packing: str = "elu") -> None:
         super().__init__()
         check_int(dim=dim, packed_len=packed_len, heads=heads)
         check_dim_heads(dim, heads)
-        self.dim, self.packed_len, self.heads = dim, packed_len, heads
+        if packing not in PACKING:
+            raise ValueError(f"packing must be one of {sorted(PACKING)}, got {packing!r}")
+        self.dim, self.packed_len, self.heads, self.packing = dim, packed_len, heads, packing
         self.packed = nn.Parameter(torch.randn(packed_len, dim))  # P (l, D), learned
         self.to_pq = nn.Linear(dim, dim)  # P → packing queries
         self.to_pk = nn.Linear(dim, dim)  # tokens → packing keys
@@ -170,7 +186,7 @@ class LunaCausal(nn.Module):
         """Packing weights Φ (B, H, T, l) and q (scaled), k, v (B, H, T, dh) of new tokens x (B, T, D)."""
         H = self.heads
         pk, q, k, v = (upcast(split_heads(f(x), H)) for f in (self.to_pk, self.to_q, self.to_k, self.to_v))
-        phi = F.elu(torch.einsum("bhtd,bhld->bhtl", pk, pq)) + 1  # (B, H, T, l), positive
+        phi = PACKING[self.packing](torch.einsum("bhtd,bhld->bhtl", pk, pq))  # (B, H, T, l), positive
         return phi, q / math.sqrt(self.dim // H), k, v
 
     def new_cache(self, batch: int, max_len: int, *, packed: Tensor | None = None) -> LunaState:
@@ -193,8 +209,7 @@ class LunaCausal(nn.Module):
             keep = mask[:, None, :, None].to(phi.dtype)  # (B, 1, T, 1)
             phi, t = phi * keep, keep.cumsum(2).clamp(min=1)  # t (B, 1, T, 1): real tokens so far
         # running sums over the new tokens, continuing the state's; φ_j[s]·k_j is an outer product: (B, H, T, l, dh)
-        key_sums = state.key_sum[:, :, None] + (phi[..., None] * k[:, :, :, None]).cumsum(2)
-        value_sums = state.value_sum[:, :, None] + (phi[..., None] * v[:, :, :, None]).cumsum(2)
+        key_sums, value_sums = running_sums(phi, k, state.key_sum), running_sums(phi, v, state.value_sum)
         logits = torch.einsum("bhtd,bhtld->bhtl", q, key_sums) / t  # (B, H, T, l)
         attn = softmax(logits, dim=-1)  # over the l packed slots
         read = torch.einsum("bhtl,bhtld->bhtd", attn, value_sums) / t  # (B, H, T, dh)

@@ -1,16 +1,18 @@
 """The Perceiver family: latents gather from the tokens, think among themselves, and (IO) answer output queries.
 
 * :class:`Perceiver` (Jaegle et al. 2021, arXiv:2103.03206) — M learned latents *gather* from N tokens by
-  cross-attention (the ``gather`` stage of :class:`~lattn.latent.LatentAttention`), then ``depth`` blocks of latent
-  self-attention. Returns the latents (B, M, D); no broadcast. Cost O(N·M + depth·M²).
-* :class:`PerceiverIO` (Jaegle et al. 2021, arXiv:2107.14795) — the encoder above plus a decoder in which O output
+  cross-attention (the ``gather`` stage), then ``depth`` blocks of latent self-attention; the original repeats this
+  pair (``repeats``, weights shared after the first). Returns the latents (B, M, D); no broadcast.
+  Cost O(repeats·(N·M + depth·M²)).
+* :class:`PerceiverIO` (Jaegle et al. 2021, arXiv:2107.14795) — the encoder above (it gathers once) plus a decoder in which O output
   queries read the latents (the ``broadcast`` stage with queries of your choice). Cost + O(O·M). With the tokens as
   queries and no mask it is still bidirectional: every output reads latents that saw every token.
 * :class:`PerceiverAR` (Hawthorne et al. 2022, arXiv:2202.07765) — causal: the latents *are* the last M positions,
   and a block-causal mask lets the latent at position p gather only from tokens ≤ p; the latent self-attention is
   causal too. Outputs exist only at the latent positions.
 
-Blocks are pre-norm (LayerNorm → attention or MLP → residual). No positional encodings here: add them to the tokens
+Blocks are pre-norm (LayerNorm → attention or MLP → residual); the latents are layer-normalised before they query
+the tokens, as in the reference implementations (DeepMind's and lucidrains'). No positional encodings here: add them to the tokens
 (without them the Perceiver encoder cannot tell token order apart — a test checks exactly that).
 """
 
@@ -21,7 +23,6 @@ from torch import Tensor, nn
 
 from ..attention import Attention, MultiHeadAttention
 from ..checks import check_int, check_tokens
-from ..latent import LatentAttention
 from ._common import FamilyMaps, FeedForward, block_causal_mask, check_input, refuse_causal
 
 __all__ = ["LatentBlock", "Perceiver", "PerceiverAR", "PerceiverIO"]
@@ -64,15 +65,21 @@ def _check_sizes(dim: int, num_latents: int, heads: int, cross_heads: int, depth
 
 
 class Perceiver(nn.Module):
-    """Perceiver encoder: learned latents (M, dim) gather from the tokens, then ``depth`` latent self-attention blocks.
+    """Perceiver encoder: learned latents (M, dim) gather from the tokens, then ``depth`` latent self-attention blocks;
+    ``repeats`` > 1 repeats that pair (cross-attention, then the latent blocks), as the original Perceiver does.
 
     Args:
         dim: width D.  num_latents: M.  heads: heads of the latent self-attention.  cross_heads: heads of the gather.
-        depth: number of latent self-attention blocks (0 = gather only).  ff_mult: MLP width multiplier.
+        depth: latent self-attention blocks after each gather (0 = gather only).  ff_mult: MLP width multiplier.
+        repeats: how many times the latents gather (1 = once, as in Perceiver IO; Jaegle et al. 2021 use up to 8
+        on images). Repeats 2 … share one set of weights (the paper shares all but the first).
+        query_norm: LayerNorm on the latents before they query the tokens (True, as the reference implementations
+        do; False = raw latents as queries).
 
     ``forward(x (B, N, D), *, mask (B, N) bool = real token, causal=False, return_maps=False)`` → latents
-    (B, M, D); with ``return_maps=True`` also :class:`FamilyMaps` with ``gather`` (B, Hc, M, N) and ``extra["latent
-    self-attention i"]`` (B, H, M, M). The gather is ``LatentAttention(stages=("gather",))`` applied to LN(x).
+    (B, M, D); with ``return_maps=True`` also :class:`FamilyMaps` with ``gather`` (B, Hc, M, N) (the first gather),
+    ``extra["gather r"]`` for repeats r ≥ 2 and ``extra["latent self-attention i"]`` (B, H, M, M). One gather is
+    ``z = z + CrossAttention(LN(z), LN(x))``, then ``z = z + MLP(LN(z))`` (pre-norm).
 
     Example: ``Perceiver(32, 8)(torch.randn(2, 1000, 32)).shape == (2, 8, 32)`` — a thousand tokens, eight latents.
     """
@@ -83,40 +90,70 @@ class Perceiver(nn.Module):
     returns_tokens = False
 
     def __init__(
-        self, dim: int, num_latents: int, *, heads: int = 1, cross_heads: int = 1, depth: int = 1, ff_mult: int = 4
+        self,
+        dim: int,
+        num_latents: int,
+        *,
+        heads: int = 1,
+        cross_heads: int = 1,
+        depth: int = 1,
+        ff_mult: int = 4,
+        repeats: int = 1,
+        query_norm: bool = True,
     ) -> None:
         super().__init__()
         _check_sizes(dim, num_latents, heads, cross_heads, depth, ff_mult)
-        self.dim, self.num_latents, self.depth = dim, num_latents, depth
+        check_int(repeats=repeats)
+        self.dim, self.num_latents, self.depth, self.repeats = dim, num_latents, depth, repeats
+        self.latents = nn.Parameter(torch.randn(num_latents, dim))  # (M, D), learned
         self.norm_tokens = nn.LayerNorm(dim)
-        self.gather = LatentAttention(dim, num_latents, cross_heads, stages=("gather",))  # owns the latents (M, D)
-        self.norm_ff, self.ff = nn.LayerNorm(dim), FeedForward(dim, ff_mult)
-        self.layers = nn.ModuleList(LatentBlock(dim, heads, ff_mult) for _ in range(depth))
-
-    @property
-    def latents(self) -> nn.Parameter:
-        """The learned latents (M, D)."""
-        return self.gather.latents
+        self.blocks = nn.ModuleList(
+            _CrossBlock(dim, cross_heads, depth, heads, ff_mult, query_norm) for _ in range(min(repeats, 2))
+        )  # block 0: the first gather; block 1 (repeats ≥ 2): shared by every later repeat
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
     ) -> Tensor | tuple[Tensor, FamilyMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
-        out = self.gather(self.norm_tokens(x), mask=mask, return_maps=return_maps)
-        z, stage_maps = out if return_maps else (out, None)  # (B, M, D), gather map (B, Hc, M, N)
-        z = z + self.ff(self.norm_ff(z))  # (B, M, D)
+        xn = self.norm_tokens(x)  # (B, N, D), normalised once, read by every gather
+        z = self.latents.to(x.dtype).expand(x.shape[0], -1, -1)  # (B, M, D)
         extra: dict[str, Tensor] | None = {} if return_maps else None
-        z = _latent_stack(self.layers, z, None, causal=False, extra=extra)
-        if not return_maps:
-            return z
-        return z, FamilyMaps(gather=stage_maps.gather, extra=extra)
+        first = None
+        for r in range(self.repeats):
+            z, gmap = self.blocks[min(r, 1)](z, xn, mask, extra)  # (B, M, D), (B, Hc, M, N) | None
+            if r == 0:
+                first = gmap
+            elif extra is not None:
+                extra[f"gather {r + 1}"] = gmap
+        return (z, FamilyMaps(gather=first, extra=extra)) if return_maps else z
+
+
+class _CrossBlock(nn.Module):
+    """One Perceiver repeat: z += CrossAttn(LN z → LN x); z += MLP(LN z); then ``depth`` latent blocks."""
+
+    def __init__(self, dim: int, cross_heads: int, depth: int, heads: int, ff_mult: int, query_norm: bool) -> None:
+        super().__init__()
+        self.norm_latents = nn.LayerNorm(dim) if query_norm else nn.Identity()
+        self.gather = Attention(dim, heads=cross_heads)  # latents → tokens
+        self.norm_ff, self.ff = nn.LayerNorm(dim), FeedForward(dim, ff_mult)
+        self.layers = nn.ModuleList(LatentBlock(dim, heads, ff_mult) for _ in range(depth))
+
+    def forward(
+        self, z: Tensor, xn: Tensor, mask: Tensor | None, extra: dict[str, Tensor] | None
+    ) -> tuple[Tensor, Tensor | None]:
+        g = self.gather(self.norm_latents(z), context=xn, mask=mask, return_maps=extra is not None)
+        read, gmap = g if extra is not None else (g, None)  # (B, M, D), (B, Hc, M, N)
+        z = z + read
+        z = z + self.ff(self.norm_ff(z))  # (B, M, D)
+        return _latent_stack(self.layers, z, None, causal=False, extra=extra), gmap
 
 
 class PerceiverIO(nn.Module):
     """Perceiver IO: the :class:`Perceiver` encoder, then output queries read the latents (a broadcast stage).
 
-    Args: as :class:`Perceiver`, plus ``num_outputs`` O: learn O output queries (None = use the tokens themselves).
+    Args: as :class:`Perceiver` (one gather: no ``repeats``), plus ``num_outputs`` O: learn O output queries (None =
+    use the tokens themselves). The decoder layer-normalises the output queries and the latents it reads.
 
     ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False, queries (B, O, D) | None)`` →
     (B, O, D). The queries are, in this order of preference: the ``queries`` argument, the learned output queries,
@@ -139,9 +176,12 @@ class PerceiverIO(nn.Module):
         cross_heads: int = 1,
         depth: int = 1,
         ff_mult: int = 4,
+        query_norm: bool = True,
     ) -> None:
         super().__init__()
-        self.encoder = Perceiver(dim, num_latents, heads=heads, cross_heads=cross_heads, depth=depth, ff_mult=ff_mult)
+        self.encoder = Perceiver(
+            dim, num_latents, heads=heads, cross_heads=cross_heads, depth=depth, ff_mult=ff_mult, query_norm=query_norm
+        )  # gathers once, as Perceiver IO does
         self.dim, self.num_latents = dim, num_latents
         if num_outputs is not None:
             check_int(num_outputs=num_outputs)

@@ -1,14 +1,16 @@
 """Set Transformer (Lee et al. 2019, arXiv:1810.00825): attention blocks for sets, where order means nothing.
 
 * :class:`MAB` — multihead attention block, Eq. (6–7): ``H = LN(X + Multihead(X, Y, Y))``,
-  ``MAB(X, Y) = LN(H + rFF(H))``. The building block of the other two (LayerNorm optional, off by default).
+  ``MAB(X, Y) = LN(H + rFF(H))``. The building block of the other two. The LayerNorms are on by default, as in the
+  paper's equations; ``layer_norm=False`` drops them (the authors' released code has them off by default, and its
+  residual adds the *projected* queries X·W_Q and uses a one-layer ReLU rFF — we follow the paper's equations).
 * :class:`ISAB` — induced set attention block, Eq. (9–10): m learned inducing points I gather from the set,
   ``H = MAB(I, X)``, then the set reads them back, ``ISAB(X) = MAB(X, H)``: the ``gather`` then ``broadcast`` stages,
   O(N·m) instead of the O(N²) of a self-attention block. Permutation-*equivariant*.
 * :class:`PMA` — pooling by multihead attention, Eq. (11): k learned seeds gather from the set,
   ``PMA_k(Z) = MAB(S, rFF(Z))`` → (B, k, D). Permutation-*invariant*: a set summary of k vectors.
 
-Without feed-forwards and LayerNorm, ``ISAB(X) = X + LatentAttention(stages=("gather", "broadcast"))(X)`` with the
+Without feed-forwards and LayerNorms, ``ISAB(X) = X + LatentAttention(stages=("gather", "broadcast"))(X)`` with the
 same weights (:meth:`ISAB.from_latent_attention` builds that twin; a test checks the equality).
 """
 
@@ -28,7 +30,8 @@ __all__ = ["ISAB", "MAB", "PMA"]
 class MAB(nn.Module):
     """Multihead attention block: queries X (B, Nq, D) attend to Y (B, Nk, D); residual, then a row-wise MLP.
 
-    Args: dim, heads; ``layer_norm`` adds the paper's two LayerNorms; ``feedforward=False`` drops the rFF line.
+    Args: dim, heads; ``layer_norm`` (default True): the paper's two LayerNorms; ``feedforward=False`` drops the
+    rFF line (and its LayerNorm).
     ``forward(x (B, Nq, D), *, context Y (B, Nk, D) | None = x, mask (B, Nk) | None, causal=False,
     return_maps=False)`` → (B, Nq, D) [, map (B, H, Nq, Nk)]. ``context=None`` is the paper's SAB, MAB(X, X).
     """
@@ -39,7 +42,7 @@ class MAB(nn.Module):
     returns_tokens = True  # one output per query row of x
 
     def __init__(
-        self, dim: int, heads: int = 1, *, layer_norm: bool = False, feedforward: bool = True, ff_mult: int = 4
+        self, dim: int, heads: int = 1, *, layer_norm: bool = True, feedforward: bool = True, ff_mult: int = 4
     ) -> None:
         super().__init__()
         check_int(dim=dim, heads=heads, ff_mult=ff_mult)
@@ -47,7 +50,7 @@ class MAB(nn.Module):
         self.attn = Attention(dim, heads=heads)
         self.norm_attn = nn.LayerNorm(dim) if layer_norm else nn.Identity()
         self.ff = FeedForward(dim, ff_mult) if feedforward else None
-        self.norm_ff = nn.LayerNorm(dim) if layer_norm else nn.Identity()
+        self.norm_ff = nn.LayerNorm(dim) if layer_norm and feedforward else nn.Identity()
 
     def forward(
         self,
@@ -82,7 +85,7 @@ class ISAB(nn.Module):
     returns_tokens = True
 
     def __init__(
-        self, dim: int, num_inducing: int, *, heads: int = 1, layer_norm: bool = False, feedforward: bool = True
+        self, dim: int, num_inducing: int, *, heads: int = 1, layer_norm: bool = True, feedforward: bool = True
     ) -> None:
         super().__init__()
         check_int(dim=dim, num_inducing=num_inducing, heads=heads)
@@ -99,7 +102,7 @@ class ISAB(nn.Module):
         """
         if not isinstance(la, LatentAttention) or la.stages != ("gather", "broadcast"):
             raise ValueError("from_latent_attention needs a LatentAttention with stages ('gather', 'broadcast')")
-        isab = cls(la.dim, la.num_latents, heads=la.heads, feedforward=False)
+        isab = cls(la.dim, la.num_latents, heads=la.heads, layer_norm=False, feedforward=False)
         with torch.no_grad():
             isab.inducing.copy_(la.latents)
         isab.mab_gather.attn.load_state_dict(la.proj["gather"].state_dict())
@@ -132,7 +135,7 @@ class PMA(nn.Module):
     causal_note = "a pooled summary of the whole set has no positions to be causal about."
     returns_tokens = False
 
-    def __init__(self, dim: int, num_seeds: int, *, heads: int = 1, layer_norm: bool = False) -> None:
+    def __init__(self, dim: int, num_seeds: int, *, heads: int = 1, layer_norm: bool = True) -> None:
         super().__init__()
         check_int(dim=dim, num_seeds=num_seeds, heads=heads)
         self.dim, self.num_seeds = dim, num_seeds

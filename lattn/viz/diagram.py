@@ -51,18 +51,20 @@ class Stage:
     name: str  # the panel title: "write", "gather", "attention", …
     query: str  # the side whose rows score the other side: "tokens" or "latents"
     key: str  # the side being scored (its keys and values)
-    softmax: str = "key"  # which axis the softmax normalises: "key" (usual) or "query" (slot attention)
+    softmax: str = "key"  # which axis the softmax normalises: "key" (usual), "query" (slot attention), "none"
+    # ("none": fixed learned weights, e.g. Linformer's E and F)
     to: str = ""  # the side that receives information; "" = the query side (write: the latents)
     causal: bool = False  # link only source positions ≤ receiving positions
     window: int | None = None  # link only positions at most this far apart (a local window)
     note: str = ""  # one more caption line, e.g. "each latent takes the weighted mean"
+    how: str = ""  # replaces the generated caption line when the weights are not a softmax of one kind (causal Luna)
 
     def __post_init__(self) -> None:
         for arg in ("query", "key"):
             if getattr(self, arg) not in SIDES:
                 raise ValueError(f"Stage {self.name!r}: {arg} must be one of {SIDES}, got {getattr(self, arg)!r}")
-        if self.softmax not in ("key", "query"):
-            raise ValueError(f"Stage {self.name!r}: softmax must be 'key' or 'query', got {self.softmax!r}")
+        if self.softmax not in ("key", "query", "none"):
+            raise ValueError(f"Stage {self.name!r}: softmax must be 'key', 'query' or 'none', got {self.softmax!r}")
         if self.to not in ("", self.query, self.key):
             raise ValueError(f"Stage {self.name!r}: to must be {self.query!r} or {self.key!r}, got {self.to!r}")
         if self.window is not None and (not isinstance(self.window, int) or self.window < 0):
@@ -78,11 +80,16 @@ class Stage:
 
     @property
     def caption(self) -> str:
-        """e.g. 'tokens query latents · softmax over latents'."""
+        """e.g. 'tokens query latents · softmax over latents' (or ``how`` when given)."""
+        if self.how:
+            return self.how
         over = self.key if self.softmax == "key" else self.query
         if self.self_attention:
             over = "keys" if self.softmax == "key" else "queries"
-        parts = [f"{self.query} query {self.key}", f"softmax over {over}"]
+        if self.softmax == "none":
+            parts = [f"{self.key} mixed into {self.query}", "fixed learned weights, no softmax"]
+        else:
+            parts = [f"{self.query} query {self.key}", f"softmax over {over}"]
         if self.causal:
             parts.append("causal")
         if self.window is not None:
@@ -95,6 +102,7 @@ GATHER = Stage("gather", "latents", "tokens", note="each latent reads the tokens
 BROADCAST = Stage("broadcast", "tokens", "latents", note="each token reads its answer from the latents")
 STAGES = {s.name: s for s in (WRITE, GATHER, BROADCAST)}
 ATTENTION = Stage("attention", "tokens", "tokens", note="every token scores every token")
+LATENT_SELF = Stage("latent self-attention", "latents", "latents", note="cost M², whatever N")
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,35 @@ PRESETS: dict[str, Diagram] = {
         latent_name="g",
         latent_row="global",
     ),
+    # added for notebook 04: one schematic per family member, and the extra tokens that sit *beside* attention
+    "perceiver_repeats": Diagram(
+        (GATHER, LATENT_SELF, replace(GATHER, name="gather again", note="the same latents read the tokens again")),
+        title="Perceiver: gather, think, gather again (repeats share weights after the first)"),
+    "perceiver_io": Diagram(
+        (replace(GATHER, name="encode"), LATENT_SELF,
+         replace(BROADCAST, name="decode", note="output queries (here the tokens) read the latents")),
+        title="Perceiver IO: encode once, think, decode with output queries"),
+    "perceiver_ar_full": Diagram(
+        (replace(GATHER, causal=True, note="latent at position p reads tokens ≤ p"),
+         replace(LATENT_SELF, causal=True, note="latents attend causally among themselves")),
+        latents_at="last", title="Perceiver AR: the last M positions are the latents; both stages causal"),
+    "pma": Diagram((replace(GATHER, name="pool", note="k seeds each take a summary of the whole set"),),
+                   title="Set Transformer PMA: k seeds pool the set", latent_name="s", latent_row="seeds"),
+    "luna_causal": Diagram(
+        (replace(GATHER, name="causal pack", softmax="none", how="packed query tokens · weights φ > 0, no softmax",
+                 note="position t packs tokens ≤ t: running sums ÷ t"),
+         replace(BROADCAST, name="unpack", note="token t reads its own packed context (l slots)")),
+        title="causal Luna: each position packs its own prefix", latent_name="p", latent_row="packed"),
+    "linformer": Diagram(
+        (replace(GATHER, name="project", softmax="none", note="E, F (k × N): learned, the same for every input"),
+         replace(BROADCAST, name="attend", note="each token scores the k = |F| rows of F·V, E·K")),
+        title="Linformer: K and V squeezed along the sequence to k rows (k = |F|, N fixed)", latent_name="f",
+        latent_row="k rows"),
+    "registers": Diagram(
+        (ATTENTION, replace(GATHER, name="registers read", note="extra tokens read every token (and each other)"),
+         replace(BROADCAST, name="registers written", note="tokens read them in panel 1's softmax; outputs dropped")),
+        title="memory / register tokens: one full attention over N + r tokens, drawn in three parts", latent_name="r",
+        latent_row="registers"),
 }  # fmt: skip
 
 
@@ -309,6 +346,8 @@ def _row(ax: Axes, panel: Panel, side: str, y: float, labels: tuple[str, ...], n
 def _softmax_band(ax: Axes, panel: Panel) -> None:
     """A light band around the row the softmax runs over, labelled 'softmax' at its right end."""
     st = panel.stage
+    if st.softmax == "none":
+        return
     on_key = st.softmax == "key"
     side = st.key if on_key else st.query
     y = (0.0 if on_key else 1.0) if st.self_attention else (1.0 if side == "latents" else 0.0)

@@ -15,8 +15,10 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import Bbox
 
 from . import MAP_CMAP, heatmap, update_heatmap
+from .diagram import as_diagram, draw_stages
 
 __all__ = [
     "FUTURE_RGBA",
@@ -27,6 +29,7 @@ __all__ = [
     "LeakView",
     "distinguish",
     "future_shade",
+    "reach_profiles",
     "row_scaled",
     "stage_overview",
     "token_maps",
@@ -130,62 +133,173 @@ def token_maps(states: Sequence[dict[str, Any]], *, ncols: int = 4, mark_future:
     return fig
 
 
+def reach_profiles(profiles: dict[str, np.ndarray], *, query: int = 0, window: int | None = None) -> Figure:
+    """How strongly output ``query`` depends on each token j, one line per model (log scale; exact zeros drawn on the
+    dotted floor at :data:`LEAK_FLOOR`); tokens within ``window`` of the query shaded.
+
+    ``profiles``: {label: (N,) ‖∂y_query/∂x_j‖}, e.g. row ``query`` of :func:`lattn.analysis.dependence`.
+    """
+    if not profiles:
+        raise ValueError("profiles must hold at least one model")
+    fig = Figure(figsize=(8.0, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    n = len(next(iter(profiles.values())))
+    lines = [ax.semilogy(np.arange(n), np.maximum(np.asarray(p, dtype=float), LEAK_FLOOR), marker="o", ms=4,
+                         label=label)[0] for label, p in profiles.items()]  # fmt: skip
+    distinguish(lines)
+    if window is not None:
+        ax.axvspan(query - window - 0.5, query + window + 0.5, color="0.9", zorder=0)
+        ax.text(query + window + 0.4, 3, f"window ±{window}", ha="right", va="bottom", fontsize=8, color="0.35")
+    ax.axhline(LEAK_FLOOR, color="0.6", lw=0.8, ls=":")
+    ax.text(n - 0.5, LEAK_FLOOR * 2, "exactly 0: no path", ha="right", va="bottom", fontsize=8, color="0.4")
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylim(LEAK_FLOOR / 3, 30)
+    ax.set_xlabel("token j")
+    ax.set_ylabel(f"‖∂ output {query} / ∂ token j‖")
+    ax.legend(fontsize=8, loc="upper right", ncols=2)
+    ax.set_title(f"how far output {query} reaches: one window + global layer stops at the window", fontsize=10)
+    return fig
+
+
+class _Absent:
+    """Stands in for the artist of a map a mechanism does not have: invisible, and its text says why."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_visible(self) -> bool:
+        return False
+
+    def get_text(self) -> str:
+        return "none: the outputs are latents, not tokens" if self.name == "effective" else "not used"
+
+
 class FamilyView:
-    """One mechanism's write | gather | broadcast maps and its token→token map (rows scaled to their max), each with
-    its own colorbar; unused stages are blanked with a note. Drawn once into ``fig``, updated in place.
+    """One mechanism's maps, *only those it has*, left to right: the stages it uses (write | gather | broadcast), then
+    its token→token map (rows scaled to their max) when its outputs are tokens — each with its own colorbar. The slots
+    left over show the mechanism's schematic (:func:`lattn.viz.diagram.draw_stages`) when it fits, else a one-line
+    note of the stages it does not use: no empty panels. Drawn once into ``fig`` (four slots), updated in place.
 
     ``update(state)`` with ``title``, ``stages`` (the used stage names), ``names`` ({stage: the paper's word}), ``n``,
     ``m``, one (rows, cols) array or None per stage and ``effective``, ``gather_offset`` (Perceiver AR's latent
-    positions start there; None otherwise) and ``mark_future`` (veil the gather and token→token future).
+    positions start there; None otherwise), ``mark_future`` (veil the gather and token→token future) and
+    ``diagram`` (a :data:`~lattn.viz.diagram.PRESETS` name or None). ``shown`` lists the maps in slot order.
     """
 
+    SLOTS = 4
+
     def __init__(self, fig: Figure) -> None:
-        axes = fig.subplots(1, 4, width_ratios=[1, 1.4, 1, 1.3])
-        self.axes = dict(zip(STAGE_AXES, axes))
-        self.ims, self.notes, self.shades, self.cbars = {}, {}, {}, {}
-        for name, ax in self.axes.items():
-            xlabel, ylabel = STAGE_AXES[name]
-            self.ims[name] = heatmap(np.zeros((2, 2)), ax, xlabel=xlabel, ylabel=ylabel, colorbar=False)
-            self.cbars[name] = fig.colorbar(self.ims[name], ax=ax, fraction=0.06, pad=0.02)
-            self.notes[name] = ax.text(0.5, 0.5, "", ha="center", va="center", transform=ax.transAxes, fontsize=10)
-        for name in ("gather", "effective"):
-            self.shades[name] = self.axes[name].imshow(
-                np.zeros((2, 2, 4)), aspect="auto", interpolation="nearest", zorder=3
-            )
+        axes = fig.subplots(1, self.SLOTS)  # equal slots: any map may land in any slot
+        engine = fig.get_layout_engine()
+        if engine is not None and hasattr(engine, "set"):
+            engine.set(wspace=0.1)  # room for a colorbar's tick labels and the next slot's y label
+        self.slots: list[dict[str, Any]] = []
+        for ax in axes:
+            im = heatmap(np.zeros((2, 2)), ax, colorbar=False)
+            shade = ax.imshow(np.zeros((2, 2, 4)), aspect="auto", interpolation="nearest", zorder=3)
+            cbar = fig.colorbar(im, ax=ax, fraction=0.06, pad=0.02)
+            note = ax.text(0.5, 0.5, "", ha="center", va="center", transform=ax.transAxes, fontsize=9, wrap=True)
+            self.slots.append({"ax": ax, "im": im, "shade": shade, "cbar": cbar, "note": note})
+        self.diagram_ax = fig.add_axes((0, 0, 1, 1))
+        self.diagram_ax.set_in_layout(False)
+        self.diagram_ax.set_visible(False)
+        self.free: list[int] = []
+        self.diagram_ax.set_axes_locator(self._free_box)
+        self.shown: tuple[str, ...] = ()
         self.suptitle = fig.suptitle("", fontsize=11)
 
+    def _free_box(self, ax: Axes, renderer: Any) -> Any:
+        """At draw time: the box covering the free slots (axes and colorbars), where the schematic goes."""
+        boxes = [
+            box
+            for k in self.free
+            for box in (self.slots[k]["ax"].get_position(), self.slots[k]["cbar"].ax.get_position())
+        ]
+        return Bbox.union(boxes) if boxes else Bbox.from_bounds(0, 0, 0.01, 0.01)  # hidden when nothing is free
+
+    # per-map views (stage name or "effective" → the artist of the slot showing it); a map the mechanism does not
+    # have gets an :class:`_Absent` stand-in that is invisible and says why
+    def _by_name(self, part: str) -> dict[str, Any]:
+        return {
+            name: self.slots[self.shown.index(name)][part] if name in self.shown else _Absent(name)
+            for name in STAGE_AXES
+        }
+
+    @property
+    def ims(self) -> dict[str, Any]:
+        return self._by_name("im")
+
+    @property
+    def axes(self) -> dict[str, Any]:
+        return self._by_name("ax")
+
+    @property
+    def notes(self) -> dict[str, Any]:
+        return self._by_name("note")
+
+    @property
+    def shades(self) -> dict[str, Any]:
+        return self._by_name("shade")
+
+    def shade_visible(self, name: str) -> bool:
+        """Whether the future veil is drawn over the map ``name`` ("gather" or "effective")."""
+        return name in self.shown and self.slots[self.shown.index(name)]["shade"].get_visible()
+
     def update(self, state: dict[str, Any]) -> None:
-        for name, im in self.ims.items():
-            data = state[name]
-            used = data is not None
-            im.set_visible(used)
-            self.cbars[name].ax.set_visible(used)
-            ax = im.axes
-            ax.tick_params(bottom=used, left=used, labelbottom=used, labelleft=used)
-            if name == "effective":
-                title = "token→token, rows scaled to max" if used else "token→token"
-                note = "" if used else "none: the outputs\nare latents, not tokens"
-                if used:
-                    data = row_scaled(data)
-            else:
-                paper = state["names"][name]
-                title = f"{name}{' = ' + paper if paper else ''}" if used else name
-                note = "" if used else "not used"
+        shown = [s for s in STAGE_AXES if s != "effective" and state[s] is not None]
+        if state["effective"] is not None:
+            shown.append("effective")
+        self.shown = tuple(shown)
+        for k, slot in enumerate(self.slots):
+            name = shown[k] if k < len(shown) else None
+            ax, im = slot["ax"], slot["im"]
+            ax.set_visible(name is not None)
+            slot["cbar"].ax.set_visible(name is not None)
+            if name is None:
+                continue
+            ax.set_axis_on()
+            im.set_visible(True)
+            slot["note"].set_text("")
+            data = row_scaled(state[name]) if name == "effective" else state[name]
+            update_heatmap(im, data)
+            xlabel, ylabel = STAGE_AXES[name]
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            paper = state["names"].get(name, "") if name != "effective" else ""
+            title = (
+                "token→token, rows scaled to max" if name == "effective" else name + (f" = {paper}" if paper else "")
+            )
             ax.set_title(title, fontsize=9)
-            self.notes[name].set_text(note)
-            if used:
-                update_heatmap(im, data)
-        for name, shade in self.shades.items():
-            data = state[name]
-            offset = 0 if name == "effective" else state["gather_offset"]
-            show = state["mark_future"] and data is not None and offset is not None
-            shade.set_visible(show)
-            if show:
+            offset = 0 if name == "effective" else state["gather_offset"] if name == "gather" else None
+            veiled = state["mark_future"] and offset is not None
+            slot["shade"].set_visible(veiled)
+            if veiled:
                 rows, cols = data.shape
-                shade.set_data(future_shade(rows, cols, offset))
-                shade.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+                slot["shade"].set_data(future_shade(rows, cols, offset))
+                slot["shade"].set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
+        self._fill_free(state, len(shown))
         used = " + ".join(state["stages"]) or "no latent stage (N×N)"
         self.suptitle.set_text(f"{state['title']}: {used}   (N = {state['n']}, M = {state['m']}, head 0)")
+
+    def _fill_free(self, state: dict[str, Any], used: int) -> None:
+        """The schematic over the free slots when it fits (one slot per stage), else a note in the first free one."""
+        self.free = list(range(used, self.SLOTS))
+        name = state.get("diagram")
+        fits = bool(self.free) and name is not None and len(as_diagram(name).stages) <= len(self.free)
+        self.diagram_ax.set_visible(fits)
+        if fits:
+            self.diagram_ax.clear()
+            draw_stages(name, min(state["n"], 12), min(state["m"], 6), ax=self.diagram_ax, title="")
+            return
+        if self.free:  # too little room for the picture: say what is missing instead of leaving a blank panel
+            slot = self.slots[self.free[0]]
+            slot["ax"].set_visible(True)
+            slot["ax"].set_axis_off()
+            missing = [s for s in ("write", "gather", "broadcast") if state[s] is None]
+            slot["note"].set_text("not used:\n" + ", ".join(missing) if missing else "")
+            slot["im"].set_visible(False)
+            slot["shade"].set_visible(False)
+            slot["ax"].set_title("")
 
 
 class LeakView:

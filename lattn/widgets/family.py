@@ -26,6 +26,7 @@ from .base import Explorer
 __all__ = ["FamilyExplorer", "LeakExplorer"]
 
 LEAK_KEYS = ("latent", "isab", "luna", "luna_causal", "perceiver_ar")
+DIAGRAMS = {"full": "causal", "perceiver_ar": "perceiver_ar_full"}  # registry key → viz.diagram preset (else same)
 
 
 def _slider(description: str, lo: int, hi: int, value: int) -> W.IntSlider:
@@ -56,10 +57,10 @@ class FamilyExplorer(Explorer):
     ``mark_future`` (veil the cells where a token would read a later token). Head 0 is shown.
     ``state``: ``stages``, one (rows, cols) array per stage or None, ``effective`` (N, N) or None, ``future_leak``
     (:func:`~lattn.family.compare.future_leak` at the last token: 0.0 = causal; None when the outputs are latents),
-    ``mark_future``. The figure is :attr:`view` (a :class:`~lattn.viz.family.FamilyView`).
+    ``mark_future``, ``diagram`` (the schematic's preset). The figure is :attr:`view` (a :class:`~lattn.viz.family.FamilyView`).
     """
 
-    figsize = (11.5, 3.5)
+    figsize = (11.5, 3.8)
 
     def __init__(
         self,
@@ -111,6 +112,7 @@ class FamilyExplorer(Explorer):
         state["gather_offset"] = n - state["gather"].shape[0] if key == "perceiver_ar" else None
         state["future_leak"] = future_leak(mech, module, self.tokens[:, :n])
         state["mark_future"] = self.mark_future.value
+        state["diagram"] = DIAGRAMS.get(key, key)
         return state
 
     def setup(self, fig: Figure) -> None:

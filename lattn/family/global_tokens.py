@@ -1,0 +1,90 @@
+"""Global tokens beside local attention (Longformer, BigBird, ETC), and how far one output can reach.
+
+Latent attention *replaces* token–token attention: tokens only meet through M latents. Global tokens sit *beside*
+it: every token still attends to its neighbours directly (a ±w window), and g extra tokens attend to — and are
+attended by — every token. Memory tokens (Burtsev et al. 2020) and ViT registers (Darcet et al. 2023) are extra
+tokens inside *full* attention: they add g rows and columns to the N×N map instead of removing it.
+
+* :func:`local_global_mask` — the (g + N)² boolean pattern of one layer over [globals; tokens].
+* :class:`LocalGlobalAttention` — ``depth`` pre-norm layers of :class:`~lattn.attention.Attention` with that mask;
+  learned global tokens (ETC/BigBird-ETC style; Longformer instead marks chosen input tokens as global).
+* :func:`score_counts` — how many query–key scores one layer computes: window + global vs latents vs full.
+How far an output reaches is measured with :func:`lattn.analysis.dependence` (‖∂y_i/∂x_j‖ by autograd).
+
+Subtle: in *one* layer a token reads the global tokens' inputs, which have not seen anything yet, so output 0 does
+not depend on a token outside its window; it takes two layers (globals gather, then tokens read them). The
+lesson's latent layer does both in one layer (gather, then broadcast).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..attention import Attention
+from ..checks import check_int
+from ._common import check_input, refuse_causal
+
+__all__ = ["LocalGlobalAttention", "local_global_mask", "score_counts"]
+
+
+def local_global_mask(n: int, window: int, num_global: int) -> Tensor:
+    """(g + N, g + N) bool over [globals; tokens]: globals see everything and are seen by everything; token i sees
+    tokens j with |i − j| ≤ window. Example: N = 4, w = 1, g = 1 → token 0 sees the global, itself and token 1."""
+    check_int(n=n, num_global=num_global)
+    check_int(window=window, minimum=0)
+    g = num_global
+    pos = torch.arange(n)
+    allowed = torch.ones(g + n, g + n, dtype=torch.bool)
+    allowed[g:, g:] = (pos[:, None] - pos[None, :]).abs() <= window  # (N, N) band
+    return allowed
+
+
+def score_counts(n: int, *, window: int, num_global: int, num_latents: int, registers: int) -> dict[str, int]:
+    """Query–key scores of one layer over N tokens: full attention N², window + g global tokens (the mask's True
+    entries), latents gather + broadcast 2·N·M, full attention with r memory/register tokens (N + r)²."""
+    check_int(num_latents=num_latents, registers=registers)
+    return {
+        "full attention": n * n,
+        f"window ±{window} + {num_global} global": int(local_global_mask(n, window, num_global).sum()),
+        f"{num_latents} latents (gather + broadcast)": 2 * n * num_latents,
+        f"full + {registers} registers": (n + registers) ** 2,
+    }
+
+
+class LocalGlobalAttention(nn.Module):
+    """``depth`` layers of window + global attention: (B, N, D) → (B, N, D).
+
+    Each layer runs one :class:`~lattn.attention.Attention` over [globals; tokens] (B, g + N, D) with
+    :func:`local_global_mask`, pre-norm with a residual: h = h + Attn(LN h). The globals start from g learned vectors
+    and are carried from layer to layer; the tokens' part is returned. Cost O(N·(2w + 1 + 2g)) per layer.
+    """
+
+    stages = ()  # not a latent stage: tokens still score tokens (within the window)
+    is_causal = False
+    causal_note = "the global tokens read every token, the future included."
+    returns_tokens = True
+
+    def __init__(self, dim: int, window: int, num_global: int, *, heads: int = 1, depth: int = 2) -> None:
+        super().__init__()
+        check_int(dim=dim, num_global=num_global, heads=heads, depth=depth)
+        check_int(window=window, minimum=0)
+        self.dim, self.window, self.num_global = dim, window, num_global
+        self.globals_ = nn.Parameter(torch.randn(num_global, dim))  # (g, D), learned
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
+        self.layers = nn.ModuleList(Attention(dim, heads=heads) for _ in range(depth))
+
+    def forward(
+        self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
+    ) -> Tensor:
+        refuse_causal(self, causal)
+        check_input(self, x, mask)
+        if mask is not None or return_maps:
+            raise ValueError("LocalGlobalAttention is a small teaching module: no mask, no maps")
+        B, N, _ = x.shape
+        g = self.num_global
+        allowed = local_global_mask(N, self.window, g).to(x.device)  # (g + N, g + N)
+        h = torch.cat([self.globals_.to(x.dtype).expand(B, -1, -1), x], 1)  # (B, g + N, D)
+        for norm, attn in zip(self.norms, self.layers):
+            h = h + attn(norm(h), attn_mask=allowed)
+        return h[:, g:]  # (B, N, D): the tokens' outputs
