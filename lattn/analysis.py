@@ -1,17 +1,82 @@
-"""Small analyses of attention maps: how much of a map a rank-M bottleneck can keep, which latent each group of
-tokens reads, and a printable agreement check.
+"""Small analyses of attention layers: how much of a map a rank-M bottleneck can keep, which latent each group of
+tokens reads, how much each token's output depends on each input token, and a printable agreement check.
 
 Eckart–Young: the best rank-r approximation of a matrix (in Frobenius norm) keeps its r largest singular values.
-Since latent attention's effective token→token map has rank ≤ M, no latent model with M latents can get closer to
-a given full attention map than this bound.
+One head's gather→broadcast path (``LatentMaps.effective()``) has rank ≤ M, so as a map of weights it can get no
+closer to a given full attention map than this bound. The layer's whole token→token dependence (:func:`dependence`)
+is not bound by it: the write path and the mixing of heads add to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["agreement", "latent_per_group", "low_rank", "singular_values"]
+__all__ = [
+    "agreement",
+    "dependence",
+    "latent_per_group",
+    "low_rank",
+    "rank_errors",
+    "sensitivity",
+    "singular_values",
+]
+
+Layer = Callable[[Tensor], Tensor]  # (B, N, D) → (B, N, D_out): a layer, a model, any function of the tokens
+
+
+def _one_sequence(x: Tensor) -> Tensor:
+    """(N, D) or (1, N, D) → (1, N, D), detached; anything else is a ValueError."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a tensor (N, D) or (1, N, D), got {type(x).__name__}")
+    if x.dim() == 2:
+        x = x[None]
+    if x.dim() != 3 or x.shape[0] != 1 or not x.is_floating_point():
+        raise ValueError(f"x must be one sequence of float tokens, (N, D) or (1, N, D), got {tuple(x.shape)} {x.dtype}")
+    return x.detach()
+
+
+def dependence(fn: Layer, x: Tensor) -> Tensor:
+    """The layer's token→token dependence on one sequence, by autograd: entry (i, j) = ‖∂y_i/∂x_j‖, the Frobenius
+    norm of the (D_out, D) Jacobian block of output token i with respect to input token j.
+
+    ``fn`` maps (1, N, D) → (1, N, D_out) (e.g. a :class:`~lattn.latent.LatentAttention`); ``x`` (N, D) or
+    (1, N, D). Returns (N, N) in x's dtype. Unlike ``LatentMaps.effective()`` it sees every path (write, gather,
+    broadcast, all heads, the projections), and it is a local, linear measure: how y moves for a small change of x.
+    """
+    x = _one_sequence(x)
+    with torch.enable_grad():
+        try:  # vectorised (vmap): one batched backward pass instead of N·D_out
+            jac = torch.autograd.functional.jacobian(lambda t: fn(t[None])[0], x[0], vectorize=True)
+        except (RuntimeError, NotImplementedError):  # an op vmap cannot batch: one backward pass per output entry
+            jac = torch.autograd.functional.jacobian(lambda t: fn(t[None])[0], x[0])  # (N, D_out, N, D)
+    if jac.dim() != 4 or jac.shape[0] != x.shape[1] or jac.shape[2] != x.shape[1]:
+        raise ValueError(f"fn must map (1, N, D) to (1, N, D_out); its Jacobian has shape {tuple(jac.shape)}")
+    return jac.square().sum(dim=(1, 3)).sqrt()  # (N, N)
+
+
+def sensitivity(fn: Layer, x: Tensor, *, token: int = 0, size: float = 1.0, seed: int = 0) -> Tensor:
+    """How far one token's output moves when another token changes: entry j = ‖y_token(x with x_j + δ) − y_token(x)‖
+    for one fixed random δ of norm ``size`` (the same δ for every j), all j in one batch of N copies of x.
+
+    ``fn`` maps (B, N, D) → (B, N, D_out); ``x`` (N, D) or (1, N, D). Returns (N,). A finite change, not a
+    derivative: a window of ±w answers exactly 0 for |j − token| > w.
+    """
+    x = _one_sequence(x)
+    N, D = x.shape[1:]
+    if not isinstance(token, int) or not 0 <= token < N:
+        raise ValueError(f"token must be an int in 0 … {N - 1}, got {token!r}")
+    if not size > 0:
+        raise ValueError(f"size must be > 0, got {size}")
+    delta = torch.randn(D, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x.dtype)
+    delta = size * delta / delta.norm()
+    changed = x.repeat(N, 1, 1)  # (N, N, D): copy j has token j changed
+    changed[torch.arange(N), torch.arange(N)] += delta
+    with torch.no_grad():
+        y0, y = fn(x)[0, token], fn(changed)[:, token]  # (D_out,), (N, D_out)
+    return (y - y0).norm(dim=-1)  # (N,)
 
 
 def agreement(a: Tensor, b: Tensor, decimals: int = 6) -> str:
@@ -57,5 +122,14 @@ def low_rank(a: Tensor, rank: int) -> tuple[Tensor, float]:
     u, s, vh = torch.linalg.svd(a.double(), full_matrices=False)
     r = min(rank, s.numel())
     approx = (u[:, :r] * s[:r]) @ vh[:r]  # (N, K)
-    err = (s[r:].square().sum().sqrt() / s.square().sum().sqrt()).item()
-    return approx.to(a.dtype), err
+    return approx.to(a.dtype), rank_errors(s)[r].item()
+
+
+def rank_errors(sv: Tensor) -> Tensor:
+    """Relative Frobenius error of the best rank-r approximation for r = 0 … K, from the singular values (K,):
+    ‖a − â_r‖ / ‖a‖ = √(Σ_{k>r} σ_k²) / √(Σ_k σ_k²). Returns (K + 1,) float64, falling from 1 to 0."""
+    if sv.dim() != 1:
+        raise ValueError(f"rank_errors expects the singular values (K,), got shape {tuple(sv.shape)}")
+    energy = sv.double().square()
+    tail = energy.flip(0).cumsum(0).flip(0)  # (K,): Σ_{k ≥ r}
+    return torch.cat([tail, tail.new_zeros(1)]).clamp_min(0).sqrt() / energy.sum().sqrt()

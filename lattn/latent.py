@@ -9,9 +9,10 @@ cross-attention between tokens x (B, N, D) and latents z (B, M, D):
 2. **gather** — latents query the tokens; softmax over the *tokens*; latents add what they read.  map (B, H, M, N)
 3. **broadcast** — tokens query the latents; softmax over the *latents*; gives the output.        map (B, H, N, M)
 
-Cost O(N·M·D) instead of O(N²·D). Any non-empty subset of the stages, in this order, is a valid module:
-("gather", "broadcast") is the shape of Set Transformer's ISAB and Luna; ("write", "gather") ends at the
-latents (a Perceiver-style encoder) and then returns them instead of tokens.
+Cost O(N·M·D) instead of O(N²·D). The three stages in one layer are this course's reading of the lesson, not a
+published architecture; published designs use subsets: Perceiver = gather, Set Transformer's ISAB and Luna =
+("gather", "broadcast"), Slot Attention = write. Any non-empty subset, in this order, is a valid module; without
+broadcast it ends at the latents and returns them (B, M, D) instead of tokens.
 
 Example::
 
@@ -66,10 +67,15 @@ class LatentMaps:
     broadcast: Tensor | None = None
 
     def effective(self) -> Tensor:
-        """Effective token→token map broadcast @ gather, (B, H, N, N); its rank is at most M.
+        """Per-head effective map broadcast @ gather, (B, H, N, N): the gather→broadcast path of each head, rank ≤ M.
 
-        Entry (i, j): how much of token j's value reaches token i through the latents. Without a gather
-        stage the latents were filled by the write stage, so its column-normalised map takes gather's place.
+        Entry (i, j): the weight with which token j's value, read by the latents in gather, reaches token i in
+        broadcast, within one head. A diagnostic, not the layer's whole token→token dependence: it leaves out the
+        write path (when gather is present), the latents' own contribution, and the mixing of heads through the
+        value and output projections — with H heads the dependence can exceed rank M (see
+        :func:`lattn.analysis.dependence`). What always holds: everything a token learns about the others passes
+        through M latent vectors. Without a gather stage the write map, its columns renormalised over tokens (the
+        weighted-mean weights), takes gather's place: then it is the write→broadcast path.
         """
         if self.broadcast is None:
             raise ValueError("the effective token→token map needs a broadcast stage")

@@ -69,3 +69,38 @@ def test_max_rank_checker(capsys):
 def test_verdict_displays_nothing():
     v = ex.check_max_rank(8)
     assert v._ipython_display_() is None and "ok=True" in repr(v)
+
+
+def multihead(q, k, v, heads, transpose=True, scale_by_d_head=True):
+    B, N, D = q.shape
+    dh = D // heads
+    if transpose:
+        q, k, v = (t.view(B, N, heads, dh).transpose(1, 2) for t in (q, k, v))
+    else:
+        q, k, v = (t.view(B, heads, N, dh) for t in (q, k, v))
+    w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh if scale_by_d_head else D), dim=-1)
+    read = w @ v
+    return read.transpose(1, 2).reshape(B, N, D) if transpose else read.reshape(B, N, D)
+
+
+def test_multihead_checker_reference_is_torch_sdpa():
+    q, k, v = (torch.randn(2, 5, 12, dtype=torch.float64) for _ in range(3))
+    heads = [t.view(2, 5, 3, 4).transpose(1, 2) for t in (q, k, v)]
+    sdpa = torch.nn.functional.scaled_dot_product_attention(*heads).transpose(1, 2).reshape(2, 5, 12)
+    assert (ex._heads(q, k, v, 3) - sdpa).abs().max().item() < 1e-12
+
+
+@pytest.mark.parametrize(
+    ("fn", "ok", "hint"),
+    [
+        (multihead, True, "head by head"),
+        (lambda q, k, v, h: multihead(q, k, v, h, transpose=False), False, "THEN transpose"),
+        (lambda q, k, v, h: multihead(q, k, v, h, scale_by_d_head=False), False, "not √D"),
+        (lambda q, k, v, h: multihead(q, k, v, h)[:, :, :4], False, "merge the heads back"),
+        (lambda q, k, v, h: multihead(q, k, v, 1), False, "first mismatch"),
+        (None, False, "Your turn"),
+    ],
+)
+def test_multihead_checker(fn, ok, hint, capsys):
+    assert bool(ex.check_multihead(fn)) is ok
+    assert hint in capsys.readouterr().out

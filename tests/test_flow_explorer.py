@@ -130,3 +130,12 @@ def test_explorer_rejects_bad_input(model_x_maps):
     e = FlowExplorer(model, x[0], token_labels=[f"t{i}" for i in range(N)])
     assert e.token.options[1] == ("t0", 0)
     assert png_bytes(e.fig, 110)
+
+
+def test_explorer_starts_at_the_given_selection_in_one_render(model_x_maps):
+    model, x, _ = model_x_maps
+    e = FlowExplorer(model, x, token=4, head=1)
+    assert e.renders == 1 and e.state["token"] == 4 and e.state["head"] == 1 and e.state["latent"] is None
+    assert e.png == FlowExplorer(model, x).set(token=4, head=1).png
+    with pytest.raises(ValueError, match=r"head must be an int in 0 … 1 or None, got 2"):
+        FlowExplorer(model, x, head=2)

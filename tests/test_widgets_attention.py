@@ -145,3 +145,30 @@ def test_latent_per_group_picks_each_groups_latent():
     ]
     with pytest.raises(ValueError, match="groups"):
         latent_per_group(broadcast, torch.tensor([0, 1]))
+
+
+def test_rank_explorer_switches_between_maps_with_flat_and_steep_spectra():
+    n = 16
+    idx = torch.arange(n)
+    band = ((idx[:, None] - idx).abs() <= 2).float()
+    band = band / band.sum(-1, keepdim=True)
+    maps = {
+        "near rank 1": torch.full((n, n), 1 / n) + 0.001 * torch.eye(n),
+        "band": band,
+        "shift": torch.eye(n).roll(-1, 1),
+    }
+    ex = RankExplorer(maps)
+    assert ex.map.options == tuple(maps) and ex.state["name"] == "near rank 1"
+    errors = {name: ex.set(map=name, m=4).state["error"] for name in maps}
+    assert errors["near rank 1"] < 0.01 < errors["band"] < errors["shift"], errors
+    assert errors["shift"] == pytest.approx((1 - 4 / n) ** 0.5)  # a permutation: all singular values equal
+    assert ex.view.full_im.axes.get_title().startswith("shift:"), "the left panel follows the chosen map"
+    png = ex.png
+    ex.set(map="band")
+    assert ex.png != png and "map=band, M=4" in ex.status.value
+    fig = ex.error_figure(marks=[4])
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines[:3]] == list(maps)
+    np.testing.assert_allclose(lines[2].get_ydata()[4], 100 * errors["shift"], rtol=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        RankExplorer({"a": band, "b": band[:8, :8]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,14 @@ import torch
 from ..attention import scaled_dot_product
 from . import Verdict, run_check
 
-__all__ = ["check_attention", "check_gather", "check_latent_scores", "check_max_rank", "check_softmax"]
+__all__ = [
+    "check_attention",
+    "check_gather",
+    "check_latent_scores",
+    "check_max_rank",
+    "check_multihead",
+    "check_softmax",
+]
 
 
 def _inputs(seed: int, *shape: int) -> torch.Tensor:
@@ -135,3 +143,42 @@ def check_max_rank(answer: Any, n: int = 100, m: int = 8) -> Verdict:
         f"at most min(N, M) = {min(n, m)}: the bottleneck in one number.",
         f"set max_rank to the largest rank the effective map can have for N={n}, M={m}.",
     )
+
+
+def _heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, *, transpose: bool = True,
+           head_scale: bool = True) -> torch.Tensor:  # fmt: skip
+    """Multi-head attention on projected (B, N, D) inputs, and two usual slips: viewing (B, N, D) as (B, H, N, dh)
+    without the transpose (which mixes tokens into heads), and scaling by √D instead of √d_head."""
+    B, N, D = q.shape
+    dh = D // heads
+
+    def split(t: torch.Tensor) -> torch.Tensor:  # (B, N, D) → (B, H, N, dh)
+        return t.view(B, N, heads, dh).transpose(1, 2) if transpose else t.view(B, heads, N, dh)
+
+    scale = 1 / math.sqrt(dh if head_scale else D)
+    w = torch.softmax(split(q) @ split(k).transpose(-1, -2) * scale, dim=-1)  # (B, H, N, N)
+    read = w @ split(v)  # (B, H, N, dh)
+    return read.transpose(1, 2).reshape(B, N, D) if transpose else read.reshape(B, N, D)
+
+
+def check_multihead(fn: Callable[..., torch.Tensor] | None) -> Verdict:
+    """``fn(q, k, v, heads)`` on projected (B, N, D) inputs → (B, N, D): split into H heads of size D/H with
+    view + transpose, attention in each head, merge back. Compared with torch's SDPA on the heads."""
+
+    def check(fn):
+        q, k, v = (_inputs(10 + i, 2, 5, 12) for i in range(3))
+        expected = _heads(q, k, v, 3)  # equal to torch's SDPA on the heads (tests/test_exercises_basics.py)
+        got = fn(q, k, v, 3)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 5, 12):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            return False, f"merge the heads back: expected shape (B, N, D) = (2, 5, 12), got {shape}."
+        if torch.allclose(got, _heads(q, k, v, 3, transpose=False), atol=1e-8):
+            return False, "view (B, N, D) as (B, N, H, d_head), THEN transpose to (B, H, N, d_head) (and back)."
+        if torch.allclose(got, _heads(q, k, v, 3, head_scale=False), atol=1e-8):
+            return False, "each head scores with d_head = D / H features: divide by √d_head, not √D."
+        if torch.allclose(got, expected, atol=1e-8):
+            return True, ""
+        return False, f"{_first_mismatch(got, expected)}; split → softmax(q kᵀ/√d_head) v per head → merge."
+
+    return run_check(fn, check, "your heads match torch's scaled_dot_product_attention, head by head.",
+                     "write multihead(q, k, v, heads), then call check_multihead(multihead).")  # fmt: skip

@@ -9,6 +9,9 @@ update the same views in place.
 * :func:`latent_maps_figure` — several such rows (e.g. untrained vs trained) on shared scales.
 * :class:`RankView` / :func:`rank_figure` — a full attention map, its best rank-M approximation(s) on the same
   scale, and the singular values with the cut.
+* :func:`hero_figure` — the three-stage diagram of :mod:`lattn.viz.diagram` with each stage's update rule under it.
+* :func:`dependence_figure` — the layer's token→token dependence ‖∂y_i/∂x_j‖ beside each head's effective map.
+* :func:`sensitivity_figure` — how far one token's output moves when token j changes, one line per layer.
 """
 
 from __future__ import annotations
@@ -21,8 +24,20 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
 from . import OKABE_ITO, as_array, category_strip, heatmap, update_heatmap
+from .diagram import draw_stages, figsize
 
-__all__ = ["STAGE_TITLES", "AttentionMapView", "LatentMapsRow", "RankView", "latent_maps_figure", "rank_figure"]
+__all__ = [
+    "STAGE_TITLES",
+    "AttentionMapView",
+    "LatentMapsRow",
+    "RankView",
+    "dependence_figure",
+    "hero_figure",
+    "latent_maps_figure",
+    "rank_error_figure",
+    "rank_figure",
+    "sensitivity_figure",
+]
 
 STAGE_TITLES = {  # (title, x label, y label) of each stage's map
     "write": ("write: softmax over latents", "latent", "token (query)"),
@@ -117,31 +132,59 @@ def latent_maps_figure(
 class RankView:
     """Full map | best rank-M approximation (same colour scale) | singular values with the cut after M.
 
-    ``full`` (N, N) weights, ``sv`` (N,) its singular values. ``update(approx, m, error)``. Both maps share the scale
-    min..max of the full map (trained maps can be close to uniform, and a 0-based scale would hide their structure);
-    approximations outside that range are clipped.
+    ``full`` (N, N) weights, ``sv`` (N,) its singular values. ``update(approx, m, error, full=None, sv=None, name="")``
+    (a new ``full``/``sv`` switches the map shown). Both maps share the scale min..max of the full map (trained maps
+    can be close to uniform, and a 0-based scale would hide their structure); approximations outside it are clipped.
     """
 
     def __init__(self, fig: Figure | SubFigure, full: Any, sv: Any) -> None:
         ax_full, ax_low, ax_sv = fig.subplots(1, 3, width_ratios=[1, 1, 1.1])
-        self.vmin, self.vmax = _range(full)
-        heatmap(full, ax_full, title=f"full attention: weights {self.vmin:.3f}–{self.vmax:.3f}", xlabel="key", ylabel="query",
-                vmin=self.vmin, vmax=self.vmax, colorbar=False)  # fmt: skip
-        self.im = heatmap(full, ax_low, xlabel="key", vmin=self.vmin, vmax=self.vmax, colorbar=False)
+        self.full_im = heatmap(full, ax_full, xlabel="key", ylabel="query", colorbar=False)
+        self.im = heatmap(full, ax_low, xlabel="key", colorbar=False)
         fig.colorbar(self.im, ax=[ax_full, ax_low], fraction=0.04, pad=0.02, label="weight (one scale for both)")
-        sv = as_array(sv)
-        k = np.arange(1, len(sv) + 1)
-        ax_sv.semilogy(k, np.maximum(sv, 1e-12), ".-", color="0.25")
+        (self.sv_line,) = ax_sv.semilogy([], [], ".-", color="0.25")
         self.cut = ax_sv.axvline(1.5, color="#D55E00", lw=2, label="kept | dropped")
         ax_sv.set_xlabel("singular value index")
         ax_sv.set_ylabel("singular value")
         ax_sv.set_title("rank M keeps those left of the line", fontsize=10)
         ax_sv.grid(alpha=0.3)
+        self._set_full(full, sv, "")
 
-    def update(self, approx: Any, m: int, error: float) -> None:
+    def _set_full(self, full: Any, sv: Any, name: str) -> None:
+        self.vmin, self.vmax = _range(full)
+        update_heatmap(self.full_im, full, vmin=self.vmin, vmax=self.vmax)
+        lead = f"{name}: " if name else "full map: "
+        self.full_im.axes.set_title(f"{lead}weights {self.vmin:.3f}–{self.vmax:.3f}", fontsize=10)
+        sv = np.maximum(as_array(sv), 1e-12)
+        self.sv_line.set_data(np.arange(1, len(sv) + 1), sv)
+        self.sv_line.axes.set_xlim(0, len(sv) + 1)
+        self.sv_line.axes.set_ylim(max(sv.min(), sv.max() * 1e-4) / 2, sv.max() * 2)
+
+    def update(self, approx: Any, m: int, error: float, *, full: Any = None, sv: Any = None, name: str = "") -> None:
+        if full is not None:
+            self._set_full(full, sv, name)
         update_heatmap(self.im, approx, vmax=self.vmax, vmin=self.vmin)
         self.im.axes.set_title(f"best rank {m}: {100 * error:.1f} % error", fontsize=10)
         self.cut.set_xdata([m + 0.5, m + 0.5])
+
+
+def rank_error_figure(errors: dict[str, Any], *, marks: Sequence[int] = ()) -> Figure:
+    """Best rank-M error against M, one line per map ``{name: (K + 1,) errors for M = 0 … K}`` (see
+    :func:`lattn.analysis.rank_errors`); dotted verticals at ``marks`` (e.g. the M of the trained models)."""
+    fig = Figure(figsize=(7.0, 3.3), layout="constrained")
+    ax = fig.add_subplot()
+    for (name, e), color, marker in zip(errors.items(), OKABE_ITO[4:] + OKABE_ITO, "os^Dv"):
+        e = as_array(e)
+        ax.plot(np.arange(len(e)), 100 * e, marker=marker, ms=3, color=color, label=name)
+    for m in marks:
+        ax.axvline(m, color="0.6", ls=":", lw=1)
+    ax.set_xlabel("M (rank of the bottleneck)")
+    ax.set_ylabel("best rank-M error (%)")
+    ax.set_ylim(0, 102)
+    ax.set_title("how much of each map M latents could keep at best (Eckart–Young)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def _range(a: Any) -> tuple[float, float]:
@@ -183,4 +226,78 @@ def rank_figure(full: Any, sv: Any, approxes: Sequence[tuple[int, Any, float]]) 
     ax_sv.grid(alpha=0.3)
     for ax in axes:
         ax.tick_params(labelsize=8)
+    return fig
+
+
+# Each stage's rule in the code's symbols (one head; the output projection to_out is left out): A = the stage's map,
+# Q/K/V = the projections of tokens x or latents z.
+UPDATE_RULES = {
+    "write": (r"$A^{w} = \mathrm{softmax}_{\mathrm{latents}}(Q_x K_z^{\top} / \sqrt{d})$",
+              r"$z \leftarrow z + \tilde{A}^{w\top} V_x$,  $\tilde{A}^{w}_{j\ell} = A^{w}_{j\ell}\, /\, \Sigma_i A^{w}_{i\ell}$"),
+    "gather": (r"$A^{g} = \mathrm{softmax}_{\mathrm{tokens}}(Q_z K_x^{\top} / \sqrt{d})$",
+               r"$z \leftarrow z + A^{g} V_x$"),
+    "broadcast": (r"$A^{b} = \mathrm{softmax}_{\mathrm{latents}}(Q_x K_z^{\top} / \sqrt{d})$",
+                  r"$y = A^{b} V_z$"),
+}  # fmt: skip
+
+
+def hero_figure(n_tokens: int = 8, n_latents: int = 3) -> Figure:
+    """The three stages of latent attention (who queries whom, the softmax axis shaded, the flow direction) with each
+    stage's update rule under its panel (output projections left out)."""
+    w, h = figsize(3, height=4.1)
+    fig = Figure(figsize=(w, h), layout="constrained")
+    art = draw_stages("latent", n_tokens, n_latents, ax=fig.add_subplot())
+    for p in art.layout.panels:
+        score, update = UPDATE_RULES[p.stage.name]
+        art.ax.text(p.x0 + 0.5, -0.62, score, ha="center", va="top", fontsize=9)
+        art.ax.text(p.x0 + 0.5, -0.86, update, ha="center", va="top", fontsize=9, color="#D55E00")
+    art.ax.set_ylim(-1.08, 1.85)
+    art.title.set_text("latent attention in one layer: tokens never score each other (one head, to_out left out)")
+    return fig
+
+
+def dependence_figure(dependence: Any, effective: Any, *, role: Any = None) -> Figure:
+    """The layer's dependence ‖∂y_i/∂x_j‖ (N, N), each row divided by its sum, beside each head's effective map
+    broadcast @ gather (H, N, N), whose rows sum to 1 too: one colour scale for all panels, 0 … the largest entry of
+    the effective maps (larger dependence shares, e.g. on the diagonal, are clipped: the colorbar's arrow).
+    ``role`` (N,) colours a strip of token groups on the left."""
+    dep, eff = as_array(dependence), as_array(effective)
+    if dep.ndim != 2 or eff.ndim != 3 or eff.shape[1:] != dep.shape:
+        raise ValueError(f"need dependence (N, N) and effective (H, N, N), got {dep.shape} and {eff.shape}")
+    share = dep / np.maximum(dep.sum(-1, keepdims=True), 1e-30)  # (N, N): rows sum to 1
+    H, vmax = eff.shape[0], float(eff.max())
+    fig = Figure(figsize=(3.3 * (H + 1) + 1.2, 3.5), layout="constrained")
+    ratios = ([0.06] if role is not None else []) + [1] * (H + 1)
+    axes = list(fig.subplots(1, len(ratios), width_ratios=ratios))
+    if role is not None:
+        category_strip(role, axes.pop(0), title="role").axes.set_ylabel("token i")
+    im = heatmap(share, axes[0], title="layer: ‖∂y_i/∂x_j‖ / row sum\n(every path, every head)",
+                 xlabel="input token j", vmax=vmax, colorbar=False)  # fmt: skip
+    for h, ax in enumerate(axes[1:]):
+        heatmap(eff[h], ax, title=f"head {h}: broadcast @ gather\n(gather→broadcast path only)", xlabel="token j",
+                vmax=vmax, colorbar=False)  # fmt: skip
+    fig.colorbar(im, ax=axes, fraction=0.03, pad=0.01, extend="max", label="share of row i (one scale)")
+    for ax in axes:
+        ax.tick_params(labelsize=8)
+    return fig
+
+
+def sensitivity_figure(moves: dict[str, Any], *, token: int = 0, window: int | None = None) -> Figure:
+    """How far token ``token``'s output moves when token j changes, against j: one line per layer ``{name: (N,)}``,
+    on a log scale (an exact 0 is drawn at the bottom edge); the window's edge marked when given."""
+    fig = Figure(figsize=(7.5, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    values = {name: as_array(m) for name, m in moves.items()}
+    floor = min(float(v[v > 0].min()) for v in values.values() if (v > 0).any()) / 10
+    for (name, v), color, marker in zip(values.items(), OKABE_ITO[4:] + OKABE_ITO, "os^Dv"):
+        ax.semilogy(np.arange(len(v)), np.maximum(v, floor), marker=marker, ms=4, color=color, label=name)
+    if window is not None:
+        ax.axvspan(token + window + 0.5, max(len(v) for v in values.values()) - 0.5, color="0.9", zorder=0,
+                   label=f"beyond ±{window} of token {token}")  # fmt: skip
+    ax.set_ylim(bottom=floor * 0.8)
+    ax.set_xlabel("changed token j")
+    ax.set_ylabel(f"‖Δ output of token {token}‖ (log)")
+    ax.set_title(f"change one token j: how far does token {token}'s output move?", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="exact 0: bottom edge", title_fontsize=8)
+    ax.grid(alpha=0.3, which="both")
     return fig

@@ -15,12 +15,19 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ..analysis import low_rank, singular_values
+from ..analysis import low_rank, rank_errors, singular_values
 from ..attention import MultiHeadAttention, scaled_dot_product
 from ..latent import STAGES
 from ..tasks import Batch
 from ..viz import as_array, map_grid
-from ..viz.basics import AttentionMapView, LatentMapsRow, RankView, latent_maps_figure, rank_figure
+from ..viz.basics import (
+    AttentionMapView,
+    LatentMapsRow,
+    RankView,
+    latent_maps_figure,
+    rank_error_figure,
+    rank_figure,
+)
 from .base import Explorer
 
 __all__ = ["AttentionExplorer", "LatentExplorer", "RankExplorer"]
@@ -173,37 +180,57 @@ class LatentExplorer(Explorer):
 
 
 class RankExplorer(Explorer):
-    """A full N×N attention map beside its best rank-M approximation: what any M-latent bottleneck can keep at most.
+    """Full N×N attention maps beside their best rank-M approximation: what a rank-M path can keep at most.
 
-    Args: ``full_map`` (N, N) attention weights (e.g. of a trained full-attention model).
-    Controls: ``m`` (the rank, i.e. number of latents).
+    Args: ``maps`` one (N, N) map or ``{name: (N, N) map}`` (e.g. a trained full-attention map, a local band, a
+    permutation) — maps with flat spectra need many more latents than a near-rank-1 one.
+    Controls: ``m`` (the rank, i.e. number of latents) and ``map`` (which map).
     """
 
     figsize = (10.5, 3.4)
 
-    def __init__(self, full_map: Tensor) -> None:
-        self.full_map = full_map.detach()
-        self.sv = as_array(singular_values(self.full_map))
+    def __init__(self, maps: Tensor | Mapping[str, Tensor]) -> None:
+        named = {"full map": maps} if isinstance(maps, Tensor) else dict(maps)
+        shapes = {tuple(a.shape) for a in named.values()}
+        if not named or len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise ValueError(f"maps must be (N, N) tensors of one shape, got shapes {sorted(shapes)}")
+        self.maps = {name: a.detach() for name, a in named.items()}
+        self.sv = {name: singular_values(a) for name, a in self.maps.items()}  # (N,) float64 each
+        self.full_map = next(iter(self.maps.values()))
         super().__init__()
 
     def controls(self) -> dict[str, W.Widget]:
         n = self.full_map.shape[0]
-        return {"m": _slider("M latents", 1, n, min(4, n))}
+        names = list(self.maps)
+        return {
+            "m": _slider("M latents", 1, n, min(4, n)),
+            "map": W.Dropdown(options=names, value=names[0], description="map"),
+        }
 
     def compute(self) -> dict[str, Any]:
-        approx, err = low_rank(self.full_map, self.m.value)
-        return {"approx": as_array(approx), "error": err, "m": self.m.value}
+        name = self.map.value
+        approx, err = low_rank(self.maps[name], self.m.value)
+        return {"approx": as_array(approx), "error": err, "m": self.m.value, "name": name}
 
     def setup(self, fig: Figure) -> None:
-        self.view = RankView(fig, self.full_map, self.sv)
+        self.view = RankView(fig, self.full_map, as_array(next(iter(self.sv.values()))))
         self.im = self.view.im
+        self._shown = None
 
     def draw(self, state: dict[str, Any]) -> None:
-        self.view.update(state["approx"], state["m"], state["error"])
+        name = state["name"]
+        switch = {"full": self.maps[name], "sv": as_array(self.sv[name]), "name": name} if name != self._shown else {}
+        self.view.update(state["approx"], state["m"], state["error"], **switch)
+        self._shown = name
 
     def describe(self, state: dict[str, Any]) -> str:
-        return f"M={state['m']}, relative error={100 * state['error']:.1f} %"
+        return f"map={state['name']}, M={state['m']}, relative error={100 * state['error']:.1f} %"
 
     def figure(self, ms: Sequence[int]) -> Figure:
-        """Static fallback: the full map beside its best rank-m approximations for each m in ``ms`` (≤ 4)."""
-        return rank_figure(self.full_map, self.sv, [(m, *low_rank(self.full_map, m)) for m in ms])
+        """Static fallback: the current map beside its best rank-m approximations for each m in ``ms`` (≤ 4)."""
+        a = self.maps[self.map.value]
+        return rank_figure(a, self.sv[self.map.value], [(m, *low_rank(a, m)) for m in ms])
+
+    def error_figure(self, marks: Sequence[int] = ()) -> Figure:
+        """Static fallback: the best rank-M error of every map against M (dotted lines at ``marks``)."""
+        return rank_error_figure({name: rank_errors(sv) for name, sv in self.sv.items()}, marks=marks)

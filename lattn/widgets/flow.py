@@ -32,13 +32,23 @@ class FlowExplorer(Explorer):
             :class:`~lattn.latent.LatentAttention`, a tagger built on one, …
         x: one sequence, (1, N, D) or (N, D).
         token_labels: N names for the tokens (default x₁ … x_N).
+        token, latent, head: what the first picture selects (0-based; None = nothing / the mean over heads).
     Controls: ``token`` and ``latent`` (index or −1 = none), ``head`` (index or −1 = mean), ``stage`` ("all" or one).
     """
 
     figsize = (10.3, 3.9)
     dpi = 110
 
-    def __init__(self, model: nn.Module, x: Tensor, *, token_labels: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        *,
+        token_labels: Sequence[str] | None = None,
+        token: int | None = None,
+        latent: int | None = None,
+        head: int | None = None,
+    ) -> None:
         if not isinstance(x, Tensor) or x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[0] != 1):
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must be one sequence, (1, N, D) or (N, D), got {got}")
@@ -52,6 +62,10 @@ class FlowExplorer(Explorer):
         n, m = weights["gather"].shape[::-1] if "gather" in weights else next(iter(weights.values())).shape
         self.layout = layout(self.stage_names, n, m, token_labels=token_labels)
         self.heads = next(getattr(self.maps, s) for s in self.stage_names).shape[1]
+        for arg, idx, count in (("token", token, n), ("latent", latent, m), ("head", head, self.heads)):
+            if idx is not None and not (isinstance(idx, int) and 0 <= idx < count):
+                raise ValueError(f"{arg} must be an int in 0 … {count - 1} or None, got {idx!r}")
+        self._initial = {c: NONE if v is None else v for c, v in (("token", token), ("latent", latent), ("head", head))}
         self.figsize = (3.4 * len(self.stage_names) + 0.2, 3.9)
         super().__init__()
 
@@ -59,11 +73,11 @@ class FlowExplorer(Explorer):
         lay = self.layout
         return {
             "token": W.Dropdown(options=[("none", NONE), *((s, i) for i, s in enumerate(lay.token_labels))],
-                                value=NONE, description="token"),
+                                value=self._initial["token"], description="token"),
             "latent": W.Dropdown(options=[("none", NONE), *((s, j) for j, s in enumerate(lay.latent_labels))],
-                                 value=NONE, description="latent"),
+                                 value=self._initial["latent"], description="latent"),
             "head": W.Dropdown(options=[("mean", NONE), *((f"head {h}", h) for h in range(self.heads))],
-                               value=NONE, description="head"),
+                               value=self._initial["head"], description="head"),
             "stage": W.Dropdown(options=["all", *self.stage_names], value="all", description="stage"),
         }  # fmt: skip
 
