@@ -22,6 +22,7 @@ from lattn.lm import (
     future_leak,
     generate,
     load_checkpoint,
+    prefill_peak_bytes,
     sampling_probs,
     save_checkpoint,
     speed,
@@ -278,7 +279,7 @@ def test_speed_measures_without_touching_the_model(corpus):
     model = small("full")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     s = speed(model, corpus, steps=1, batch_size=2, new_tokens=3)
-    assert set(s) == {"train", "generate", "generate_uncached"} and all(v > 0 for v in s.values())
+    assert set(s) == {"train", "generate", "generate_uncached", "step_ops"} and all(v > 0 for v in s.values())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -367,3 +368,12 @@ def test_cli_lists_the_subcommand_and_rejects_unknown_kinds(capsys):
         run_subcommands(lattn.experiments, ["lm", "--kinds", "window"])
     with pytest.raises(ValueError, match="kind must be one of"):
         experiment.config_for("window", 10)
+
+
+def test_mla_reads_a_prompt_in_the_memory_of_full_attention():
+    """Notebook 06 §5: with a fused causal prefill MLA's peak equals full attention's, far below the H·N·N scores."""
+    full, mla = (experiment.config_for(kind, 72) for kind in ("full", "mla"))
+    n = 1024
+    peaks = {kind: prefill_peak_bytes(c, n) for kind, c in (("full", full), ("mla", mla))}
+    assert peaks["mla"] <= 1.05 * peaks["full"], peaks
+    assert peaks["mla"] < mla.heads * n * n * 4 / 4, "a quarter of one copy of the scores"

@@ -7,16 +7,70 @@ from typing import Any
 
 import torch
 
+from ..attention import MultiHeadAttention
+from ..blocks import Block
+from ..family import LunaCausal
 from ..lm import CharLM, LMConfig, future_leak, sampling_probs
 from . import Verdict, run_check
 
-__all__ = ["check_cache_values", "check_leak_test", "check_sampling_probs"]
+__all__ = ["check_block_forward", "check_cache_values", "check_leak_test", "check_sampling_probs"]
 
 
 def _tiny(kind: str, seed: int) -> CharLM:
     """A small random float64 model of ``kind`` over 10 characters (context 12)."""
     config = LMConfig(10, kind=kind, dim=16, heads=2, layers=1, context=12, num_latents=12)
     return CharLM.build(config, seed=seed).double().eval()
+
+
+def check_block_forward(fn: Callable[..., Any] | None) -> Verdict:
+    """``fn(block, x (B, N, D)) → (B, N, D)``: the pre-norm block by hand from ``block.norm_attn``, ``block.attn``
+    (called with ``causal=True``), ``block.norm_mlp`` and ``block.mlp``; checked against :class:`~lattn.blocks.Block`
+    on a full-attention and a causal-Luna block in float64."""
+
+    def check(fn):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 7, 16, generator=g, dtype=torch.float64)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(3)
+            blocks = [Block(MultiHeadAttention(16, 2)).double(), Block(LunaCausal(16, 4, heads=2)).double()]
+        for block in blocks:
+            name = type(block.attn).__name__
+            with torch.no_grad():
+                got = torch.as_tensor(fn(block, x), dtype=torch.float64)
+                want = block(x)
+                if tuple(got.shape) != tuple(want.shape):
+                    return False, f"return tokens of the input's shape {tuple(want.shape)}, got {tuple(got.shape)}."
+                if torch.allclose(got, want, atol=1e-10):
+                    continue
+                a, n, mlp = block.attn, (block.norm_attn, block.norm_mlp), block.mlp
+                h_open = x + a(n[0](x))  # causal=False: the attention reads the future
+                post_h = n[0](x + a(x, causal=True))
+                guesses = {
+                    "call the attention with causal=True: a decoder block must not read later positions.": (
+                        h_open + mlp(n[1](h_open))
+                    ),
+                    "that is the post-norm block (LayerNorm after the addition): pre-norm normalises the input of"
+                    " each step and adds the step's output to the un-normalised stream.": n[1](post_h + mlp(post_h)),
+                    "add the attention's input x back: h = x + attn(norm_attn(x), causal=True).": (
+                        a(n[0](x), causal=True) + mlp(n[1](a(n[0](x), causal=True)))
+                    ),
+                }
+                for hint, guess in guesses.items():
+                    if torch.allclose(got, guess, atol=1e-10):
+                        return False, hint
+                diff = (got - want).abs().max().item()
+                return False, (
+                    f"max |diff| = {diff:.3g} on a {name} block. Two residual steps: h = x + attn(norm_attn(x),"
+                    " causal=True), then out = h + mlp(norm_mlp(h))."
+                )
+        return True, ""
+
+    return run_check(
+        fn,
+        check,
+        "your block matches lattn.blocks.Block (full attention and causal Luna inside, float64).",
+        "write block_forward(block, x), then call check_block_forward(block_forward).",
+    )
 
 
 def check_leak_test(fn: Callable[..., Any] | None) -> Verdict:

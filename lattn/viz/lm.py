@@ -1,6 +1,8 @@
-"""Figures of notebook 06's explorers: generated text with the next-character distribution, and the leak bars.
+"""Figures of notebook 06: the route by which the naive latent decoder reads its answer, and the explorers' views
+(generated text with the next-character distribution, the leak bars).
 
-Views draw once and update in place (``update(...)``); they take plain data (strings, arrays), never a model.
+Views draw once and update in place (``update(...)``); every function takes plain data (strings, arrays), never a
+model.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-from . import line_chart, text_panel, wrap_text
+from . import as_array, heatmap, line_chart, text_panel, wrap_text
+from .diagram import COLORS
 from .family import distinguish
+from .flow import draw_flow
 
-__all__ = ["GenerationView", "LeakView", "curves", "shown", "text_samples"]
+__all__ = ["GenerationView", "LeakView", "curves", "leak_route", "shown", "text_samples"]
 
 
 def curves(series: Mapping[str, tuple[Any, Any]], *, figsize: tuple[float, float] = (7.5, 3.2), **chart: Any) -> Figure:
@@ -34,6 +39,60 @@ def text_samples(texts: Mapping[str, str], *, width: int = 52, height: float = 1
     fig = Figure(figsize=(5.2 * len(texts), height), layout="constrained")
     for ax, (title, text) in zip(np.atleast_1d(fig.subplots(1, len(texts))), texts.items()):
         text_panel(text, ax, title=title, width=width, fontsize=10)
+    return fig
+
+
+def leak_route(effective: Any, gather: Any, broadcast: Any, position: int, chars: str, *, head: int = 0) -> Figure:
+    """How position i reads the character at i + 1 through the latents of one head of a naive latent decoder.
+
+    Left: the head's effective map broadcast @ gather (N, N) (row i = reading position, column j = source), the
+    future (j > i) hatched and the cells (i, i + 1) outlined, the chosen ``position`` thickest. Right: the flow view
+    of the gather and broadcast stages with the *relay* latent highlighted, the latent m that carries most of
+    gather[m, i + 1] · broadcast[i, m]. ``effective`` (N, N), ``gather`` (M, N), ``broadcast`` (N, M): one head,
+    one sequence; ``chars`` the N input characters.
+    """
+    eff, gat, bro = as_array(effective), as_array(gather), as_array(broadcast)
+    N, M = bro.shape
+    if eff.shape != (N, N) or gat.shape != (M, N) or len(chars) != N:
+        raise ValueError(
+            f"expected effective (N, N), gather (M, N), broadcast (N, M) and N characters; got {eff.shape}, "
+            f"{gat.shape}, {bro.shape} and {len(chars)} characters"
+        )
+    if not 0 <= position < N - 1:
+        raise ValueError(f"position must be in [0, {N - 1}) so that position + 1 exists, got {position}")
+    i = position
+    relay = int(np.argmax(gat[:, i + 1] * bro[i]))
+    fig = Figure(figsize=(12.5, 4.6), layout="constrained")
+    ax_map, ax_flow = fig.subplots(1, 2, width_ratios=[1, 2.1])
+    labels = [f"{k} {shown(c)}" for k, c in enumerate(chars)]
+    heatmap(eff, ax_map, vmax=1.0, cbar_label="weight (0–1)", xlabel="source position j (character)",
+            ylabel="reading position i")  # fmt: skip
+    ax_map.set_xticks(np.arange(N), labels, rotation=90, fontsize=7, family="monospace")
+    ax_map.set_yticks(np.arange(N), labels, fontsize=7, family="monospace")
+    for r in range(N - 1):  # the future of row r: columns r + 1 … N − 1, hatched
+        ax_map.add_patch(Rectangle((r + 0.5, r - 0.5), N - 1 - r, 1, fill=False, hatch="///", lw=0,
+                                   edgecolor="white", alpha=0.35))  # fmt: skip
+        wide = r == i
+        ax_map.add_patch(Rectangle((r + 0.5, r - 0.5), 1, 1, fill=False, edgecolor=COLORS["focus"],
+                                   lw=2.6 if wide else 0.9, zorder=3))  # fmt: skip
+    ax_map.set_title(
+        f"head {head}: effective map broadcast @ gather\nhatched = the future (j > i); outlined = j = i + 1",
+        fontsize=10,
+    )
+    art = draw_flow({"gather": gat[None], "broadcast": bro[None]}, head=0, latent=relay,
+                    token_labels=[shown(c) for c in chars], ax=ax_flow)  # fmt: skip
+    for p in art.layout.panels:  # the two tokens of the route: the answer i + 1 (read in gather) and the reader i
+        k = i + 1 if p.stage.name == "gather" else i
+        ax_flow.annotate(
+            f"{'answer' if k == i + 1 else 'reader'} {k} {shown(chars[k])!r}", xy=(p.bottom_x[k], -0.03),
+            xytext=(p.bottom_x[k], -0.72), ha="center", fontsize=9, color=COLORS["focus"], weight="bold",
+            arrowprops={"arrowstyle": "-|>", "color": COLORS["focus"], "lw": 1.5},
+        )  # fmt: skip
+    ax_flow.set_ylim(-0.85, 1.85)  # room for the two labels below the captions
+    art.title.set_text(
+        f"the route of the answer: {shown(chars[i + 1])!r} at {i + 1} → latent {art.layout.latent_labels[relay]} → position {i} "
+        f"(gather {gat[relay, i + 1]:.2f}, broadcast {bro[i, relay]:.2f})"
+    )
     return fig
 
 
