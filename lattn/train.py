@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from .attention import Attention, MultiHeadAttention
 from .checks import check_int, check_tokens
-from .latent import LatentAttention
+from .latent import STAGES, LatentAttention, check_stages
 from .notebooks import progress_bar
 from .tasks import Batch
 
@@ -153,27 +153,33 @@ MIXER_KINDS = ("full", "latent", "window", "none")
 class MixerSpec:
     """Which mixer a tagger gets, as plain data (it goes into result files).
 
-    Example: ``MixerSpec("latent", num_latents=4)``, ``MixerSpec("full", layers=3)``, ``MixerSpec("window", window=4)``.
+    Example: ``MixerSpec("latent", num_latents=4)``, ``MixerSpec("full", layers=3)``, ``MixerSpec("window", window=4)``,
+    ``MixerSpec("latent", num_latents=4, stages=("gather", "broadcast"))`` (a stage ablation).
     """
 
     kind: str  # one of MIXER_KINDS
     num_latents: int = 0  # M, for kind="latent"
     layers: int = 1  # for kind="full": 1 = MultiHeadAttention, more = StackedAttention
     window: int = 0  # w, for kind="window": token i sees |i − j| ≤ w
+    stages: tuple[str, ...] = STAGES  # for kind="latent": which stages (a list from a JSON file becomes a tuple)
 
     def __post_init__(self) -> None:
         if self.kind not in MIXER_KINDS:
             raise ValueError(f"kind must be one of {MIXER_KINDS}, got {self.kind!r}")
         if self.kind == "latent" and self.num_latents < 1:
             raise ValueError(f"a latent mixer needs num_latents ≥ 1, got {self.num_latents}")
+        object.__setattr__(self, "stages", check_stages(self.stages))  # frozen: set once, validated
+        if self.kind == "latent" and "broadcast" not in self.stages:
+            raise ValueError(f"a tagger's latent mixer must end with the broadcast stage, got {self.stages}")
         if self.layers < 1:
             raise ValueError(f"layers must be ≥ 1, got {self.layers}")
 
     @property
     def label(self) -> str:
-        """Short name for legends, e.g. "latent M=4", "full ×3", "window ±4"."""
+        """Short name for legends, e.g. "latent M=4", "gather+broadcast M=4", "full ×3", "window ±4"."""
         if self.kind == "latent":
-            return f"latent M={self.num_latents}"
+            name = "latent" if self.stages == STAGES else "+".join(self.stages)
+            return f"{name} M={self.num_latents}"
         if self.kind == "full":
             return "full" if self.layers == 1 else f"full ×{self.layers}"
         return f"window ±{self.window}" if self.kind == "window" else "none"
@@ -181,7 +187,7 @@ class MixerSpec:
     def build(self, dim: int, heads: int) -> nn.Module:
         """The mixer module (dim → dim)."""
         if self.kind == "latent":
-            return LatentAttention(dim, self.num_latents, heads=heads)
+            return LatentAttention(dim, self.num_latents, heads=heads, stages=self.stages)
         if self.kind == "full":
             return MultiHeadAttention(dim, heads) if self.layers == 1 else StackedAttention(dim, heads, self.layers)
         return WindowAttention(dim, heads, window=self.window) if self.kind == "window" else NoMixer()

@@ -12,33 +12,67 @@ from ..tasks import slot_memory_accuracy
 from ..train import latent_roles
 from . import Verdict, run_check
 
-__all__ = ["check_capacity", "check_latent_share", "check_min_slots"]
+__all__ = ["check_capacity", "check_head_capacity", "check_latent_share", "check_min_slots"]
 
 
-def check_capacity(answer: Any, num_facts: int = 16, slots: int = 4, num_values: int = 8) -> Verdict:
-    """Expected query accuracy of an ideal memory holding ``slots`` of ``num_facts`` facts (values out of V)."""
-    expected = slot_memory_accuracy(num_facts, slots, num_values)
+def _ceiling_check(expected: float, num_facts: int, slots: int, num_values: int, wrong: dict[float, str], other: str):
+    """A checker of an accuracy ceiling: right within 5e-3; a known wrong value gets its hint (``wrong``: value →
+    hint), as do "forgot the guesses" and a value outside [0, 1]; anything else gets ``other``."""
 
     def check(a):
         a = float(a)
         if math.isclose(a, expected, abs_tol=5e-3):
             return True, ""
-        if math.isclose(a, slots / num_facts, abs_tol=5e-3):
-            return (
-                False,
-                f"a forgotten fact is not always wrong: a guess among {num_values} values is right 1/{num_values} of the time.",
-            )
-        if math.isclose(a, 1 / num_values, abs_tol=5e-3):
-            return False, "that is pure guessing: the stored facts are answered for sure."
-        if a > 1 or a < 0:
-            return False, "an accuracy lies between 0 and 1."
-        return False, "a query asks a stored fact with probability S/K (then it is right), else the memory guesses."
+        wrong_values = {
+            **wrong,
+            min(slots, num_facts) / num_facts: "a forgotten fact is not always wrong: a guess among "
+            f"{num_values} values is right 1/{num_values} of the time.",
+        }
+        for value, hint in wrong_values.items():
+            if math.isclose(a, value, abs_tol=5e-3):
+                return False, hint
+        return False, "an accuracy lies between 0 and 1." if a > 1 or a < 0 else other
 
+    return check
+
+
+def check_capacity(answer: Any, num_facts: int = 16, slots: int = 4, num_values: int = 8) -> Verdict:
+    """Expected query accuracy of an ideal memory holding ``slots`` of ``num_facts`` facts (values out of V)."""
+    expected = slot_memory_accuracy(num_facts, slots, num_values)
+    check = _ceiling_check(
+        expected, num_facts, slots, num_values,
+        {1 / num_values: "that is pure guessing: the stored facts are answered for sure."},
+        "a query asks a stored fact with probability S/K (then it is right), else the memory guesses.",
+    )  # fmt: skip
     return run_check(
         answer,
         check,
         f"S/K + (1 − S/K)/V = {slots}/{num_facts} + {num_facts - slots}/{num_facts}·1/{num_values} = {expected:.4f}.",
         f"set accuracy to the expected accuracy of a {slots}-slot memory on {num_facts} facts ({num_values} values).",
+    )
+
+
+def check_head_capacity(
+    answer: Any, num_facts: int = 8, latents: int = 1, heads: int = 4, num_values: int = 8
+) -> Verdict:
+    """Ceiling of a latent layer with ``latents`` latents of ``heads`` heads each on ``num_facts`` facts: an ideal
+    memory of heads × latents slots (each head of a latent keeps its own weighted mean, so up to one fact each)."""
+    slots = heads * latents
+    expected = slot_memory_accuracy(num_facts, slots, num_values)
+    one_per_latent = slot_memory_accuracy(num_facts, latents, num_values)
+    check = _ceiling_check(
+        expected, num_facts, slots, num_values,
+        {one_per_latent: f"that counts one fact per latent; each of the {heads} heads keeps its own weighted mean."},
+        "count the slots (heads × latents), then use S/K + (1 − S/K)/V.",
+    )  # fmt: skip
+    kept = min(slots, num_facts)
+    return run_check(
+        answer,
+        check,
+        f"{heads} heads × {latents} latent(s) = {slots} slots: {kept}/{num_facts} + "
+        f"{num_facts - kept}/{num_facts}·1/{num_values} = {expected:.4f}.",
+        f"set ceiling to the accuracy ceiling of {latents} latent(s) with {heads} heads on {num_facts} facts "
+        f"({num_values} values).",
     )
 
 

@@ -1,14 +1,18 @@
 """``python -m lattn.experiments bottleneck``: what the latent bottleneck keeps and what it loses, measured.
 
-Trains small taggers (:class:`~lattn.train.Tagger`, width 32, 2 heads, the same optimiser and budget for every
-mixer) on the tasks of :mod:`lattn.tasks` and writes two small files (those shipped in ``lattn/data/``):
+Trains small taggers (:class:`~lattn.train.Tagger`, width 32, 2 heads unless stated, the same optimiser and budget
+for every mixer, seeds 0, 1, 2 wherever a verdict rests on a comparison) on the tasks of :mod:`lattn.tasks` and writes two small files (those shipped in ``lattn/data/``):
 
 * ``bottleneck_runs.json`` — one record per trained model: its configuration (enough to re-run it), parameter
-  counts, held-out accuracy, and accuracy on shifted tasks (longer, noisier). Runs come in parts:
+  counts, held-out accuracy, accuracy on shifted tasks (longer, noisier) and, for latent mixers, how far the
+  trained maps are from uniform. Runs come in parts:
 
   - ``sweep``    accuracy vs M (1 … 64) on the global and the retrieval task, against full attention (one layer,
                  and three layers = latent attention's depth and parameter count), local attention and no context;
-  - ``capacity`` retrieval accuracy vs the number of facts K for several M (where the bottleneck runs out of room);
+  - ``ablation`` two of the three stages (write + broadcast, gather + broadcast) on both tasks, M = 2 … 16;
+  - ``heads``    retrieval with H = 1 and 4 heads (the sweep has 2): facts per latent = heads;
+  - ``capacity`` retrieval accuracy vs the number of facts K for several M, one seed (where the bottleneck runs
+                 out of room);
   - ``length``   accuracy when trained at other sequence lengths N;
   - ``distil``   retrieval where some facts are asked far more often: does the bottleneck keep those?
 
@@ -16,8 +20,8 @@ mixer) on the tasks of :mod:`lattn.tasks` and writes two small files (those ship
   reproducibility check).
 
 Everything except the timings is reproducible from the seeds: single-threaded runs on one machine repeat bit for bit
-(``tests/test_experiments_bottleneck.py`` re-runs a slice and compares). The whole grid (54 runs + timings) takes
-about 7 CPU-minutes; on a busy 2-core machine about 17 minutes of wall time. The command line writes to
+(``tests/test_experiments_bottleneck.py`` re-runs a slice and compares). The whole grid (177 runs + timings) takes
+about 30 CPU-minutes (25 minutes of wall time as three processes on a busy 2-core machine). The command line writes to
 ``./lattn-results/bottleneck/``; ``--update-shipped`` (all parts) replaces the files in ``lattn/data/``.
 """
 
@@ -37,33 +41,43 @@ from lattn.tasks import ClusterMajority, KeyValueRetrieval, shifted, slot_memory
 from lattn.train import History, MixerSpec, Tagger, count_parameters, evaluate, train
 
 __all__ = [
+    "ABLATION",
     "DIM",
     "HEADS",
     "PARTS",
     "RUNS_FILE",
+    "SEEDS",
     "TIMING_FILE",
     "TRAIN",
+    "band",
     "config_of",
     "configs",
     "curve",
     "held_out_accuracy",
     "load",
     "make_task",
+    "map_distances",
     "mean_over_seeds",
     "register",
     "run_config",
+    "seed_values",
     "select",
+    "spread",
     "time_per_step",
     "train_config",
+    "within_noise",
 ]
 
 DIM, HEADS = 32, 2  # tagger width and heads, the same for every mixer
 TRAIN = {"steps": 400, "batch_size": 64, "lr": 3e-3, "cosine": True}  # the same budget for every model
 EVAL_SEEDS = (1234, 1235, 1236, 1237)  # held-out batches of 64 sequences each (the training data use seed 0, 1, …)
 RUNS_FILE, TIMING_FILE = "bottleneck_runs.json", "bottleneck_timing.json"
-CONFIG_KEYS = ("part", "task", "task_args", "mixer", "seed", "train", "shifts")  # what defines a run
-PARTS = ("sweep", "capacity", "length", "distil", "timing")
+CONFIG_KEYS = ("part", "task", "task_args", "mixer", "heads", "seed", "train", "shifts")  # what defines a run
+PARTS = ("sweep", "ablation", "heads", "capacity", "length", "distil", "timing")
 LATENTS = (1, 2, 4, 8, 16, 32, 64)  # the M axis of the sweep
+SEEDS = (0, 1, 2)  # every comparison that a verdict rests on is trained from these three seeds
+ABLATION = (("write", "broadcast"), ("gather", "broadcast"))  # all three stages: the sweep's runs
+ABLATION_LATENTS = (2, 4, 8, 16)
 
 TASKS = {"global": ClusterMajority, "retrieval": KeyValueRetrieval}
 BASE_TASK = {"global": {"seq_len": 32}, "retrieval": {"seq_len": 32, "num_facts": 8}}
@@ -81,12 +95,13 @@ def make_task(name: str, args: dict[str, Any]):
     return TASKS[name](**args)
 
 
-def _config(part: str, task: str, mixer: MixerSpec, seed: int = 0, **task_args: Any) -> dict[str, Any]:
+def _config(part: str, task: str, mixer: MixerSpec, seed: int = 0, heads: int = HEADS, **task_args: Any):
     return {
         "part": part,
         "task": task,
         "task_args": {**BASE_TASK[task], **task_args},
-        "mixer": dataclasses.asdict(mixer),
+        "mixer": {**dataclasses.asdict(mixer), "stages": list(mixer.stages)},
+        "heads": heads,
         "seed": seed,
         "train": dict(TRAIN),
         "shifts": SHIFTS[task] if part == "sweep" else [],
@@ -98,21 +113,25 @@ def configs(parts: tuple[str, ...] = PARTS) -> list[dict[str, Any]]:
     full, full3, none = MixerSpec("full"), MixerSpec("full", layers=3), MixerSpec("none")
     latent = [MixerSpec("latent", num_latents=m) for m in LATENTS]
     out: list[dict[str, Any]] = []
-    if "sweep" in parts:
-        out += [_config("sweep", "global", s) for s in (none, MixerSpec("window", window=4), full, full3, *latent)]
-        # a second seed where the differences are a few points
-        out += [_config("sweep", "global", s, seed=1) for s in (full, full3, latent[0], latent[2], latent[4])]
-        out += [_config("sweep", "retrieval", s) for s in (none, full, full3, *latent)]
-    if "capacity" in parts:
+    for seed in SEEDS:
+        if "sweep" in parts:
+            out += [
+                _config("sweep", "global", s, seed) for s in (none, MixerSpec("window", window=4), full, full3, *latent)
+            ]
+            out += [_config("sweep", "retrieval", s, seed) for s in (none, full, full3, *latent)]
+        if "ablation" in parts:  # two of the three stages; all three are the sweep's runs with the same M and seed
+            out += [_config("ablation", task, MixerSpec("latent", num_latents=m, stages=st), seed)
+                    for task in TASKS for st in ABLATION for m in ABLATION_LATENTS]  # fmt: skip
+        if "heads" in parts:  # the sweep has H = 2; the same parameter count for every H
+            out += [_config("heads", "retrieval", s, seed, heads=h) for h in (1, 4) for s in latent[:3]]
+        if "length" in parts:
+            for n in (8, 128):  # N = 32 is in the sweep
+                out += [_config("length", "global", s, seed, seq_len=n) for s in (full, full3, latent[2])]
+        if "distil" in parts:
+            out += [_config("distil", "retrieval", s, seed, query_skew=0.5) for s in (*latent[:3], full)]
+    if "capacity" in parts:  # one seed: the curves sit on the formula's ceilings
         for k in (2, 4, 16):  # K = 8 is in the sweep
             out += [_config("capacity", "retrieval", s, num_facts=k) for s in (full, *latent[:5])]
-    if "length" in parts:
-        for n in (8, 128):  # N = 32 is in the sweep
-            out += [_config("length", "global", s, seq_len=n) for s in (full, full3, latent[2])]
-    if "distil" in parts:
-        for m in latent[:3]:
-            out.append(_config("distil", "retrieval", m, query_skew=0.5))
-        out.append(_config("distil", "retrieval", full, query_skew=0.5))
     return out
 
 
@@ -130,7 +149,7 @@ def train_config(config: dict[str, Any], progress: bool = False) -> tuple[Any, T
     """Build and train the model of a configuration: returns (task, trained tagger, history)."""
     task = make_task(config["task"], config["task_args"])
     spec = MixerSpec(**config["mixer"])
-    model = spec.tagger(task, DIM, HEADS, seed=config["seed"])
+    model = spec.tagger(task, DIM, config["heads"], seed=config["seed"])
     history = train(model, task, seed=config["seed"], progress=progress, desc=spec.label, **config["train"])
     return task, model, history
 
@@ -140,12 +159,14 @@ def run_config(config: dict[str, Any], progress: bool = False) -> dict[str, Any]
 
     ``label``, ``params`` (all trainable), ``params_no_latents``, ``train_loss`` (mean of the last 20 steps),
     ``accuracy`` (held out), ``shifted`` ({"seq_len=128": accuracy, …}), ``seconds`` (wall time; machine-dependent),
-    and for retrieval with latents the accuracy of ideal memories with M slots (``slot_memory``: keeping the first
+    for latent mixers ``map_tv`` (how far each stage's maps are from uniform, trained and at initialisation:
+    :func:`map_distances`), and for retrieval with latents the accuracy of ideal memories with M slots (``slot_memory``: keeping the first
     or the most asked facts, on the same held-out data) and, when all facts are asked equally, their ceiling
     ``slot_ceiling`` (:func:`~lattn.tasks.slot_memory_accuracy`).
     """
     task, model, history = train_config(config, progress)
     spec = MixerSpec(**config["mixer"])
+    fresh = spec.tagger(task, DIM, config["heads"], seed=config["seed"])  # the same model before training
     record = {
         **config,
         "label": spec.label,
@@ -156,12 +177,36 @@ def run_config(config: dict[str, Any], progress: bool = False) -> dict[str, Any]
         "shifted": {_shift_name(s): round(held_out_accuracy(model, shifted(task, **s)), 5) for s in config["shifts"]},
         "seconds": round(history.seconds, 2),
     }
+    if spec.kind == "latent":
+        trained, init = map_distances(model, task), map_distances(fresh, task)
+        record["map_tv"] = {**trained, **{f"{k}_init": v for k, v in init.items()}}
     if config["task"] == "retrieval" and spec.kind == "latent":  # ideal memories with M slots, same held-out data
         m = spec.num_latents
         record["slot_memory"] = {keep: round(_oracle_accuracy(task, m, keep), 5) for keep in ("first", "important")}
         if task.query_skew == 0:
             record["slot_ceiling"] = round(slot_memory_accuracy(task.num_facts, m, task.num_values), 5)
     return record
+
+
+@torch.no_grad()
+def map_distances(model: torch.nn.Module, task) -> dict[str, float]:
+    """How far a latent tagger's maps are from uniform, on the first held-out batch: mean total-variation distances
+    (0 = uniform, 1 = all weight elsewhere), rounded to 4 decimals.
+
+    ``write``: each latent's write weights renormalised over the N tokens (what its update averages) vs 1/N —
+    0 means the latent adds the plain mean of the tokens (a mean-pool); ``write_rows``: each token's split over
+    the M latents vs 1/M (always 0 for M = 1); ``gather``: each latent's gather row over the tokens vs 1/N.
+    """
+    batch = task(64, torch.Generator().manual_seed(EVAL_SEEDS[0]))
+    _, maps = model(batch.x, mask=batch.mask, return_maps=True)
+    out = {}
+    if maps.write is not None:  # (B, H, N, M)
+        cols = maps.write / maps.write.sum(-2, keepdim=True)
+        out["write"] = 0.5 * (cols - 1 / cols.shape[-2]).abs().sum(-2).mean().item()
+        out["write_rows"] = 0.5 * (maps.write - 1 / maps.write.shape[-1]).abs().sum(-1).mean().item()
+    if maps.gather is not None:  # (B, H, M, N)
+        out["gather"] = 0.5 * (maps.gather - 1 / maps.gather.shape[-1]).abs().sum(-1).mean().item()
+    return {k: round(v, 4) for k, v in out.items()}
 
 
 def _oracle_accuracy(task: KeyValueRetrieval, slots: int, keep: str) -> float:
@@ -206,7 +251,8 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
     """A record's fields, its task's fields (defaults included) and its mixer's fields, in one dict."""
     task = make_task(record["task"], record["task_args"])
     fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(task)}
-    return {**fields, **record["mixer"], **record}
+    mixer = {**record["mixer"], "stages": tuple(record["mixer"].get("stages", ()))}  # JSON lists → tuples
+    return {**fields, **mixer, **record}
 
 
 def select(records: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
@@ -217,18 +263,50 @@ def select(records: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
     return [r for r in records if all(_flat(r).get(k) == v for k, v in where.items())]
 
 
+def seed_values(records: list[dict[str, Any]], x: str, y: str = "accuracy", **where: Any) -> dict[Any, list[float]]:
+    """For each value of field ``x`` among the selected records (sorted), the values of ``y``, one per seed.
+    ``y`` is a record field, a shift name such as ``"seq_len=512"`` (looked up in ``shifted``) or a map distance
+    such as ``"map_tv.write"`` (a field of ``map_tv``)."""
+    groups: dict[Any, list[float]] = {}
+    for r in select(records, **where):
+        if y in r.get("shifted", {}):
+            value = r["shifted"][y]
+        elif y.startswith("map_tv."):
+            value = r["map_tv"][y.removeprefix("map_tv.")]
+        else:
+            value = r[y]
+        groups.setdefault(_flat(r)[x], []).append(value)
+    return {v: groups[v] for v in sorted(groups)}
+
+
 def curve(records: list[dict[str, Any]], x: str, y: str = "accuracy", **where: Any) -> tuple[list, list[float]]:
     """``(xs, ys)``: for each value of field ``x`` among the selected records (sorted), the mean of ``y`` over the
-    seeds. ``y`` is a record field or a shift name such as ``"seq_len=512"`` (looked up in ``shifted``).
+    seeds (``y`` as for :func:`seed_values`).
 
     Example: ``curve(runs, "num_latents", part="sweep", task="global", kind="latent")`` → accuracy vs M.
     """
-    groups: dict[Any, list[float]] = {}
-    for r in select(records, **where):
-        value = r["shifted"][y] if y in r.get("shifted", {}) else r[y]
-        groups.setdefault(_flat(r)[x], []).append(value)
-    xs = sorted(groups)
-    return xs, [sum(groups[v]) / len(groups[v]) for v in xs]
+    groups = seed_values(records, x, y, **where)
+    return list(groups), [sum(v) / len(v) for v in groups.values()]
+
+
+def band(records: list[dict[str, Any]], x: str, y: str = "accuracy", **where: Any):
+    """``(xs, means, lows, highs)`` over the seeds of each x (lowest and highest seed: the seed spread), e.g. for
+    a line with a shaded band: ``band(runs, "num_latents", part="sweep", task="global", kind="latent")``."""
+    groups = seed_values(records, x, y, **where)
+    vals = list(groups.values())
+    return list(groups), [sum(v) / len(v) for v in vals], [min(v) for v in vals], [max(v) for v in vals]
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    """Mean and seed range as text, e.g. ``"0.63 (0.58–0.66)"``; one value alone is just that value."""
+    mean = f"{sum(values) / len(values):.{digits}f}"
+    return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def within_noise(a: list[float], b: list[float]) -> bool:
+    """True when two sets of seed results overlap (neither's range lies wholly above the other's): the difference
+    of their means is then within seed noise, by the course's plain rule."""
+    return not (min(a) > max(b) or min(b) > max(a))
 
 
 def mean_over_seeds(records: list[dict[str, Any]], y: str = "accuracy", **where: Any) -> float | None:
@@ -241,15 +319,18 @@ def mean_over_seeds(records: list[dict[str, Any]], y: str = "accuracy", **where:
 DESCRIPTION = """\
 Train small taggers (full attention, latent attention with 1 to 64 latents, and
 baselines) on the tasks of notebook 03 and measure what the latent bottleneck keeps and
-what it loses. The runs come in parts:
+what it loses, from 3 seeds. The runs come in parts:
   sweep     accuracy vs the number of latents M, on the global and the retrieval task
+  ablation  latent attention with two of its three stages (write or gather left out)
+  heads     retrieval with 1 and 4 heads: how many facts a latent holds
   capacity  retrieval accuracy vs the number of facts, for several M
   length    accuracy when trained at other sequence lengths
   distil    retrieval when some facts are asked far more often
   timing    seconds per training step vs sequence length (depends on the machine)
 
-Time: all 54 runs plus the timings take about 7 CPU-minutes (about 17 minutes on a busy
-2-core laptop); one part takes a few minutes or less. The same command gives the same
+Time: all 177 runs plus the timings take about 30 CPU-minutes; one part takes
+a few minutes (sweep and ablation about 10 each). Parts can run in parallel processes
+with different --out folders. The same command gives the same
 accuracies (the timings aside).
 
 Output: bottleneck_runs.json (one record per trained model) and bottleneck_timing.json,
@@ -291,7 +372,7 @@ def _main(args: argparse.Namespace) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = add_parser(subparsers, "bottleneck", "notebook 03's bottleneck runs, about 7 CPU-minutes",
+    p = add_parser(subparsers, "bottleneck", "notebook 03's bottleneck runs, about 30 CPU-minutes",
                    DESCRIPTION, EXAMPLES)  # fmt: skip
     p.add_argument("--part", action="append", choices=PARTS, help="run only this part (repeatable; default: all)")
     add_output_options(p, "bottleneck", f"{RUNS_FILE} and {TIMING_FILE}")

@@ -11,11 +11,24 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator
 
 from ..bench.complexity.report import human_bytes, module_ratios, series, speedups
+from ..complexity import Shape, method_cost
 
-__all__ = ["STYLE", "BenchView", "CostView", "FlopsPanel", "MemoryPanel", "cost_overview", "honest_figure", "log_axes"]
+__all__ = [
+    "PATH_STEPS",
+    "STYLE",
+    "BenchView",
+    "CostView",
+    "FlopsPanel",
+    "MemoryPanel",
+    "cost_overview",
+    "honest_figure",
+    "log_axes",
+    "paths_figure",
+]
 
 STYLE = {  # one look per method, in every figure of the notebook
     "full-sdpa": {"color": "0.15", "marker": "o", "label": "full, fused SDPA"},
@@ -262,8 +275,50 @@ def honest_figure(rows: list[dict]) -> Figure:
         bars = ax_mod.bar(labels, ratios, color=[STYLE["latent-fast"]["color"], "0.6"], width=0.55)
         ax_mod.bar_label(bars, [f"{r:.1f}×" for r in ratios], fontsize=9)
         ax_mod.set_ylim(0, max(ratios) * 1.2)
-        ax_mod.set_title(f"full / latent time at N = {nm:,}: the projections shrink the gain", fontsize=10)
+        ax_mod.set_title(f"full / latent time at N = {nm:,}:\nthe projections shrink the gain", fontsize=10)
     else:
         ax_mod.set_axis_off()
         ax_mod.set_title("no whole-module run", fontsize=10)
+    return fig
+
+
+PATH_STEPS = {  # what each path runs, in the learner's words (one line per step)
+    "full-explicit": "scores QKᵀ (N×N) → softmax → weights·V:\nthree passes, each writes or reads all N×N numbers",
+    "full-sdpa": "one fused kernel: takes K, V in tiles,\nkeeps a running softmax; no N×N in memory",
+    "latent-teaching": "3 stages, each scores → softmax → weighted sum\nwith an N×M map (kept: the maps are returned)",
+    "latent-fast": "3 stages of thin products (N×d_head)·(d_head×M);\nmaps streamed, never whole; softmax memory-bound",
+}
+
+
+def paths_figure(shape: Shape) -> Figure:
+    """What each of the four paths keeps in memory at its peak (attention core, q/k/v included), drawn to a
+    linear scale of MiB, with what the path computes written beside it. Bytes from
+    :func:`lattn.complexity.method_cost` (what must exist; eager PyTorch may hold somewhat more)."""
+    fig = Figure(figsize=(11.0, 3.4), layout="constrained")
+    ax, ax_text = fig.subplots(1, 2, width_ratios=[1.5, 1])
+    colours = {"q": "#cfd8e3", "k": "#aebdd0", "v": "#8ea3bd", "output": "#6b8aa8", "weights": "#d55e00"}
+    methods = list(PATH_STEPS)
+    for row, method in enumerate(methods):
+        c = method_cost(method, shape, whole_module=True)
+        left = 0.0
+        parts = {**c.inputs, **c.tensors}
+        for name, nbytes in parts.items():
+            kind = name.split(": ")[-1].split(" ")[0]  # "q", "k", "v", "weights" or "output"
+            ax.barh(row, nbytes / 2**20, left=left, color=colours[kind], edgecolor="white", lw=0.8, height=0.6)
+            left += nbytes / 2**20
+        ax.text(left, row, f" {human_bytes(sum(parts.values()))}", va="center", fontsize=8)
+        ax_text.text(0, row, PATH_STEPS[method], va="center", fontsize=8.5)
+    ax.set_yticks(range(len(methods)), [STYLE[m]["label"] for m in methods])
+    ax.set_xlim(0, ax.get_xlim()[1] * 1.12)
+    ax.set_xlabel("MiB that must exist at the peak (linear scale)")
+    handles = [Patch(color=c, label="weights (float32 map)" if k == "weights" else k) for k, c in colours.items()]
+    ax.legend(handles=handles, fontsize=8, loc="lower right", ncols=2)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"memory at the peak: N = {shape.seq_len:,}, M = {shape.num_latents}, {shape.heads} heads of "
+                 f"{shape.dim_head}, B = {shape.batch}, float32", fontsize=10)  # fmt: skip
+    for a in (ax, ax_text):
+        a.set_ylim(len(methods) - 0.5, -0.5)
+    ax_text.set_xlim(0, 1)
+    ax_text.set_axis_off()
+    ax_text.set_title("what the path computes", fontsize=10)
     return fig

@@ -22,6 +22,7 @@ __all__ = [
     "formula_curves",
     "human_bytes",
     "loglog_slope",
+    "matmul_fraction",
     "module_ratios",
     "read_csv",
     "series",
@@ -87,6 +88,13 @@ def module_ratios(rows: list[dict]) -> dict[int, dict[str, float]]:
     mha, lat = _measured(rows, "module", "mha-module"), _measured(rows, "module", "latent-module")
     return {n: {"time": mha[n]["seconds"] / lat[n]["seconds"], "flops": mha[n]["flops"] / lat[n]["flops"]}
             for n in sorted(set(mha) & set(lat))}  # fmt: skip
+
+
+def matmul_fraction(rows: list[dict], method: str, n: int) -> float | None:
+    """How close one measured point gets to the machine: its formula FLOPs per second divided by the best float32
+    FLOP/s of a large square matrix product measured in the same run (the roofline); None where not measured."""
+    row = _measured(rows, "n-grid", method).get(n)
+    return None if row is None else row["flops"] / row["seconds"] / _matmul_rate(rows)
 
 
 def achieved_flops_per_s(rows: list[dict], method: str, fit_from: int = 1024) -> float | None:
