@@ -6,16 +6,18 @@ The map of the house (data flows one way: tasks → mechanisms → models → vi
                     MultiHeadAttention, the O(N²) baseline                                                   nb 00
     latent.py       LatentAttention: write / gather / broadcast, each stage an `Attention`; LatentMaps      nb 01
     checks.py       the input checks every public entry point shares (clear errors naming the argument)
-    analysis.py     singular values and best rank-M approximations of attention maps                         nb 01
+    analysis.py     singular values, best rank-M approximations, token→token dependence by autograd          nb 01
     complexity/     cost formulas (FLOPs, bytes) on one shape dataclass; measuring instruments               nb 02
     bench/          `python -m lattn.bench`: timings, reported as ratios, never asserted                     nb 02, 05
     tasks.py        seeded synthetic tasks (cluster majority, key-value retrieval)                           nb 03
     train.py        the Tagger, its baselines (window, stacked full) and the one training loop               nb 03
     experiments/    `python -m lattn.experiments`: longer runs whose small results ship in lattn/data        nb 03, 06
-    family/         Perceiver (IO, AR), Set Transformer (MAB, ISAB, PMA), Luna (+ causal), Slot, Linformer   nb 04
+    family/         Perceiver (IO, AR), Set Transformer (MAB, ISAB, PMA), Luna (+ causal), Slot, Linformer,  nb 04
+                    causal linear attention, window + global tokens
     mla.py          DeepSeek's Multi-head Latent Attention: config, decoupled RoPE, naive/absorbed, cache    nb 05
+    rope.py         RoPE frequencies, YaRN scaling as DeepSeek ships it, interleaved ↔ halves pair layout   nb 05
     blocks.py       the pre-norm Transformer block around any mechanism                                      nb 06
-    lm.py, lm_data.py  the tiny character LM: training, evaluation, generation, checkpoints; its corpus     nb 06
+    lm.py, lm_data.py, lm_cost.py  the tiny character LM: training, generation, checkpoints; corpus; speed, memory  nb 06
     viz/            figures (arrays in, figures out; no widgets), one module per lesson; diagram.py: token ↔ latent schematics from
                     data; flow.py: the same drawn with a model's real attention weights
     widgets/        one explorer per lesson: controls wired to compute and viz (no maths, no drawing)

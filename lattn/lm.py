@@ -1,5 +1,5 @@
 """A tiny decoder-only character language model built from :class:`~lattn.blocks.Block`: its training, evaluation,
-generation, leak test, speed and memory accounting, and checkpoints (notebook 06).
+generation, leak test and checkpoints (notebook 06); its speed and memory are measured by :mod:`lattn.lm_cost`.
 
 :class:`CharLM` = character embedding + learned positions → ``layers`` blocks → LayerNorm → logits. The attention
 of every block is one of :data:`KINDS` (see the table in :mod:`lattn.blocks`). :func:`generate` decodes greedily or
@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,17 +38,12 @@ __all__ = [
     "KINDS",
     "CharLM",
     "LMConfig",
-    "cache_bytes",
-    "decode_state_bytes",
-    "decode_step_ops",
     "evaluate_lm",
     "future_leak",
     "generate",
     "load_checkpoint",
-    "prefill_peak_bytes",
     "sampling_probs",
     "save_checkpoint",
-    "speed",
     "train_lm",
 ]
 
@@ -167,14 +161,6 @@ class CharLM(nn.Module):
         for i, block in enumerate(self.blocks):
             h = block(h) if cache is None else block(h, cache=cache[i], start_pos=start)
         return self.head(self.norm(h))  # (B, N, V)
-
-
-def cache_bytes(caches: list[Any]) -> int:
-    """Bytes held by decoding states (all layers, all allocated slots): what decoding keeps besides the weights."""
-    unknown = sorted({type(c).__name__ for c in caches if not hasattr(c, "nbytes")})
-    if unknown:
-        raise TypeError(f"a decoding state knows its own nbytes; {', '.join(unknown)} does not")
-    return sum(c.nbytes for c in caches)
 
 
 # --- generation ---------------------------------------------------------------------------------------------------
@@ -320,75 +306,6 @@ def future_leak(model: CharLM, ids: Tensor, position: int, replacement: int | No
     changed[:, position] = (ids[:, position] + 1) % model.config.vocab_size if replacement is None else replacement
     model.eval()
     return (model(ids) - model(changed)).abs().amax(dim=(0, 2))  # (N,)
-
-
-# --- speed and memory ------------------------------------------------------------------------------------------------
-def speed(
-    model: CharLM, corpus: CharCorpus, *, steps: int = 3, batch_size: int = 32, new_tokens: int = 100, repeats: int = 3
-) -> dict:
-    """Wall-clock throughput on this machine, each the fastest of ``repeats`` runs (on a busy machine the fastest
-    is the least disturbed): ``train`` tokens/s (``steps`` steps on a copy of the model, the model itself is
-    untouched), ``generate`` and ``generate_uncached`` tokens/s (greedy, one sequence, from one character; the same
-    as ``generate`` when the model has no decoding state); and ``step_ops``, the number of tensor operations (torch
-    dispatcher calls) of one cached decode step — None without a decoding state."""
-    import copy
-
-    check_int(repeats=repeats)
-    runs = (
-        train_lm(copy.deepcopy(model), corpus, steps, batch_size=batch_size, progress=False) for _ in range(repeats)
-    )
-    out = {"train": max(h.tokens_per_s for h in runs)}
-    prompt = corpus.val[:1][None]  # (1, 1)
-    for name, cached in (("generate", True), ("generate_uncached", False)):
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            generate(model, prompt, new_tokens, use_cache=cached)
-            best = min(best, time.perf_counter() - start)
-        out[name] = new_tokens / best
-    out["step_ops"] = decode_step_ops(model, prompt) if model.can_cache else None
-    return out
-
-
-@torch.no_grad()
-def decode_step_ops(model: CharLM, prompt: Tensor) -> int:
-    """Tensor operations (calls through torch's dispatcher) of one cached decode step after ``prompt`` (1, T). At
-    tiny widths much of a step's time is the fixed cost of launching each operation, not its arithmetic."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class _Count(TorchDispatchMode):
-        calls = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.calls += 1
-            return func(*args, **(kwargs or {}))
-
-    model.eval()
-    cache = model.new_cache(prompt.shape[0])
-    model(prompt, cache=cache)  # prefill
-    with _Count() as count:
-        model(prompt[:, -1:], cache=cache)  # one new character
-    return count.calls
-
-
-def decode_state_bytes(config: LMConfig, context: int) -> int | None:
-    """Bytes of the decoding state of all ``config.layers`` blocks after ``context`` tokens, float32 — measured on
-    the real cache tensors. None for attention without a decoding state (the naive latent decoder)."""
-    layers = [config.attention() for _ in range(config.layers)]
-    if not hasattr(layers[0], "new_cache"):
-        return None
-    return cache_bytes([attn.new_cache(1, context) for attn in layers])
-
-
-def prefill_peak_bytes(config: LMConfig, context: int) -> int:
-    """Peak bytes of the tensors one block creates while reading ``context`` tokens at once (a prompt, or one
-    training sequence), batch 1, float32, no gradients (:func:`lattn.complexity.peak_bytes`: kernel scratch space,
-    e.g. inside fused attention, is not seen)."""
-    from .complexity import peak_bytes
-
-    block = Block(config.attention(), mlp_mult=config.mlp_mult)
-    x = torch.randn(1, context, config.dim)
-    return peak_bytes(lambda: block(x))
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------------

@@ -17,17 +17,15 @@ from lattn.lm import (
     KINDS,
     CharLM,
     LMConfig,
-    cache_bytes,
     evaluate_lm,
     future_leak,
     generate,
     load_checkpoint,
-    prefill_peak_bytes,
     sampling_probs,
     save_checkpoint,
-    speed,
     train_lm,
 )
+from lattn.lm_cost import cache_bytes, prefill_peak_bytes, speed
 from lattn.lm_data import TEXT_FILE, CharCorpus, CharVocab, load_text
 
 CAUSAL = [k for k in KINDS if k != "latent"]

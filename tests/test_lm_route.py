@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lattn.exercises import lm as ex
-from lattn.lm import CharLM, LMConfig, decode_step_ops
+from lattn.lm import CharLM, LMConfig
+from lattn.lm_cost import decode_step_ops
 from lattn.viz.lm import leak_route
 
 
@@ -33,6 +34,18 @@ def test_leak_route_names_the_relay_latent_and_the_two_tokens():
     assert any("head 1" in t for t in texts)
     outlined = [p for p in fig.axes[0].patches if p.get_edgecolor()[3] == 1 and p.get_linewidth() > 2]
     assert [(p.get_x(), p.get_y()) for p in outlined] == [(3.5, 2.5)], "the chosen cell (3, 4) is the thick one"
+
+
+def test_leak_route_names_every_token_and_colours_the_two_of_the_route():
+    eff, gather, broadcast = route_maps(N=16, M=8, relay=5, position=11)
+    chars = "me see:  that wo"
+    fig = leak_route(eff, gather, broadcast, 11, chars)
+    ax_flow = next(ax for ax in fig.axes if ax.texts)  # the flow view (the map and its colour bar have no texts)
+    names = [t for t in ax_flow.texts if t.get_position()[1] == -0.07]  # the token row of both panels
+    assert "".join(t.get_text() for t in names) == 2 * "me␣see:␣␣that␣wo", "all 16 tokens, in order, per panel"
+    assert len([t for t in ax_flow.texts if -0.3 < t.get_position()[1] < 0]) == 32, "no second, thinned name row"
+    bold = [(round(t.get_position()[0], 3), t.get_text()) for t in names if t.get_weight() == "bold"]
+    assert [c for _, c in bold] == ["t", "a"], "gather: the answer (position 12); broadcast: the reader (11)"
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,6 @@ def check_cache_values(answer: Any, dim: int = 48, d_c: int = 16, d_rope: int = 
     return run_check(
         answer,
         check,
-        f"full attention keeps {2 * dim} numbers per token and layer, MLA {d_c + d_rope}, Luna causal none.",
+        f"full attention adds {2 * dim} numbers per token and layer, MLA {d_c + d_rope}, causal Luna none (fixed size).",
         "set cache_values = (full, mla), the numbers one layer caches per token.",
     )

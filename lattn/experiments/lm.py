@@ -27,12 +27,11 @@ from ..lm import (
     KINDS,
     CharLM,
     LMConfig,
-    decode_state_bytes,
     evaluate_lm,
-    prefill_peak_bytes,
     save_checkpoint,
     train_lm,
 )
+from ..lm_cost import decode_state_bytes, prefill_peak_bytes
 from ..lm_data import CharCorpus
 
 __all__ = ["DATA_DIR", "RESULTS", "SHIPPED", "config_for", "measure_memory", "register", "round_to_half", "run"]

@@ -76,15 +76,22 @@ def leak_route(effective: Any, gather: Any, broadcast: Any, position: int, chars
         ax_map.add_patch(Rectangle((r + 0.5, r - 0.5), 1, 1, fill=False, edgecolor=COLORS["focus"],
                                    lw=2.6 if wide else 0.9, zorder=3))  # fmt: skip
     ax_map.set_title(
-        f"head {head}: effective map broadcast @ gather\nhatched = the future (j > i); outlined = j = i + 1",
+        f"head {head}: effective map broadcast @ gather\nhatched: the future (j > i); outlined: j = i + 1, the answer of row i",
         fontsize=10,
     )
     art = draw_flow({"gather": gat[None], "broadcast": bro[None]}, head=0, latent=relay,
                     token_labels=[shown(c) for c in chars], ax=ax_flow)  # fmt: skip
-    for p in art.layout.panels:  # the two tokens of the route: the answer i + 1 (read in gather) and the reader i
-        k = i + 1 if p.stage.name == "gather" else i
+    names = {shown(c) for c in chars}  # the diagram names only some tokens (just below their row) …
+    for t in [t for t in ax_flow.texts if -0.3 < t.get_position()[1] < 0 and t.get_text() in names]:
+        t.remove()
+    for p in art.layout.panels:  # … here every token is named, the two of the route in the focus colour
+        k = i + 1 if p.stage.name == "gather" else i  # the answer i + 1 (read in gather), the reader i (broadcast)
+        for n, x in enumerate(p.bottom_x):
+            ax_flow.text(x, -0.07, shown(chars[n]), ha="center", va="top", fontsize=8, family="monospace", zorder=4,
+                         color=COLORS["focus"] if n == k else "black", weight="bold" if n == k else "normal",
+                         bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none"})  # fmt: skip
         ax_flow.annotate(
-            f"{'answer' if k == i + 1 else 'reader'} {k} {shown(chars[k])!r}", xy=(p.bottom_x[k], -0.03),
+            f"{'answer' if k == i + 1 else 'reader'} {k} {shown(chars[k])!r}", xy=(p.bottom_x[k], -0.2),
             xytext=(p.bottom_x[k], -0.72), ha="center", fontsize=9, color=COLORS["focus"], weight="bold",
             arrowprops={"arrowstyle": "-|>", "color": COLORS["focus"], "lw": 1.5},
         )  # fmt: skip
