@@ -20,6 +20,18 @@ def decode_step(q_c, q_r, kv, w_uk, w_uv, scale):
     return torch.einsum("hc,hdc->hd", weights @ kv[:, :d_c], w_uv)  # (H, d_h)
 
 
+def softmax_over_heads(q_c, q_r, kv, w_uk, w_uv, scale):
+    q_lat = torch.einsum("hd,hdc->hc", q_c, w_uk)
+    weights = torch.softmax(torch.cat([q_lat, q_r], -1) @ kv.T * scale, 0)  # slip: over the heads
+    return torch.einsum("hc,hdc->hd", weights @ kv[:, : w_uk.shape[-1]], w_uv)
+
+
+def value_from_whole_rows(q_c, q_r, kv, w_uk, w_uv, scale):
+    q_lat = torch.einsum("hd,hdc->hc", q_c, w_uk)
+    weights = torch.softmax(torch.cat([q_lat, q_r], -1) @ kv.T * scale, -1)
+    return torch.einsum("hc,hdc->hd", weights @ kv, w_uv)  # slip: averages k_R too → shapes do not fit
+
+
 def texts(fig: Figure) -> str:
     return " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
 
@@ -63,6 +75,12 @@ def test_decode_step_checker(capsys):
         "`scale`": lambda *a: decode_step(*a[:5], 1.0),
         "not 1/√(d_c + d_rope)": lambda *a: decode_step(*a[:5], 8**-0.5),
         "rotary part": lambda q_c, q_r, kv, w_uk, w_uv, s: decode_step(q_c, 0 * q_r, kv, w_uk, w_uv, s),
+        "it is already": lambda *a: decode_step(*a[:5], 1 / a[5]),
+        "not over the heads": softmax_over_heads,
+        "map it back with W_UV": lambda q_c, q_r, kv, w_uk, w_uv, s: decode_step(
+            q_c, q_r, kv, w_uk, torch.eye(w_uk.shape[-1]).expand(w_uk.shape[0], -1, -1).double(), s
+        ),
+        "latent part kv[:, :d_c] only": value_from_whole_rows,
         "shape": lambda *a: decode_step(*a)[:2],
         "raised": lambda *a: 1 / 0,
         "max |diff|": lambda q_c, q_r, kv, w_uk, w_uv, s: decode_step(q_c, q_r, kv[:-1], w_uk, w_uv, s),
@@ -79,3 +97,25 @@ def test_preset_scaled_copies_keep_yarn_and_differ_from_plain():
     small = PRESETS["DeepSeek-V2-Lite"].scaled(0.125)
     assert small.rope_scaling is not None and small.softmax_scale > small.without_yarn().softmax_scale
     assert dataclasses.replace(small, rope_scaling=None) == small.without_yarn()
+
+
+def test_absorbed_score_and_output_checkers_name_each_slip(capsys):
+    slips = {
+        ex.check_absorbed_scores: {
+            "no scaling here": lambda q, w, c: (q @ w) @ c.T / 4**0.5,
+            "0.25 × the raw": lambda q, w, c: (q @ w) @ c.T * 0.25,
+            "expected shape (N, L)": lambda q, w, c: c @ (q @ w).T,
+            "then q_lat @ c_kv.T": lambda q, w, c: (q @ w) @ c.T + 1,
+            "raised": lambda q, w, c: q @ w.T,  # W_UK the wrong way round
+        },
+        ex.check_absorbed_output: {
+            "map it back with @ w_uv.T": lambda p, c, w: p @ c,
+            "expected shape (N, d_h)": lambda p, c, w: (p @ c @ w.T).T,
+            "then @ w_uv.T": lambda p, c, w: p.T[:3, :3] @ c[:3] @ w.T,
+        },
+    }
+    for checker, wrong in slips.items():
+        for fragment, fn in wrong.items():
+            capsys.readouterr()
+            assert not checker(fn)
+            assert fragment in capsys.readouterr().out, fragment

@@ -135,6 +135,6 @@ def test_absorbed_scores_checker(capsys):
 def test_absorbed_output_checker(capsys):
     assert ex.check_absorbed_output(lambda p, c, w: (p @ c) @ w.T)
     assert not ex.check_absorbed_output(lambda p, c, w: p @ c)
-    assert "expected shape (N, d_h)" in capsys.readouterr().out
+    assert "map it back with @ w_uv.T" in capsys.readouterr().out
     assert not ex.check_absorbed_output(lambda p, c, w: (p.T.softmax(-1).T @ c) @ w.T)
     assert not ex.check_absorbed_output(lambda p, c, w: torch.zeros(3, 4, dtype=torch.float64))

@@ -71,9 +71,13 @@ def check_absorbed_scores(fn: Callable[..., torch.Tensor] | None) -> Verdict:
                 False,
                 f"one score per (query, cached token): expected shape (N, L) = (3, 5), got {tuple(got.shape)}.",
             )
-        if torch.allclose(got, (q @ keys.T) / 2.0, atol=1e-10):
-            return False, "no scaling here: the module divides by √(d_h + d_rope) later; return the raw scores."
-        return torch.allclose(got, q @ keys.T, atol=1e-10), "first q_lat = q_c @ w_uk (N, d_c), then q_lat @ c_kv.T."
+        raw = q @ keys.T
+        if torch.allclose(got, raw, atol=1e-10):
+            return True, ""
+        ratio = float(got[0, 0] / raw[0, 0])
+        if torch.allclose(got, raw * ratio, atol=1e-10):
+            return False, f"your scores are {ratio:.3g} × the raw ones: no scaling here, the module scales later."
+        return False, "first q_lat = q_c @ w_uk (N, d_c), then q_lat @ c_kv.T."
 
     return run_check(
         fn,
@@ -91,6 +95,8 @@ def check_absorbed_output(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         p = torch.softmax(_inputs(3, 3, 5), -1)
         c, w = _inputs(4, 5, 6), _inputs(5, 4, 6)
         got = fn(p, c, w)
+        if tuple(got.shape) == (3, 6):
+            return False, "that is the averaged latent (N, d_c): map it back with @ w_uv.T."
         if tuple(got.shape) != (3, 4):
             return False, f"one value vector per query: expected shape (N, d_h) = (3, 4), got {tuple(got.shape)}."
         return torch.allclose(got, p @ (c @ w.T), atol=1e-10), "average the latents (weights @ c_kv), then @ w_uv.T."
@@ -149,15 +155,17 @@ def check_decode_step(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     def project(heads_out: torch.Tensor) -> torch.Tensor:  # (H, d_h) → the layer's output (dim,)
         return m.w_o(merge_heads(heads_out[None, :, None])).detach()[0, 0]
 
-    def variant(scale: float, rotary: bool = True) -> torch.Tensor:  # common slips, to recognise them
+    def variant(scale: float, rotary: bool = True, over: int = -1) -> torch.Tensor:  # common slips, to recognise them
         q_lat = torch.einsum("hd,hdc->hc", inputs["q_c"], inputs["w_uk"])
         kv = inputs["kv"] if rotary else inputs["kv"][:, :d_c]
         q = torch.cat([q_lat, inputs["q_r"]], -1) if rotary else q_lat
-        w = torch.softmax(q @ kv.T * scale, -1)
+        w = torch.softmax(q @ kv.T * scale, over)
         return project(torch.einsum("hc,hdc->hd", w @ inputs["kv"][:, :d_c], inputs["w_uv"]))
 
     try:
         got = fn(**{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+        if tuple(got.shape) == (H, d_c):
+            return report(False, "", "that is each head's averaged latent (H, d_c): map it back with W_UV.")
         if tuple(got.shape) != (H, c.d_h):
             return report(
                 False, "", f"one output per head: expected shape (H, d_h) = {(H, c.d_h)}, got {tuple(got.shape)}."
@@ -165,7 +173,12 @@ def check_decode_step(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         out = project(got.to(torch.float64))
         diff = float((out - expected).abs().max())
     except Exception as exc:  # the learner's code failed: explain, don't crash the notebook
-        return report(False, "", f"your answer raised {type(exc).__name__}: {exc}")
+        return report(
+            False,
+            "",
+            f"your answer raised {type(exc).__name__}: {exc}. Shapes: w_uk, w_uv (H, d_h, d_c); the value is the "
+            "latent part kv[:, :d_c] only.",
+        )
     if diff <= 1e-10:
         return report(True, f"max |diff| to the package's decode step = {diff:.1e} (float64, 6 cached tokens).", "")
     hints = [
@@ -174,7 +187,9 @@ def check_decode_step(fn: Callable[..., torch.Tensor] | None) -> Verdict:
             variant((d_c + c.d_rope) ** -0.5),
             "the scale is the given `scale`, 1/√(d_h + d_rope), not 1/√(d_c + d_rope).",
         ),
+        (variant(1 / inputs["scale"]), "multiply the scores by `scale` (it is already 1/√(d_h + d_rope))."),
         (variant(inputs["scale"], rotary=False), "the score has a rotary part too: q_R · k_R, with k_R = kv[:, d_c:]."),
+        (variant(inputs["scale"], over=0), "softmax over the cached tokens (the last axis), not over the heads."),
     ]
     for value, hint in hints:
         if float((out - value).abs().max()) <= 1e-10:

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
+from matplotlib.text import Text
 
 if TYPE_CHECKING:
     from ..mla import MLAConfig
@@ -53,7 +54,10 @@ class KVCacheView:
         ax.set_yticks(y, self.kinds)
         ax.invert_yaxis()
         ax.set_xlabel("KV cache (GB, 1 GB = 10⁹ bytes)")
-        self.labels = [ax.text(0, i, "", va="center", fontsize=9) for i in y]  # value at the end of each bar
+        self.labels = [  # value at the end of each bar, on white so that the budget line never runs through it
+            ax.text(0, i, "", va="center", fontsize=9, zorder=4, bbox={"fc": "white", "ec": "none", "pad": 1.5})
+            for i in y
+        ]
         ax.set_ylim(len(self.kinds) - 0.5, -1.0)  # room above the first bar for the budget's label
         self.budget_line = ax.axvline(1, color="crimson", ls="--", lw=1.5)
         self.budget_text = ax.text(1, -0.75, "", color="crimson", fontsize=9, ha="left", va="center")
@@ -148,78 +152,89 @@ class DecodeBenchView:
 
 # --- the dataflow of one MLA layer ------------------------------------------------------------------------------------
 ROLE_COLORS = {"input": "0.85", "query": "#f3d9a4", "latent": "#a9cfe8", "rotary": "#c9e3b5", "kv": "#f0c2a8"}
+Point = tuple[float, float]
+# where an arrow leaves or meets a node, as a fraction of the node's text box (nodes are Text artists)
+SIDE = {"left": (0.0, 0.5), "right": (1.0, 0.5), "top": (0.5, 1.0), "bottom": (0.5, 0.0)}
 
 
-def _node(ax: Axes, xy: tuple[float, float], text: str, role: str) -> None:
-    ax.text(*xy, text, ha="center", va="center", fontsize=8, zorder=3,
-            bbox={"boxstyle": "round,pad=0.35", "fc": ROLE_COLORS[role], "ec": "0.3", "lw": 0.8})  # fmt: skip
+def _node(ax: Axes, xy: Point, text: str, role: str) -> Text:
+    return ax.text(*xy, text, ha="center", va="center", fontsize=8, zorder=3,
+                   bbox={"boxstyle": "round,pad=0.35", "fc": ROLE_COLORS[role], "ec": "0.3", "lw": 0.8})  # fmt: skip
 
 
-def _arrow(ax: Axes, a: tuple[float, float], b: tuple[float, float], label: str = "") -> None:
-    ax.annotate("", b, a, zorder=2, arrowprops={"arrowstyle": "-|>", "color": "0.35", "lw": 0.9,
-                                                  "shrinkA": 17, "shrinkB": 17})  # fmt: skip
+def _arrow(ax: Axes, a: Text | Point, b: Text | Point, sides: str = "right left", label: str = "",
+           at: Point | None = None, ha: str = "center", va: str = "bottom") -> None:  # fmt: skip
+    """An arrow from a to b (nodes, met on the given sides, or data points) with an optional label drawn at ``at``
+    (data coordinates, placed by hand so that it sits clear of every line and box)."""
+    side_a, side_b = sides.split()
+    ends = [(SIDE[s], n) if isinstance(n, Text) else (n, "data") for n, s in ((a, side_a), (b, side_b))]
+    (xy_a, coords_a), (xy_b, coords_b) = ends
+    ax.annotate("", xy=xy_b, xycoords=coords_b, xytext=xy_a, textcoords=coords_a, zorder=2,
+                arrowprops={"arrowstyle": "-|>", "color": "0.35", "lw": 0.9, "shrinkA": 4, "shrinkB": 4})  # fmt: skip
     if label:
-        ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.13, label, ha="center", va="bottom", fontsize=7,
-                color="0.25", zorder=4,
-                bbox={"fc": "white", "ec": "none", "pad": 0.3, "alpha": 0.85})  # fmt: skip
+        ax.text(*at, label, ha=ha, va=va, fontsize=7, color="0.2", zorder=4)
 
 
 def _cache_box(ax: Axes, x0: float, y0: float, x1: float, y1: float, text: str) -> None:
     ax.add_patch(FancyBboxPatch((x0, y0), x1 - x0, y1 - y0, boxstyle="round,pad=0.05", fc="none", ec="crimson",
                                 lw=1.6, ls="--", zorder=1))  # fmt: skip
-    ax.text((x0 + x1) / 2, y0 - 0.12, text, ha="center", va="top", fontsize=8, color="crimson")
+    ax.text((x0 + x1) / 2, y0 - 0.14, text, ha="center", va="top", fontsize=8, color="crimson")
 
 
 def _draw_dataflow(ax: Axes, c: MLAConfig, mode: str) -> None:
     H, dh, dc, dr = c.heads, c.d_h, c.d_c, c.d_rope
-    h, att, out = (0.0, 0.0), (4.25, 0.55), (5.5, 0.55)
-    _node(ax, h, f"h\n{c.dim}", "input")
-    qsrc = h
+    h = _node(ax, (0.0, 0.0), f"h\n{c.dim}", "input")
+    # the query side: the same in both modes
+    q_c = _node(ax, (2.45, 2.05), f"q_C\n{H}×{dh}", "query")
+    q_r = _node(ax, (2.45, 0.95), f"q_R\n{H}×{dr}", "rotary")
     if c.d_cq:  # query compression: c_Q = RMSNorm(W_DQ h)
-        qsrc = (1.2, 1.55)
-        _node(ax, qsrc, f"c_Q\n{c.d_cq}", "query")
-        _arrow(ax, h, qsrc, "W_DQ")
-    q_c, q_r = (2.45, 2.0), (2.45, 1.1)
-    c_kv, k_r = (1.5, -0.35), (1.5, -1.35)
-    _node(ax, q_c, f"q_C\n{H}×{dh}", "query")
-    _node(ax, q_r, f"q_R\n{H}×{dr}", "rotary")
-    _node(ax, c_kv, f"c_KV\n{dc}", "latent")
-    _node(ax, k_r, f"k_R\n{dr}", "rotary")
-    _arrow(ax, qsrc, q_c, "W_UQ")
-    _arrow(ax, qsrc, q_r, "W_QR, RoPE")
-    _arrow(ax, h, c_kv, "W_DKV, norm")
-    _arrow(ax, h, k_r, "W_KR, RoPE")
-    if mode == "naive":  # every token's keys and values re-created and cached per head
-        k_c, v_c = (2.95, -0.2), (2.95, -1.15)
-        _node(ax, k_c, f"k_C\n{H}×{dh}", "kv")
-        _node(ax, v_c, f"v_C\n{H}×{dh}", "kv")
-        _arrow(ax, c_kv, k_c, "W_UK")
-        _arrow(ax, c_kv, v_c, "W_UV")
-        _arrow(ax, k_r, (2.95, -1.95), "copy to every head")
-        _node(ax, (2.95, -1.95), f"k_R ×{H}\n{H}×{dr}", "rotary")
+        c_q = _node(ax, (0.95, 1.5), f"c_Q\n{c.d_cq}", "query")
+        _arrow(ax, h, c_q, "top left", "W_DQ", (0.3, 1.15), ha="right")
+        _arrow(ax, c_q, q_c, "right left", "W_UQ", (1.62, 1.98), ha="right")
+        _arrow(ax, c_q, q_r, "right left", "W_QR, RoPE", (1.62, 1.05), ha="right", va="top")
+    else:  # queries straight from the token
+        _arrow(ax, h, q_c, "top left", "W_Q", (0.55, 1.05), ha="right")
+        _arrow(ax, h, q_r, "top left", "W_QR, RoPE", (1.95, 1.02), ha="right")
+    # the key/value side: what each mode computes and keeps per token
+    box_x = (2.5, 3.5) if mode == "naive" else (1.3, 1.9)
+    kv_x = 1.4 if mode == "naive" else 1.6
+    c_kv = _node(ax, (kv_x, -0.45), f"c_KV\n{dc}", "latent")
+    k_r = _node(ax, (kv_x, -1.95), f"k_R\n{dr}", "rotary")
+    _arrow(ax, h, c_kv, "right left", "W_DKV, norm", (0.42, 0.1), ha="left")
+    _arrow(ax, h, k_r, "bottom left", "W_KR, RoPE", (0.38, -1.05), ha="right")
+    att_y = 0.55
+    if mode == "naive":  # every token's keys and values re-created per head and cached
+        k_c = _node(ax, (3.0, -0.15), f"k_C\n{H}×{dh}", "kv")
+        v_c = _node(ax, (3.0, -1.05), f"v_C\n{H}×{dh}", "kv")
+        k_rh = _node(ax, (3.0, -1.95), f"k_R ×{H}\n{H}×{dr}", "rotary")
+        _arrow(ax, c_kv, k_c, "right left", "W_UK", (2.05, -0.2), ha="center")
+        _arrow(ax, c_kv, v_c, "right left", "W_UV", (2.15, -0.9), ha="center", va="top")
+        _arrow(ax, k_r, k_rh, "right left", "copy to\nall heads", (2.02, -1.86), ha="center", va="bottom")
         n = c.kv_elements_per_token("MLA naive")
-        _cache_box(ax, 2.4, -2.35, 3.5, 0.25, f"cached per token: {H}·(2·{dh} + {dr}) = {n:,}")
-        for src in (q_c, q_r, k_c, v_c):
-            _arrow(ax, src, att)
-        _node(ax, att, f"attention\nper head\nscores {dh}+{dr}", "input")
-        _arrow(ax, att, out, "W_O")
-        _node(ax, out, f"out\n{c.dim}", "input")
+        _cache_box(ax, box_x[0], -2.3, box_x[1], 0.2, f"cached per token: {H}·(2·{dh} + {dr}) = {n:,}")
+        att = _node(ax, (4.5, att_y), f"attention\nper head\nscores {dh}+{dr}", "input")
+        _arrow(ax, q_c, att, "right top")
+        reads_at, reads_va = (4.15, -0.75), "center"
     else:  # W_UK folded into the query, W_UV applied after attention: the cache holds [c_KV; k_R]
-        q_lat = (3.75, 2.0)
-        _node(ax, q_lat, f"q_lat\n{H}×{dc}", "latent")
-        _arrow(ax, q_c, q_lat, "·W_UK")
+        q_lat = _node(ax, (3.85, 2.05), f"q_lat\n{H}×{dc}", "latent")
+        _arrow(ax, q_c, q_lat, "right left", "× W_UK", (3.15, 2.12), ha="center")
         n = c.kv_elements_per_token("MLA")
-        _cache_box(ax, 1.0, -1.75, 2.0, 0.05, f"cached per token: {dc} + {dr} = {n:,}")
-        for src in (q_lat, q_r, c_kv, k_r):
-            _arrow(ax, src, att)
-        _node(ax, att, f"attention\nshared key {dc}+{dr}\nvalue {dc}", "input")
-        o = (4.25, -0.9)
-        _node(ax, o, f"o_lat\n{H}×{dc}", "latent")
-        _arrow(ax, att, o)
-        _arrow(ax, o, out, "W_UV, W_O")
-        _node(ax, out, f"out\n{c.dim}", "input")
-    ax.set_xlim(-0.5, 6.0)
-    ax.set_ylim(-2.75, 2.45)
+        _cache_box(ax, box_x[0], -2.3, box_x[1], 0.0, f"cached per token: {dc} + {dr} = {n:,}")
+        att = _node(ax, (4.5, att_y), f"attention\nshared key {dc}+{dr}\nvalue {dc}", "input")
+        _arrow(ax, q_lat, att, "bottom top")
+        reads_at, reads_va = (2.6, -0.75), "top"
+    _arrow(ax, q_r, att, "right left")
+    _arrow(ax, (box_x[1] + 0.05, -0.75), att, "right bottom", "all cached\ntokens", reads_at, ha="left", va=reads_va)
+    if mode == "naive":
+        out = _node(ax, (5.95, att_y), f"out\n{c.dim}", "input")
+        _arrow(ax, att, out, "right left", "W_O", (5.38, att_y + 0.08), ha="center")
+    else:  # the attention averages the cached c_KV; W_UV maps the average back to each head's value space
+        o_lat = _node(ax, (4.5, -1.2), f"o_lat\n{H}×{dc}", "latent")
+        _arrow(ax, att, o_lat, "bottom top")
+        out = _node(ax, (5.95, -1.2), f"out\n{c.dim}", "input")
+        _arrow(ax, o_lat, out, "right left", "W_UV\nthen W_O", (5.33, -1.12), ha="center")
+    ax.set_xlim(-0.45, 6.35)
+    ax.set_ylim(-2.85, 2.5)
     ax.set_axis_off()
 
 
