@@ -20,7 +20,7 @@ EDGES = {  # preset → edges per stage for N = 8 tokens, M = 3 latents
     "full": [N * N],
     "causal": [N * (N + 1) // 2],
     "window": [N + 2 * (N - 1)],  # ±1: itself and two neighbours, one fewer at each end
-    "global": [N + 2 * (N - 1), FULL, FULL],
+    "global": [N + 2 * (N - 1) + 2 * (N - 2), FULL, FULL],  # ±2, as in notebook 04's reach test
     "perceiver_repeats": [FULL, M * M, FULL],
     "perceiver_io": [FULL, M * M, FULL],
     "perceiver_ar_full": [6 + 7 + 8, M * (M + 1) // 2],
@@ -47,6 +47,13 @@ def test_linformer_projection_has_no_softmax():
 
 def test_every_preset_has_an_expected_edge_count():
     assert set(EDGES) == set(PRESETS)
+
+
+def test_presets_live_in_diagram_data_and_stay_importable_from_diagram():
+    from lattn.viz import diagram, diagram_data
+
+    assert diagram.PRESETS is diagram_data.PRESETS and diagram.Stage is diagram_data.Stage
+    assert layout("global", N, M).panels[0].stage.caption.endswith("window ±2")
 
 
 @pytest.mark.parametrize("name", sorted(EDGES))

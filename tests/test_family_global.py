@@ -22,6 +22,7 @@ def test_score_counts_match_the_closed_form(n, w, g):
     assert counts[f"window ±{w} + {g} global"] == band + g * (2 * n + g)
     assert counts["full attention"] == n * n and counts[f"full + {g} registers"] == (n + g) ** 2
     assert counts["4 latents (gather + broadcast)"] == 2 * n * 4
+    assert counts[f"window ±{w} + {g} global"] == int(local_global_mask(n, w, g).sum())  # the mask itself
 
 
 def test_one_layer_cannot_reach_beyond_the_window_two_layers_and_latents_can():

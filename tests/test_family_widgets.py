@@ -94,10 +94,16 @@ def test_static_figures_show_only_used_stages_on_stated_scales(family):
     before = family.state["key"], family.renders
     states = family.states(keys, n=10, m=3)
     assert [s["key"] for s in states] == keys and family.state["key"] == before[0], "explorer left as it was"
+    assert family.renders == before[1] and family.mechanism.value == before[0], "no render, controls restored"
+    family.set(mechanism="isab")  # the controls still drive the picture afterwards
+    assert family.state["key"] == "isab" and family.renders == before[1] + 1
+    family.set(mechanism=before[0])
     fig = stage_overview(states)
     maps = [ax for ax in fig.axes if ax.images]
     assert len(maps) == sum(len(MECHANISMS[k].stages) for k in keys) == 8, "one panel per used stage, none empty"
     assert len(fig.axes) == 2 * len(maps), "every map has its own colorbar"
+    ar = maps[4]  # after latent attention's three stages and the Perceiver's gather
+    assert [t.get_text() for t in ar.get_yticklabels()] == ["7", "8", "9"], "Perceiver AR's latents are positions"
     tokens = token_maps(family.states(["latent", "isab", "luna_causal", "perceiver"], n=10, m=3))
     panels = [ax for ax in tokens.axes if ax.images]
     assert len(panels) == 3, "Perceiver outputs latents: no token→token panel"
@@ -187,7 +193,7 @@ def test_check_luna_step(capsys):
         (lambda *a: (good_luna_step(*a)[0], a[4], a[5]), "accumulate"),  # sums never grow
         (lambda *a: good_luna_step(*a[:6], 1), "accumulate"),  # never divided by t
         (lambda phi, q, *rest: good_luna_step(phi, 2 * q, *rest), "first token"),
-        (lambda *a: (a[1][..., :1], a[4], a[5]), "one (B, H, d_head) vector"),
+        (lambda *a: (a[1][..., :1], a[4], a[5]), "shape (B, H, d_head) = (2, 2, 4)"),
         (lambda *a: 1, "raised TypeError"),
     ]
     for answer, hint in cases:
@@ -204,3 +210,15 @@ def test_reach_profiles_draws_exact_zeros_on_the_floor():
     assert ax.get_lines()[0].get_ydata()[2] == LEAK_FLOOR  # an exact zero sits on the dotted floor
     with pytest.raises(ValueError, match="at least one"):
         reach_profiles({})
+
+
+def test_explorer_labels_perceiver_ar_rows_with_their_positions(family):
+    before = {"mechanism": family.state["key"], "n": family.n.value, "m": family.m.value}
+    family.set(mechanism="perceiver_ar", n=10, m=3)
+    ax = family.view.slots[0]["ax"]
+    family.fig.canvas.draw()
+    assert ax.get_ylabel() == "latent at position p"
+    assert ax.yaxis.get_major_formatter()(0, 0) == "7", "row 0 is the latent at position N − M = 7"
+    family.set(mechanism="isab")
+    assert family.view.slots[0]["ax"].yaxis.get_major_formatter()(0, 0) == "0"
+    family.set(**before)

@@ -128,7 +128,8 @@ def check_luna_step(step: LunaStep | None) -> Verdict:
                 want = m(x)
                 got = _run_steps(step, phi, q, k, v)
                 if not isinstance(got, Tensor) or tuple(got.shape) != tuple(q.shape):
-                    return False, f"read must be one (B, H, d_head) vector per head = {tuple(q.shape[::2])}."
+                    B, H, _, dh = q.shape
+                    return False, f"read must be one vector per head, shape (B, H, d_head) = {(B, H, dh)}."
                 out = m.to_out(merge_heads(got))  # (B, N, D)
             diff = (out - want).abs().amax(dim=(0, 2))  # (N,): the error at each position
             if diff.max() < 1e-8:

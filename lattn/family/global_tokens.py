@@ -41,12 +41,16 @@ def local_global_mask(n: int, window: int, num_global: int) -> Tensor:
 
 
 def score_counts(n: int, *, window: int, num_global: int, num_latents: int, registers: int) -> dict[str, int]:
-    """Query–key scores of one layer over N tokens: full attention N², window + g global tokens (the mask's True
-    entries), latents gather + broadcast 2·N·M, full attention with r memory/register tokens (N + r)²."""
-    check_int(num_latents=num_latents, registers=registers)
+    """Query–key scores of one layer over N tokens: full attention N², window + g global tokens (the True entries of
+    :func:`local_global_mask`, counted in closed form: N(2w + 1) − w(w + 1) + g(2N + g) for w < N), latents gather
+    + broadcast 2·N·M, full attention with r memory/register tokens (N + r)²."""
+    check_int(n=n, num_global=num_global, num_latents=num_latents, registers=registers)
+    check_int(window=window, minimum=0)
+    w, g = min(window, n - 1), num_global
+    band = n * (2 * w + 1) - w * (w + 1)  # the True entries of the mask's (N, N) band, without building it
     return {
         "full attention": n * n,
-        f"window ±{window} + {num_global} global": int(local_global_mask(n, window, num_global).sum()),
+        f"window ±{window} + {num_global} global": band + g * (2 * n + g),
         f"{num_latents} latents (gather + broadcast)": 2 * n * num_latents,
         f"full + {registers} registers": (n + registers) ** 2,
     }

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import Bbox
 
 from . import MAP_CMAP, heatmap, update_heatmap
@@ -103,8 +104,12 @@ def stage_overview(states: Sequence[dict[str, Any]], *, ncols: int = 4, mark_fut
         signed = s["key"] == "linformer" and stage == "gather"  # a learned matrix, not a softmax: |·| is drawn
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, label="|weight|" if signed else "weight")
         ax.set_title(f"{s['title']}\n{stage}{' = ' + paper if paper else ''}", fontsize=9)
-        if mark_future and stage == "gather" and s.get("gather_offset") is not None:
-            veil(ax, *data.shape, s["gather_offset"])
+        offset = s.get("gather_offset") if stage == "gather" else None
+        if offset is not None:  # latents that are positions: label the rows with them
+            ax.set_yticks(range(data.shape[0]), [str(offset + i) for i in range(data.shape[0])])
+            ax.set_ylabel("latent at position p")
+            if mark_future:
+                veil(ax, *data.shape, offset)
     n, m = states[0]["n"], states[0]["m"]
     fig.suptitle(f"only the stages each mechanism uses (N = {n} tokens, M = {m}, head 0; each map on its own scale)")
     return fig
@@ -263,8 +268,10 @@ class FamilyView:
             data = row_scaled(state[name]) if name == "effective" else state[name]
             update_heatmap(im, data)
             xlabel, ylabel = STAGE_AXES[name]
+            shift = state["gather_offset"] if name == "gather" and state["gather_offset"] is not None else 0
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos, s=shift: f"{v + s:g}"))  # AR: positions
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel("latent at position p" if shift else ylabel)
             paper = state["names"].get(name, "") if name != "effective" else ""
             title = (
                 "token→token, rows scaled to max" if name == "effective" else name + (f" = {paper}" if paper else "")

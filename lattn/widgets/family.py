@@ -123,12 +123,23 @@ class FamilyExplorer(Explorer):
 
     def states(self, keys: Sequence[str], *, n: int = 16, m: int = 4) -> list[dict[str, Any]]:
         """The computed state (maps of the used stages, token→token map …) of each mechanism in ``keys`` at N = ``n``,
-        M = ``m``, for the static figures of :mod:`lattn.viz.family`; the explorer is left as it was."""
-        before = {"mechanism": self.mechanism.value, "n": self.n.value, "m": self.m.value}
+        M = ``m``, for the static figures of :mod:`lattn.viz.family`. Computed without rendering: the explorer's
+        controls and picture are left as they were."""
+        controls = (self.mechanism, self.n, self.m)
+        before = [c.value for c in controls]
+        for c in controls:
+            c.unobserve(self._on_change, names="value")
         try:
-            return [dict(self.set(mechanism=key, n=n, m=m).state) for key in keys]
+            out = []
+            for key in keys:
+                self.mechanism.value, self.n.value, self.m.value = key, n, m
+                out.append(self.compute())
+            return out
         finally:
-            self.set(**before)
+            for c, value in zip(controls, before):
+                c.value = value
+            for c in controls:
+                c.observe(self._on_change, names="value")
 
     def describe(self, state: dict[str, Any]) -> str:
         leak = state["future_leak"]
