@@ -71,8 +71,8 @@ class LatentMaps:
 
         Entry (i, j): the weight with which token j's value, read by the latents in gather, reaches token i in
         broadcast, within one head. A diagnostic, not the layer's whole token→token dependence: it leaves out the
-        write path (when gather is present), the latents' own contribution, and the mixing of heads through the
-        value and output projections — with H heads the dependence can exceed rank M (see
+        write path (when gather is present), the latents' own contribution, each token's own query, and the mixing
+        of heads through the value and output projections — the dependence is not bound to rank M (see
         :func:`lattn.analysis.dependence`). What always holds: everything a token learns about the others passes
         through M latent vectors. Without a gather stage the write map, its columns renormalised over tokens (the
         weighted-mean weights), takes gather's place: then it is the write→broadcast path.

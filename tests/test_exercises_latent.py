@@ -53,6 +53,7 @@ def latent_module(slip: str = ""):
         def forward(self, x):
             B, N, D = x.shape
             H, dh = self.heads, D // self.heads
+            scale = math.sqrt(D if slip == "wide scale" else dh)
 
             def split(t):
                 return t.view(B, -1, H, dh).transpose(1, 2)  # (B, H, L, dh)
@@ -62,22 +63,23 @@ def latent_module(slip: str = ""):
 
             z = self.latents.expand(B, -1, -1)
             p = self.proj["write"]
-            w = (split(p.to_q(x)) @ split(p.to_k(z)).transpose(-1, -2) / math.sqrt(dh)).softmax(
+            w = (split(p.to_q(x)) @ split(p.to_k(z)).transpose(-1, -2) / scale).softmax(
                 -2 if slip == "axis" else -1
             )  # (B, H, N, M)
             share = w if slip == "renormalise" else w / (w.sum(-2, keepdim=True) + 1e-6)
             upd = p.to_out(merge(share.transpose(-1, -2) @ split(p.to_v(x))))
             z = upd if slip == "residual" else z + upd
             p = self.proj["gather"]
-            g = (split(p.to_q(z)) @ split(p.to_k(x)).transpose(-1, -2) / math.sqrt(dh)).softmax(
+            g = (split(p.to_q(z)) @ split(p.to_k(x)).transpose(-1, -2) / scale).softmax(
                 -2 if slip == "gather axis" else -1
             )  # (B, H, M, N)
             read = p.to_out(merge(g @ split(p.to_v(x))))
             z = read if slip == "gather residual" else z + read
             p = self.proj["broadcast"]
-            b = (split(p.to_q(x)) @ split(p.to_k(z)).transpose(-1, -2) / math.sqrt(dh)).softmax(-1)  # (B, H, N, M)
+            b = (split(p.to_q(x)) @ split(p.to_k(z)).transpose(-1, -2) / scale).softmax(-1)  # (B, H, N, M)
             out = p.to_out(merge(b @ split(p.to_v(z))))
-            return (out + x if slip == "token residual" else out), {"write": w, "gather": g, "broadcast": b}
+            maps = {"write": share if slip == "share map" else w, "gather": g, "broadcast": b}
+            return (out + x if slip == "token residual" else out), maps
 
     return Mine
 
@@ -92,6 +94,8 @@ def latent_module(slip: str = ""):
         ("gather residual", False, "gather: add what the latents read"),
         ("gather axis", False, "wrong axis: each row of the gather map"),
         ("token residual", False, "no residual on the tokens"),
+        ("share map", False, "you returned it with its columns renormalised"),
+        ("wide scale", False, "not by √D"),
     ],
 )
 def test_check_latent_attention_names_the_slip(slip, ok, hint, capsys):

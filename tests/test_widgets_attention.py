@@ -163,9 +163,13 @@ def test_rank_explorer_switches_between_maps_with_flat_and_steep_spectra():
     assert errors["near rank 1"] < 0.01 < errors["band"] < errors["shift"], errors
     assert errors["shift"] == pytest.approx((1 - 4 / n) ** 0.5)  # a permutation: all singular values equal
     assert ex.view.full_im.axes.get_title().startswith("shift:"), "the left panel follows the chosen map"
+    shift_ylim = ex.view.sv_line.axes.get_ylim()
     png = ex.png
     ex.set(map="band")
     assert ex.png != png and "map=band, M=4" in ex.status.value
+    # one scale of decades for every map (σ_max · 5e-5 … 2 σ_max): a flat spectrum looks flat, a steep one steep
+    for ylim, sv in ((shift_ylim, ex.sv["shift"]), (ex.view.sv_line.axes.get_ylim(), ex.sv["band"])):
+        np.testing.assert_allclose(ylim, (float(sv.max()) * 5e-5, 2 * float(sv.max())), rtol=1e-6)
     fig = ex.error_figure(marks=[4])
     lines = fig.axes[0].get_lines()
     assert [line.get_label() for line in lines[:3]] == list(maps)

@@ -2,8 +2,8 @@
 
 :func:`check_latent_attention` copies the weights of a :class:`~lattn.latent.LatentAttention` into the learner's
 module and compares outputs and maps stage by stage; at the first stage that differs it tries the usual slips (the
-softmax on the wrong axis, no renormalisation, no residual) on an independent float64 forward (:func:`reference`)
-and names the one that reproduces the learner's numbers.
+softmax on the wrong axis, no renormalisation, no residual, √D for √(D/H)) on an independent float64 forward
+(:func:`reference`) and names the one that reproduces the learner's numbers.
 """
 
 from __future__ import annotations
@@ -28,22 +28,27 @@ def _inputs(seed: int, *shape: int) -> Tensor:
 
 
 def write_update(token_q: Tensor, latent_k: Tensor, token_v: Tensor, *, axis: str = "latents",
-                 renormalise: bool = True, eps: float = 1e-6) -> tuple[Tensor, Tensor]:  # fmt: skip
+                 renormalise: bool = True, eps: float = 1e-6,
+                 width: int | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """The write stage on (…, N, d) queries, (…, M, d) latent keys, (…, N, dv) values → (each latent's weighted
-    mean of the values (…, M, dv), the map (…, N, M)). ``axis``/``renormalise`` switch on the usual slips."""
-    scores = token_q @ latent_k.transpose(-1, -2) / math.sqrt(token_q.shape[-1])  # (…, N, M)
+    mean of the values (…, M, dv), the map (…, N, M)). ``axis``/``renormalise``/``width`` (the scale's √width,
+    default d) switch on the usual slips."""
+    scores = token_q @ latent_k.transpose(-1, -2) / math.sqrt(width or token_q.shape[-1])  # (…, N, M)
     w = scores.softmax(dim=-1 if axis == "latents" else -2)  # right: each token splits itself over the latents
     share = w / (w.sum(dim=-2, keepdim=True) + eps) if renormalise else w  # each latent's column → weights summing to 1
     return share.transpose(-1, -2) @ token_v, w  # (…, M, dv), (…, N, M)
 
 
 def reference(la: LatentAttention, x: Tensor, *, write_axis: str = "latents", renormalise: bool = True,
-              residual: tuple[str, ...] = ("write", "gather")) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+              residual: tuple[str, ...] = ("write", "gather"), wide_scale: bool = False,
+              ) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     """An independent forward of ``la`` (all three stages) on x (B, N, D), in x's dtype, with einsum per head.
     Returns (out (B, N, D), {stage: map}). The keyword arguments reproduce the usual slips: ``write_axis="tokens"``,
-    ``renormalise=False``, and the stages whose latent update forgets the residual (left out of ``residual``)."""
+    ``renormalise=False``, the stages whose latent update forgets the residual (left out of ``residual``), and
+    ``wide_scale=True`` (scores divided by √D instead of √(D/H))."""
     B, N, D = x.shape
     H = la.heads
+    width = D if wide_scale else D // H  # the scale's √width: one head's width
     P = {s: {n: getattr(la.proj[s], n) for n in ("to_q", "to_k", "to_v", "to_out")} for s in STAGES}
 
     def heads(t: Tensor) -> Tensor:  # (B, L, D) → (B, H, L, dh)
@@ -53,14 +58,14 @@ def reference(la: LatentAttention, x: Tensor, *, write_axis: str = "latents", re
         return t.transpose(1, 2).reshape(B, t.shape[2], D)
 
     def softmax_read(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        w = (torch.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(D // H)).softmax(-1)
+        w = (torch.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(width)).softmax(-1)
         return torch.einsum("bhij,bhjd->bhid", w, v), w
 
     maps: dict[str, Tensor] = {}
     z = la.latents.to(x.dtype).expand(B, -1, -1)  # (B, M, D)
     p = P["write"]
     upd, maps["write"] = write_update(heads(p["to_q"](x)), heads(p["to_k"](z)), heads(p["to_v"](x)),
-                                      axis=write_axis, renormalise=renormalise, eps=la.eps)  # fmt: skip
+                                      axis=write_axis, renormalise=renormalise, eps=la.eps, width=width)  # fmt: skip
     z = (z if "write" in residual else 0) + p["to_out"](merge(upd))  # (B, M, D)
     p = P["gather"]
     read, maps["gather"] = softmax_read(heads(p["to_q"](z)), heads(p["to_k"](x)), heads(p["to_v"](x)))
@@ -112,6 +117,7 @@ _SLIPS = {  # the slip, the keyword arguments of reference() that reproduce it, 
     "write residual": ({"residual": ("gather",)}, "write: add the update to the latents (z = z + …), don't replace them."),
     "gather residual": ({"residual": ("write",)}, "gather: add what the latents read to them (z = z + …), don't "
                         "replace them."),
+    "wide scale": ({"wide_scale": True}, "scale the scores by √d_head = √(D/H), the width of one head, not by √D."),
 }  # fmt: skip
 
 
@@ -144,6 +150,11 @@ def check_latent_attention(cls: type[nn.Module] | None, dim: int = 8, num_latent
             for slip, (_, hint) in _SLIPS.items():
                 if _close(maps[s], variants[slip][s]):
                     return False, hint
+            if s == "write" and _close(maps[s], expected / (expected.sum(-2, keepdim=True) + ref_la.eps)):
+                return False, (
+                    "maps['write'] should be the softmax itself (each row sums to 1 over the latents); "
+                    "you returned it with its columns renormalised — keep that for the update only."
+                )
             over = "tokens" if s == "gather" else "latents"
             sums = maps[s].double().sum(-1)
             if not torch.allclose(sums, torch.ones_like(sums), atol=ATOL):

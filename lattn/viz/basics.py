@@ -135,6 +135,7 @@ class RankView:
     ``full`` (N, N) weights, ``sv`` (N,) its singular values. ``update(approx, m, error, full=None, sv=None, name="")``
     (a new ``full``/``sv`` switches the map shown). Both maps share the scale min..max of the full map (trained maps
     can be close to uniform, and a 0-based scale would hide their structure); approximations outside it are clipped.
+    The singular values span the same four decades below the largest for every map, so spectra compare at a glance.
     """
 
     def __init__(self, fig: Figure | SubFigure, full: Any, sv: Any) -> None:
@@ -158,7 +159,8 @@ class RankView:
         sv = np.maximum(as_array(sv), 1e-12)
         self.sv_line.set_data(np.arange(1, len(sv) + 1), sv)
         self.sv_line.axes.set_xlim(0, len(sv) + 1)
-        self.sv_line.axes.set_ylim(max(sv.min(), sv.max() * 1e-4) / 2, sv.max() * 2)
+        # the same four decades below the largest for every map: a flat spectrum looks flat, a fast fall looks steep
+        self.sv_line.axes.set_ylim(sv.max() * 5e-5, sv.max() * 2)
 
     def update(self, approx: Any, m: int, error: float, *, full: Any = None, sv: Any = None, name: str = "") -> None:
         if full is not None:
@@ -221,7 +223,7 @@ def rank_figure(full: Any, sv: Any, approxes: Sequence[tuple[int, Any, float]]) 
         ax_sv.axvline(m + 0.5, color="#D55E00", lw=1.5, ls=("-", "--", "-.", ":")[i], label=f"cut after {m}")
     ax_sv.set_xlabel("singular value index")
     ax_sv.set_ylabel("singular value")
-    ax_sv.set_title("singular values: one dominates", fontsize=10)
+    ax_sv.set_title("singular values: rank m keeps those left of its line", fontsize=10)
     ax_sv.legend(fontsize=8)
     ax_sv.grid(alpha=0.3)
     for ax in axes:
