@@ -52,7 +52,7 @@ def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Verdict:
         fn,
         check,
         "your softmax matches torch.softmax and survives large scores.",
-        "write softmax(s) over the last axis, then call check_softmax(softmax).",
+        "write my_softmax(s) over the last axis, then call check_softmax(my_softmax).",
     )
 
 
@@ -181,4 +181,4 @@ def check_multihead(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         return False, f"{_first_mismatch(got, expected)}; split → softmax(q kᵀ/√d_head) v per head → merge."
 
     return run_check(fn, check, "your heads match torch's scaled_dot_product_attention, head by head.",
-                     "write multihead(q, k, v, heads), then call check_multihead(multihead).")  # fmt: skip
+                     "write my_multihead(q, k, v, heads), then call check_multihead(my_multihead).")  # fmt: skip

@@ -97,7 +97,7 @@ def check_write(fn: Callable[..., Tensor] | None) -> Verdict:
         return False, "scores q·kᵀ/√d (N, M) → softmax over latents → columns / column sums → transpose · v."
 
     return run_check(fn, check, "your write stage matches the package's (softmax over latents, then a weighted mean).",
-                     "write write(token_q, latent_k, token_v), then call check_write(write).")  # fmt: skip
+                     "write my_write(token_q, latent_k, token_v), then call check_write(my_write).")  # fmt: skip
 
 
 def _maps_of(out: Any) -> tuple[Tensor, dict[str, Tensor]]:
