@@ -36,6 +36,7 @@ Glossary (the words used in code, docs and notebooks):
 * **gather** map (B, H, M, N): latents query tokens, softmax over tokens.
 * **broadcast** map (B, H, N, M): tokens query latents, softmax over latents; the output.
 * **effective map** broadcast @ gather (B, H, N, N): the gather→broadcast path of one head; rank ≤ M.
+  A diagnostic: the write path and the mixing of heads add to the layer's real dependence.
 * **mask** (B, N) bool: True = a real token that may be attended to.
 * the **family** (:mod:`lattn.family`): Perceiver (IO, AR), Set Transformer (ISAB, PMA), Luna (and causal Luna),
   Slot Attention, Linformer — published architectures as choices of write / gather / broadcast.
