@@ -1,5 +1,6 @@
 """Small analyses of attention layers: how much of a map a rank-M bottleneck can keep, which latent each group of
-tokens reads, how much each token's output depends on each input token, and a printable agreement check.
+tokens reads, which token groups each latent of a trained tagger specialises on, how much each token's output
+depends on each input token, and a printable agreement check.
 
 Eckart–Young: the best rank-r approximation of a matrix (in Frobenius norm) keeps its r largest singular values.
 One head's gather→broadcast path (``LatentMaps.effective()``) has rank ≤ M, so as a map of weights it can get no
@@ -12,16 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "agreement",
     "dependence",
     "latent_per_group",
+    "latent_profile",
+    "latent_roles",
     "low_rank",
     "rank_errors",
     "sensitivity",
     "singular_values",
+    "token_rows",
 ]
 
 Layer = Callable[[Tensor], Tensor]  # (B, N, D) → (B, N, D_out): a layer, a model, any function of the tokens
@@ -133,3 +137,43 @@ def rank_errors(sv: Tensor) -> Tensor:
     energy = sv.double().square()
     tail = energy.flip(0).cumsum(0).flip(0)  # (K,): Σ_{k ≥ r}
     return torch.cat([tail, tail.new_zeros(1)]).clamp_min(0).sqrt() / energy.sum().sqrt()
+
+
+@torch.no_grad()
+def latent_roles(write: Tensor, role: Tensor, num_roles: int, per_token: bool = False) -> Tensor:
+    """Which tokens each latent specialises on: the share of each latent's weight that goes to each token group.
+
+    write (B, H, N, M) — a map with tokens along N and latents along M (the write or broadcast map, or the
+    gather map transposed); role (B, N) — integer group labels in [0, num_roles).
+    Returns (H, M, R): for head h and latent m, the fraction of all its weight (over the batch) on tokens of group
+    r; each (h, m) row sums to 1 (or 0 if it has no weight). ``per_token=True`` first divides each group's weight
+    by the group's number of tokens, so a big group (e.g. filler) does not win by its size alone.
+    """
+    if write.dim() != 4 or role.shape != (write.shape[0], write.shape[2]):
+        raise ValueError(f"need write (B, H, N, M) and role (B, N); got {tuple(write.shape)} and {tuple(role.shape)}")
+    onehot = nn.functional.one_hot(role.long(), num_roles).to(write.dtype)  # (B, N, R)
+    mass = torch.einsum("bhnm,bnr->hmr", write, onehot)  # (H, M, R)
+    if per_token:
+        mass = mass / onehot.sum((0, 1)).clamp_min(1)  # (H, M, R) weight per token of each group
+    return mass / mass.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def token_rows(maps, stage: str) -> Tensor:
+    """One stage of :class:`~lattn.latent.LatentMaps` with tokens along the rows: write / broadcast (B, H, N, M),
+    gather transposed (B, H, N, M), or ``"effective"`` broadcast @ gather (B, H, N, N)."""
+    if stage == "effective":
+        return maps.effective()  # (B, H, N, N)
+    m = getattr(maps, stage)
+    return m.transpose(-1, -2) if stage == "gather" else m  # (B, H, N, M)
+
+
+@torch.no_grad()
+def latent_profile(model: nn.Module, task, size: int = 64, seed: int = 2024) -> dict[str, Tensor]:
+    """Per stage (write / gather / broadcast), (H, M, G): the share of each latent's weight per token group of a
+    trained latent tagger, over one batch of ``size`` sequences of ``task`` (which gives ``groups(batch)``),
+    weighted per token (:func:`latent_roles` with ``per_token=True``)."""
+    batch = task(size, torch.Generator().manual_seed(seed))
+    labels, names = task.groups(batch)
+    _, maps = model(batch.x, mask=batch.mask, return_maps=True)
+    stages = ("write", "gather", "broadcast")
+    return {s: latent_roles(token_rows(maps, s), labels, len(names), per_token=True) for s in stages}

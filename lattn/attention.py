@@ -33,30 +33,21 @@ from .checks import (
     check_qkv,
     check_tokens,
 )
+from .masks import HALF_DTYPES, causal_mask, key_padding, masked_softmax, upcast
 
 __all__ = [
     "Attention",
     "KVCache",
     "MultiHeadAttention",
     "attend",
-    "chunk_causal_mask",
     "drop_padded",
     "fused_attention",
-    "masked_softmax",
     "merge_heads",
     "project",
     "scaled_dot_product",
     "split_heads",
-    "upcast",
     "worth_fusing",
 ]
-
-HALF_DTYPES = (torch.float16, torch.bfloat16)
-
-
-def upcast(t: Tensor) -> Tensor:
-    """Half-precision tensors → float32 (where softmax and its sums happen); other dtypes unchanged."""
-    return t.float() if t.dtype in HALF_DTYPES else t
 
 
 def drop_padded(t: Tensor, mask: Tensor) -> Tensor:
@@ -76,40 +67,11 @@ def merge_heads(t: Tensor) -> Tensor:
     return t.transpose(1, 2).reshape(B, N, H * dh)
 
 
-def _causal_mask(nq: int, nk: int, device: torch.device) -> Tensor:
-    """(Nq, Nk) bool, query i may see keys j ≤ i (top-left aligned, as torch's ``is_causal``)."""
-    return torch.ones(nq, nk, dtype=torch.bool, device=device).tril()
-
-
-def chunk_causal_mask(start_pos: int, n: int, device: torch.device | None = None) -> Tensor:
-    """(n, start_pos + n) bool: query i sits at position start_pos + i and may see every key j ≤ start_pos + i.
-
-    For start_pos = 0 this is the usual lower triangle; for a chunk after a cached prefix its left part (the prefix)
-    is all True. Example: start_pos=2, n=2 → [[1, 1, 1, 0], [1, 1, 1, 1]].
-    """
-    keys = torch.arange(start_pos + n, device=device)  # (L,)
-    queries = torch.arange(start_pos, start_pos + n, device=device)  # (n,)
-    return keys[None, :] <= queries[:, None]  # (n, L)
-
-
 def _combine(mask: Tensor | None, causal: bool, nq: int, nk: int, device: torch.device) -> Tensor | None:
     if causal:
-        tri = _causal_mask(nq, nk, device)
+        tri = causal_mask(nq, nk, device=device)
         mask = tri if mask is None else mask & tri
     return mask
-
-
-def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) -> Tensor:
-    """Softmax along ``dim`` (float32 for half inputs); entries where ``mask`` is False get weight 0.
-
-    A slice with no True entry gets all-zero weights (not NaN). ``mask`` broadcasts against ``scores``.
-    """
-    s = upcast(scores)
-    if mask is None:
-        return s.softmax(dim)
-    s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
-    w = s.softmax(dim)
-    return w * mask.any(dim, keepdim=True)  # rows with nothing to attend to → zeros
 
 
 def scaled_dot_product(
@@ -321,7 +283,7 @@ class Attention(nn.Module):
         k, v = self.split(self.to_k(context)), self.split(self.to_v(context))  # (B, H, Nk, dh) each
         allowed = None
         if mask is not None:
-            allowed = mask[:, None, None, :]  # (B, 1, 1, Nk)
+            allowed = key_padding(mask)  # (B, 1, 1, Nk)
             k, v = drop_padded(k, mask), drop_padded(v, mask)
         if attn_mask is not None:
             allowed = attn_mask if allowed is None else allowed & attn_mask  # (B|1, H|1, Nq, Nk)
@@ -330,7 +292,7 @@ class Attention(nn.Module):
                 raise ValueError("a KV cache is for self-attention decoding: pass neither context nor masks with it")
             k, v, start_pos = cache.append(k, v, start_pos)  # (B, H, L, dh) each
             T = q.shape[2]
-            allowed, causal = (None if T == 1 else chunk_causal_mask(start_pos, T, x.device)), False
+            allowed, causal = (None if T == 1 else causal_mask(T, start_pos=start_pos, device=x.device)), False
         read, maps = attend(q, k, v, allowed, causal=causal, return_maps=return_maps)  # (B, H, Nq, dh)
         out = self.merge(read)  # (B, Nq, dim)
         if mask is not None and context is x:

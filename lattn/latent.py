@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .attention import Attention, attend, drop_padded, masked_softmax, project, upcast
+from .attention import Attention, attend, drop_padded, project
 from .checks import check_dim_heads, check_dtype, check_int, check_map_bytes, check_mask, check_tokens
+from .masks import key_padding, masked_softmax, upcast
 
 __all__ = ["STAGES", "LatentAttention", "LatentMaps", "check_stages"]
 
@@ -188,7 +189,7 @@ class LatentAttention(nn.Module):
         H = self.heads
         scale = 1.0 / math.sqrt(D // H)
         z = self.latents.expand(B, -1, -1)  # (B, M, D)
-        key_mask = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, N)
+        key_mask = None if mask is None else key_padding(mask)  # (B, 1, 1, N)
         maps: dict[str, Tensor] = {}
 
         if "write" in self.stages:  # tokens query the latents; each latent takes a weighted mean of token values

@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import chunk_causal_mask, fused_attention, merge_heads, scaled_dot_product, split_heads
+from .attention import fused_attention, merge_heads, scaled_dot_product, split_heads
 from .checks import _shape, check_dtype, check_int, check_mask, check_tokens
+from .masks import causal_mask, key_padding
 from .rope import YaRN, rope_frequencies
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "YaRN",
     "absorption_gap",
     "apply_rope",
-    "chunk_causal_mask",
     "kv_cache_bytes",
     "kv_elements_per_token",
     "largest_divisor_at_most",
@@ -65,8 +65,8 @@ PREFILL_BLOCK = 128  # queries per block when a chunk needs an explicit mask (af
 def _allowed(past: int, mask: Tensor | None, n: int, device: torch.device) -> Tensor:
     """(B|1, 1, n, past + n) bool: query i (at position past + i) may see key j ≤ past + i, and only real keys
     (``mask`` (B, past + n), True = real token)."""
-    allowed = chunk_causal_mask(past, n, device)[None, None]  # (1, 1, n, L)
-    return allowed if mask is None else allowed & mask[:, None, None, :]
+    allowed = causal_mask(n, start_pos=past, device=device)[None, None]  # (1, 1, n, L)
+    return allowed if mask is None else allowed & key_padding(mask)
 
 
 # --- configuration ---------------------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Two sides of one rule — *a stored notebook reads well without a kernel*:
 
-* in the kernel, :func:`widget_bundle` builds the display bundle of a widget (the live view plus, for an explorer,
-  a PNG and a one-line text) and :func:`progress_bar` shows a tqdm bar whose stored output has no text at all;
+* in the kernel, :mod:`lattn.display` builds the display bundle of a widget (the live view plus, for an explorer,
+  a PNG and a one-line text) and shows progress bars whose stored output has no text at all;
 * when a notebook is written, :func:`clean_outputs` keeps the picture and the text of each explorer output and drops
   its widget view (a stored view shows "Error displaying widget: model not found" in JupyterLab, a ``VBox(children=…``
   repr on GitHub), drops leftover progress bars, and :func:`clean` strips ``metadata.widgets``.
@@ -18,71 +18,15 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from tqdm import tqdm
+from .display import WIDGET_FALLBACK, WIDGET_VIEW
 
-__all__ = [
-    "FALLBACK",
-    "WIDGET_FALLBACK",
-    "WIDGET_VIEW",
-    "clean",
-    "clean_outputs",
-    "execute",
-    "progress_bar",
-    "widget_bundle",
-]
+__all__ = ["clean", "clean_outputs", "execute"]
 
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-FALLBACK = "interactive explorer: run the notebook to move the controls"
-WIDGET_FALLBACK = "interactive widget: run the notebook to use it"
 # a tqdm bar's text repr, e.g. "latent M=4:   0%|          | 0/300 [00:00<?, ?it/s]"
 TQDM_TEXT = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")
-
-
-def widget_bundle(widget: Any, text: str = FALLBACK, png: bytes | None = None) -> dict[str, Any]:
-    """The display bundle of a live widget with a fallback: {widget view, text/plain ``text``[, image/png]}.
-
-    Works with ipywidgets 8 (``_repr_mimebundle_``) and 7.x (Colab's 7.7.1: a displayed widget also runs its
-    ``_handle_displayed`` hook, which is how a box tells its children they are shown). ``text=""`` leaves the text
-    out, so a strict nbval comparison does not see the output at all (widget views are never compared).
-    """
-    import base64
-
-    if getattr(widget, "_view_name", None) is None:
-        raise TypeError(f"widget must be a displayable ipywidget, got {type(widget).__name__}")
-    data: dict[str, Any] = {WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}}
-    if text:
-        data["text/plain"] = text
-    if png is not None:
-        data["image/png"] = base64.b64encode(png).decode("ascii")
-    if hasattr(widget, "_handle_displayed"):  # ipywidgets 7.x; 8.x has no such hook
-        widget._handle_displayed()
-    return data
-
-
-def progress_bar(steps: Iterable[int], desc: str, total: int, disable: bool = False) -> tqdm:
-    """Iterate over ``steps`` behind a ``tqdm.auto`` bar that disappears when done (``leave=False``; ``disable``:
-    no bar at all, as in tqdm).
-
-    In a notebook the bar is a widget displayed with no text/plain, so its stored output holds nothing to read or
-    compare, and :func:`clean_outputs` drops it; in a terminal it is tqdm's text bar on stderr. Returns the bar:
-    iterate over it, call ``set_postfix`` as with any tqdm bar.
-    """
-    from tqdm.auto import tqdm as auto_tqdm
-    from tqdm.notebook import tqdm as notebook_tqdm
-
-    if disable or not issubclass(auto_tqdm, notebook_tqdm):
-        return auto_tqdm(steps, desc=desc, total=total, leave=False, disable=disable)
-    from IPython.display import display
-
-    bar = auto_tqdm(steps, desc=desc, total=total, leave=False, display=False)
-    display(widget_bundle(bar.container, text=""), raw=True)
-    bar.displayed = True
-    return bar
 
 
 def _is_stale_widget(output: dict[str, Any]) -> bool:

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from conftest import assert_close
 
-from lattn.attention import MultiHeadAttention, fused_attention, masked_softmax, scaled_dot_product
+from lattn.attention import MultiHeadAttention, fused_attention, scaled_dot_product
+from lattn.masks import masked_softmax
 
 
 def reference_attention(q, k, v, mask=None, causal=False):

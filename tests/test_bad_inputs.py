@@ -14,7 +14,7 @@ from lattn.complexity import Shape
 from lattn.family import ISAB, MAB, PMA, Linformer, Luna, LunaCausal, Perceiver, PerceiverAR, PerceiverIO, SlotAttention
 from lattn.lm import LMConfig
 from lattn.mla import MLAConfig, MultiHeadLatentAttention
-from lattn.train import StackedAttention, WindowAttention
+from lattn.tagger import StackedAttention, WindowAttention
 
 GOOD = {  # a valid call of every public constructor with integer sizes: (class, args, kwargs)
     "Attention": (Attention, (16,), {"heads": 2, "context_dim": 8}),

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from lattn.analysis import latent_roles
 from lattn.exercises import bottleneck as ex
 from lattn.experiments import bottleneck as bn
+from lattn.tagger import MixerSpec
 from lattn.tasks import ClusterMajority, KeyValueRetrieval, slot_memory_accuracy
-from lattn.train import MixerSpec, latent_roles
 from lattn.viz import bottleneck as vb
 from lattn.widgets.bottleneck import TrainedLatentExplorer
 

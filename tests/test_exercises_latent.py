@@ -11,7 +11,7 @@ from torch import nn
 from lattn import LatentAttention, MultiHeadAttention
 from lattn.analysis import dependence, sensitivity
 from lattn.exercises import latent as ex
-from lattn.train import WindowAttention
+from lattn.tagger import WindowAttention
 
 
 def write(q, k, v, axis=-1, renormalise=True):

@@ -8,8 +8,8 @@ import torch
 
 from lattn._cli import run_subcommands
 from lattn.experiments import bottleneck as bn
+from lattn.tagger import MixerSpec
 from lattn.tasks import slot_memory_accuracy
-from lattn.train import MixerSpec
 
 RUNS = bn.load()
 TIMING = bn.load(bn.TIMING_FILE)

@@ -11,7 +11,8 @@ import pytest
 from IPython.core.formatters import DisplayFormatter
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from lattn.notebooks import FALLBACK, WIDGET_FALLBACK, WIDGET_VIEW, clean, clean_outputs, widget_bundle
+from lattn.display import FALLBACK, WIDGET_FALLBACK, WIDGET_VIEW, widget_bundle
+from lattn.notebooks import clean, clean_outputs
 from lattn.widgets.base import Explorer
 
 

@@ -22,7 +22,6 @@ from lattn.family import (
     PerceiverAR,
     PerceiverIO,
     SlotAttention,
-    block_causal_mask,
 )
 from lattn.family.compare import MECHANISMS, Sizes
 from lattn.latent import STAGES, LatentAttention
@@ -135,8 +134,7 @@ def test_maps_present_exactly_for_the_stages_used(key):
         torch.testing.assert_close(maps.broadcast.sum(-1), torch.ones(maps.broadcast.shape[:-1]))  # over latents
 
 
-def test_block_causal_mask_and_perceiver_ar_gather_map():
-    assert block_causal_mask(2, 4).tolist() == [[True, True, True, False], [True, True, True, True]]
+def test_perceiver_ar_gather_map():
     m = PerceiverAR(8, 3, heads=2, cross_heads=2, depth=2)
     out, maps = m(torch.randn(1, 7, 8), return_maps=True)
     assert out.shape == (1, 3, 8) and list(m.output_positions(7)) == [4, 5, 6]

@@ -5,7 +5,8 @@ import torch
 
 from lattn import LatentAttention
 from lattn.analysis import dependence
-from lattn.family.global_tokens import LocalGlobalAttention, local_global_mask, score_counts
+from lattn.family.global_tokens import LocalGlobalAttention, score_counts
+from lattn.masks import local_global_mask
 
 
 def test_mask_example_from_the_docstring():

@@ -11,6 +11,7 @@ import torch
 from conftest import assert_close, max_diff
 from test_mla_reference import CONFIGS, TINY, make, tokens
 
+from lattn.masks import causal_mask
 from lattn.mla import (
     KV_KINDS,
     MODES,
@@ -19,7 +20,6 @@ from lattn.mla import (
     MLAConfig,
     MultiHeadLatentAttention,
     absorption_gap,
-    chunk_causal_mask,
     kv_cache_bytes,
     kv_elements_per_token,
 )
@@ -107,7 +107,7 @@ def test_chunked_prefill_at_nonzero_start_equals_full_forward(config, mode):
     m(x[:, :3], cache=cache)
     _, maps = m(x[:, 3:7], cache=cache, start_pos=3, return_maps=True)
     assert maps.shape == (2, config.heads, 4, 7)
-    assert torch.equal(maps[0, 0] > 0, chunk_causal_mask(3, 4))
+    assert torch.equal(maps[0, 0] > 0, causal_mask(4, start_pos=3))
 
 
 def test_rewinding_the_cache_rewrites_positions():
@@ -178,12 +178,6 @@ def test_a_future_token_never_changes_an_earlier_output(mode):
         out = m(changed)
         assert torch.equal(out[:, :t], base[:, :t])
         assert not torch.allclose(out[:, t:], base[:, t:])  # … while it does change its own and later outputs
-
-
-def test_chunk_causal_mask_hand_example():
-    """start_pos=2, n=2: query 0 sits at position 2 and sees keys 0..2; query 1 at position 3 sees 0..3."""
-    assert chunk_causal_mask(2, 2).tolist() == [[True, True, True, False], [True, True, True, True]]
-    assert torch.equal(chunk_causal_mask(0, 4), torch.ones(4, 4, dtype=torch.bool).tril())
 
 
 # --- RoPE and the reason it is decoupled ------------------------------------------------------------------------------

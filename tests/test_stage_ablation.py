@@ -13,8 +13,8 @@ from lattn.complexity import Shape
 from lattn.exercises import bottleneck as ex
 from lattn.experiments import bottleneck as bn
 from lattn.latent import STAGES
+from lattn.tagger import MixerSpec, count_parameters
 from lattn.tasks import ClusterMajority, KeyValueRetrieval
-from lattn.train import MixerSpec, count_parameters
 from lattn.viz.complexity import PATH_STEPS, paths_figure
 
 matplotlib.use("Agg")

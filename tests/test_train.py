@@ -8,23 +8,12 @@ import torch
 from conftest import assert_close
 from torch import nn
 
+from lattn.analysis import latent_roles
 from lattn.attention import MultiHeadAttention, scaled_dot_product
 from lattn.latent import LatentAttention
+from lattn.tagger import MixerSpec, NoMixer, StackedAttention, Tagger, WindowAttention, count_parameters
 from lattn.tasks import Batch, ClusterMajority, KeyValueRetrieval
-from lattn.train import (
-    History,
-    MixerSpec,
-    NoMixer,
-    StackedAttention,
-    Tagger,
-    WindowAttention,
-    _loss_and_accuracy,
-    count_parameters,
-    evaluate,
-    fit,
-    latent_roles,
-    train,
-)
+from lattn.train import History, _loss_and_accuracy, evaluate, fit, train
 
 
 def tiny_tagger(seed: int = 0, mixer: str = "latent") -> Tagger:

@@ -7,11 +7,13 @@ import nbformat
 import torch
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
+from lattn.display import FALLBACK, WIDGET_VIEW
 from lattn.lm import CharLM, LMConfig, train_lm
 from lattn.lm_data import CharCorpus
-from lattn.notebooks import FALLBACK, WIDGET_VIEW, clean
+from lattn.notebooks import clean
+from lattn.tagger import MixerSpec
 from lattn.tasks import ClusterMajority
-from lattn.train import History, MixerSpec, train
+from lattn.train import History, train
 
 # what tests/nbval_sanitize.cfg masks in the line: the wall time, the one machine-dependent part
 TIME = re.compile(r"steps, \d+(\.\d+)? s\)")
@@ -96,7 +98,8 @@ def test_a_notebook_run_stores_the_lines_and_the_pictures(tmp_path):
     from nbclient import NotebookClient
 
     train_code = """from lattn.tasks import ClusterMajority
-from lattn.train import MixerSpec, train
+from lattn.tagger import MixerSpec
+from lattn.train import train
 task = ClusterMajority(seq_len=12)
 for m in (1, 2):
     train(MixerSpec("latent", num_latents=m).tagger(task, 16, 2), task, steps=5, batch_size=4, desc=f"latent M={m}")"""

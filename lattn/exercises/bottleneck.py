@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from ..analysis import latent_roles
 from ..tasks import slot_memory_accuracy
-from ..train import latent_roles
 from . import Verdict, run_check
 
 __all__ = ["check_capacity", "check_head_capacity", "check_latent_share", "check_min_slots"]
@@ -120,6 +120,6 @@ def check_latent_share(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     return run_check(
         fn,
         check,
-        "your tally matches lattn.train.latent_roles.",
+        "your tally matches lattn.analysis.latent_roles.",
         "write latent_share(write, groups, num_groups), then call check_latent_share(latent_share).",
     )

@@ -1,6 +1,6 @@
 """``python -m lattn.experiments bottleneck``: what the latent bottleneck keeps and what it loses, measured.
 
-Trains small taggers (:class:`~lattn.train.Tagger`, width 32, 2 heads unless stated, the same optimiser and budget
+Trains small taggers (:class:`~lattn.tagger.Tagger`, width 32, 2 heads unless stated, the same optimiser and budget
 for every mixer, seeds 0, 1, 2 wherever a verdict rests on a comparison) on the tasks of :mod:`lattn.tasks` and writes two small files (those shipped in ``lattn/data/``):
 
 * ``bottleneck_runs.json`` — one record per trained model: its configuration (enough to re-run it), parameter
@@ -37,8 +37,9 @@ from typing import Any
 import torch
 
 from lattn._cli import add_output_options, add_parser, announce_done, output_folder
+from lattn.tagger import MixerSpec, Tagger, count_parameters
 from lattn.tasks import ClusterMajority, KeyValueRetrieval, shifted, slot_memory_accuracy, slot_memory_oracle
-from lattn.train import History, MixerSpec, Tagger, count_parameters, evaluate, train
+from lattn.train import History, evaluate, train
 
 __all__ = [
     "ABLATION",

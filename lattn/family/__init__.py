@@ -25,7 +25,7 @@ maths differs (Linformer, causal Luna, Slot Attention). :mod:`lattn.family.regis
 :mod:`lattn.family.global_tokens` puts global tokens *beside* a local window, for contrast with latents.
 """
 
-from ._common import FamilyMaps, FeedForward, block_causal_mask
+from ._common import FamilyMaps, FeedForward
 from .global_tokens import LocalGlobalAttention
 from .linear import causal_linear_attention
 from .linformer import Linformer
@@ -50,6 +50,5 @@ __all__ = [
     "PerceiverAR",
     "PerceiverIO",
     "SlotAttention",
-    "block_causal_mask",
     "causal_linear_attention",
 ]

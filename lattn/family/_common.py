@@ -1,4 +1,4 @@
-"""Pieces shared by the family: the maps record, a feed-forward layer, the block-causal mask, input checks.
+"""Pieces shared by the family: the maps record, a feed-forward layer, input checks.
 
 Every attention inside the family is :class:`lattn.attention.Attention` (cross-attention via ``context=``); the
 members whose maths differs keep their own core and say why (Linformer, causal Luna, Slot Attention).
@@ -8,21 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
-from ..attention import upcast
 from ..checks import check_dtype, check_mask, check_tokens
 from ..latent import LatentMaps
 
 __all__ = [
     "FamilyMaps",
     "FeedForward",
-    "block_causal_mask",
     "check_input",
     "check_latents",
     "refuse_causal",
-    "softmax",
 ]
 
 
@@ -45,11 +41,6 @@ class FamilyMaps(LatentMaps):
         if self.effective_map is not None:
             return self.effective_map
         return super().effective()
-
-
-def softmax(scores: Tensor, dim: int = -1) -> Tensor:
-    """Softmax along ``dim`` (float32 for half inputs; float64 stays float64, so gradcheck sees full precision)."""
-    return upcast(scores).softmax(dim)
 
 
 def check_input(module: nn.Module, x: Tensor, mask: Tensor | None = None) -> None:
@@ -84,10 +75,3 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
-
-
-def block_causal_mask(num_queries: int, num_keys: int, device: torch.device | None = None) -> Tensor:
-    """(Nq, Nk) bool for queries sitting at the *last* Nq of Nk positions: query i (position Nk − Nq + i) sees
-    keys j ≤ Nk − Nq + i. Example: 2 queries over 4 keys → [[1, 1, 1, 0], [1, 1, 1, 1]]."""
-    offset = num_keys - num_queries
-    return torch.ones(num_queries, num_keys, dtype=torch.bool, device=device).tril(offset)

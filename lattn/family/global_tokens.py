@@ -5,7 +5,7 @@ it: every token still attends to its neighbours directly (a ±w window), and g e
 attended by — every token. Memory tokens (Burtsev et al. 2020) and ViT registers (Darcet et al. 2023) are extra
 tokens inside *full* attention: they add g rows and columns to the N×N map instead of removing it.
 
-* :func:`local_global_mask` — the (g + N)² boolean pattern of one layer over [globals; tokens].
+* :func:`~lattn.masks.local_global_mask` — the (g + N)² boolean pattern of one layer over [globals; tokens].
 * :class:`LocalGlobalAttention` — ``depth`` pre-norm layers of :class:`~lattn.attention.Attention` with that mask;
   learned global tokens (ETC/BigBird-ETC style; Longformer instead marks chosen input tokens as global).
 * :func:`score_counts` — how many query–key scores one layer computes: window + global vs latents vs full.
@@ -23,26 +23,15 @@ from torch import Tensor, nn
 
 from ..attention import Attention
 from ..checks import check_int
+from ..masks import local_global_mask
 from ._common import check_input, refuse_causal
 
-__all__ = ["LocalGlobalAttention", "local_global_mask", "score_counts"]
-
-
-def local_global_mask(n: int, window: int, num_global: int) -> Tensor:
-    """(g + N, g + N) bool over [globals; tokens]: globals see everything and are seen by everything; token i sees
-    tokens j with |i − j| ≤ window. Example: N = 4, w = 1, g = 1 → token 0 sees the global, itself and token 1."""
-    check_int(n=n, num_global=num_global)
-    check_int(window=window, minimum=0)
-    g = num_global
-    pos = torch.arange(n)
-    allowed = torch.ones(g + n, g + n, dtype=torch.bool)
-    allowed[g:, g:] = (pos[:, None] - pos[None, :]).abs() <= window  # (N, N) band
-    return allowed
+__all__ = ["LocalGlobalAttention", "score_counts"]
 
 
 def score_counts(n: int, *, window: int, num_global: int, num_latents: int, registers: int) -> dict[str, int]:
     """Query–key scores of one layer over N tokens: full attention N², window + g global tokens (the True entries of
-    :func:`local_global_mask`, counted in closed form: N(2w + 1) − w(w + 1) + g(2N + g) for w < N), latents gather
+    :func:`~lattn.masks.local_global_mask`, counted in closed form: N(2w + 1) − w(w + 1) + g(2N + g) for w < N), latents gather
     + broadcast 2·N·M, full attention with r memory/register tokens (N + r)²."""
     check_int(n=n, num_global=num_global, num_latents=num_latents, registers=registers)
     check_int(window=window, minimum=0)
@@ -60,7 +49,7 @@ class LocalGlobalAttention(nn.Module):
     """``depth`` layers of window + global attention: (B, N, D) → (B, N, D).
 
     Each layer runs one :class:`~lattn.attention.Attention` over [globals; tokens] (B, g + N, D) with
-    :func:`local_global_mask`, pre-norm with a residual: h = h + Attn(LN h). The globals start from g learned vectors
+    :func:`~lattn.masks.local_global_mask`, pre-norm with a residual: h = h + Attn(LN h). The globals start from g learned vectors
     and are carried from layer to layer; the tokens' part is returned. Cost O(N·(2w + 1 + 2g)) per layer.
     """
 

@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import Attention, merge_heads, split_heads, upcast
+from ..attention import Attention, merge_heads, split_heads
 from ..checks import check_dim_heads, check_int
-from ._common import FamilyMaps, check_input, check_latents, refuse_causal, softmax
+from ..masks import causal_mask, masked_softmax, upcast
+from ._common import FamilyMaps, check_input, check_latents, refuse_causal
 from .linear import running_sums
 
 __all__ = ["PACKING", "Luna", "LunaCausal", "LunaState"]
@@ -211,7 +212,7 @@ class LunaCausal(nn.Module):
         # running sums over the new tokens, continuing the state's; φ_j[s]·k_j is an outer product: (B, H, T, l, dh)
         key_sums, value_sums = running_sums(phi, k, state.key_sum), running_sums(phi, v, state.value_sum)
         logits = torch.einsum("bhtd,bhtld->bhtl", q, key_sums) / t  # (B, H, T, l)
-        attn = softmax(logits, dim=-1)  # over the l packed slots
+        attn = masked_softmax(logits, dim=-1)  # over the l packed slots
         read = torch.einsum("bhtl,bhtld->bhtd", attn, value_sums) / t  # (B, H, T, dh)
         state.key_sum, state.value_sum, state.length = key_sums[:, :, -1], value_sums[:, :, -1], state.length + T
         return self.to_out(merge_heads(read.to(x.dtype)))  # (B, T, D)
@@ -220,7 +221,7 @@ class LunaCausal(nn.Module):
         """The same outputs with explicit N×N matrices, and the maps."""
         N = x.shape[1]
         phi, q, k, v = self._project(x, pq)  # (B, H, N, l), (B, H, N, dh) ×3
-        tri = torch.ones(N, N, dtype=phi.dtype, device=x.device).tril()  # (N, N)
+        tri = causal_mask(N, device=x.device).to(phi.dtype)  # (N, N)
         if mask is None:
             t = torch.arange(1, N + 1, dtype=phi.dtype, device=x.device)[:, None]  # (N, 1)
         else:
@@ -228,7 +229,7 @@ class LunaCausal(nn.Module):
             tri, t = tri * keep.transpose(-1, -2), keep.cumsum(2).clamp(min=1)  # (B, 1, N, N), (B, 1, N, 1)
         causal_avg = tri / t  # C: row t averages the (real) tokens ≤ t
         logits = (causal_avg * (q @ k.transpose(-1, -2))) @ phi  # (B, H, N, l)
-        attn = softmax(logits, dim=-1)  # (B, H, N, l)
+        attn = masked_softmax(logits, dim=-1)  # (B, H, N, l)
         effective = causal_avg * (attn @ phi.transpose(-1, -2))  # (B, H, N, N), lower-triangular
         out = self.to_out(merge_heads((effective @ v).to(x.dtype)))  # (B, N, D)
         gather = phi.transpose(-1, -2) if mask is None else phi.transpose(-1, -2) * keep.transpose(-1, -2)

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from ..attention import Attention, MultiHeadAttention
 from ..checks import check_int, check_tokens
-from ._common import FamilyMaps, FeedForward, block_causal_mask, check_input, refuse_causal
+from ..masks import causal_mask
+from ._common import FamilyMaps, FeedForward, check_input, refuse_causal
 
 __all__ = ["LatentBlock", "Perceiver", "PerceiverAR", "PerceiverIO"]
 
@@ -273,7 +274,7 @@ class PerceiverAR(nn.Module):
         M = min(N, self.num_latents)
         z = x[:, N - M :]  # (B, M, D): the latents are the last M tokens
         latent_mask = None if mask is None else mask[:, N - M :]  # (B, M)
-        allowed = block_causal_mask(M, N, x.device)  # (M, N)
+        allowed = causal_mask(M, N, start_pos=N - M, device=x.device)  # (M, N): latent i sits at position N − M + i
         zn, xn = self.norm_latents(z), self.norm_tokens(x)
         g = self.gather(zn, context=xn, mask=mask, attn_mask=allowed, return_maps=return_maps)
         read, gmap = g if return_maps else (g, None)  # (B, M, D), (B, Hc, M, N)

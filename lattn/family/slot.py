@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_int
-from ._common import FamilyMaps, check_input, check_latents, refuse_causal, softmax
+from ..masks import masked_softmax
+from ._common import FamilyMaps, check_input, check_latents, refuse_causal
 
 __all__ = ["SlotAttention"]
 
@@ -100,7 +101,7 @@ class SlotAttention(nn.Module):
             previous = slots
             q = self.to_q(self.norm_slots(slots))  # (B, M, D)
             logits = torch.einsum("bnd,bmd->bnm", k, q) / math.sqrt(D)  # (B, N, M)
-            attn = softmax(logits, dim=-1)  # over slots: the slots compete for each input
+            attn = masked_softmax(logits, dim=-1)  # over slots: the slots compete for each input
             weights = attn + self.eps
             if mask is not None:
                 weights = weights * mask[..., None]  # padded inputs give nothing

@@ -109,7 +109,7 @@ class LatentExplorer(Explorer):
 
     Args:
         models: ``{"untrained": {M: model}, "trained": {M: model}}``; a model takes ``(x, return_maps=True)`` and
-            returns ``(output, LatentMaps)`` (a :class:`~lattn.train.Tagger` or a ``LatentAttention``).
+            returns ``(output, LatentMaps)`` (a :class:`~lattn.tagger.Tagger` or a ``LatentAttention``).
         sample: ``n → Batch`` with one sequence (x (1, n, D), role (1, n)).
     Controls: ``model``, ``m`` (latents), ``n`` (tokens), ``head``, ``show_write``/``show_gather``/``show_broadcast``.
     """

@@ -21,7 +21,7 @@ from typing import Any
 import ipywidgets as W
 from matplotlib.figure import Figure
 
-from ..notebooks import widget_bundle
+from ..display import widget_bundle
 from ..viz import DPI, png_bytes
 
 __all__ = ["Explorer", "png_bytes"]

@@ -1,7 +1,7 @@
 """Notebook 03's explorer: what the latents of a *trained* model attend to, and which tokens each serves.
 
-Thin shell: the models are :class:`~lattn.train.Tagger` s, the tallies come from :func:`lattn.train.latent_profile`
-and :func:`lattn.train.token_rows`, the token groups from each task's ``groups(batch)``, the figure from
+Thin shell: the models are :class:`~lattn.tagger.Tagger` s, the tallies come from :func:`lattn.analysis.latent_profile`
+and :func:`lattn.analysis.token_rows`, the token groups from each task's ``groups(batch)``, the figure from
 :class:`lattn.viz.bottleneck.LatentMapsView`. The static figures of the shipped results live in
 :mod:`lattn.viz.bottleneck`.
 """
@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ..train import latent_profile, token_rows
+from ..analysis import latent_profile, token_rows
 from ..viz import as_array
 from ..viz.bottleneck import STAGE_VIEWS, LatentMapsView
 from .base import Explorer
