@@ -1,0 +1,35 @@
+"""lattn.viz.shapes: a product is drawn only when its shapes agree, with one box per operand and a softmax arrow."""
+
+import pytest
+from matplotlib.patches import FancyArrowPatch, Rectangle
+
+from lattn.viz.shapes import Box, draw_product, shapes_figure
+
+SIZES = {"N": 6, "M": 3, "d": 2}
+
+
+def test_product_boxes_and_softmax_arrow():
+    fig = shapes_figure([[Box("Q", "N", "d"), Box("Kᵀ", "d", "M"), Box("S", "N", "M", softmax="cols")]], SIZES)
+    ax = fig.axes[0]
+    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert [round(r.get_width() / r.get_height(), 6) for r in rects] == [2 / 6, 3 / 2, 3 / 6]  # d/N, M/d, M/N
+    assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == 1
+    assert "N × M" in [t.get_text() for t in ax.texts]
+
+
+@pytest.mark.parametrize(
+    ("boxes", "match"),
+    [
+        ([Box("Q", "N", "d"), Box("K", "N", "d"), Box("S", "N", "d")], "d ≠ N"),  # a missing transpose
+        ([Box("Q", "N", "d"), Box("Kᵀ", "d", "M"), Box("S", "M", "N")], r"S must be \(N×M\)"),
+        ([Box("Q", "N", "d")], "at least one factor"),
+    ],
+)
+def test_wrong_pictures_are_refused(boxes, match):
+    with pytest.raises(ValueError, match=match):
+        draw_product(boxes, SIZES)
+
+
+def test_unknown_softmax_axis_is_refused():
+    with pytest.raises(ValueError, match="softmax must be"):
+        Box("S", "N", "M", softmax="keys")
