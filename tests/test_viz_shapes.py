@@ -12,7 +12,7 @@ def test_product_boxes_and_softmax_arrow():
     fig = shapes_figure([[Box("Q", "N", "d"), Box("Kᵀ", "d", "M"), Box("S", "N", "M", softmax="cols")]], SIZES)
     ax = fig.axes[0]
     rects = [p for p in ax.patches if isinstance(p, Rectangle)]
-    assert [round(r.get_width() / r.get_height(), 6) for r in rects] == [2 / 6, 3 / 2, 3 / 6]  # d/N, M/d, M/N
+    assert [r.get_width() / r.get_height() for r in rects] == pytest.approx([2 / 6, 3 / 2, 3 / 6])  # d/N, M/d, M/N
     assert sum(isinstance(p, FancyArrowPatch) for p in ax.patches) == 1
     assert "N × M" in [t.get_text() for t in ax.texts]
 
