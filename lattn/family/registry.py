@@ -258,7 +258,7 @@ MECHANISMS: dict[str, Mechanism] = {
             "tokens",
             lambda s: Nystromformer(s.dim, s.num_latents, heads=s.heads),
             lambda n, m, s, b: cx.nystrom_cost(n, m, **_hs(s, b)),
-            stage_names={"gather": "landmarks read tokens", "broadcast": "tokens read landmarks, Z"},
+            stage_names={"gather": "landmarks read", "broadcast": "read via Z ≈ A⁺"},
         ),
     ]
 }
