@@ -12,7 +12,7 @@ Luna                        ✓        ✓               pack / unpack; the pack
 LunaCausal                  ✓        ✓         ✓     running sums / t = linear attention; l × d_head per head
 SlotAttention        ✓                               slots compete for inputs (softmax over slots), GRU, rounds
 Linformer                   ✓        ✓               K, V projected along the sequence to length k; N fixed
-Nystromformer               ✓        ✓               m landmarks = segment means; softmax · pseudo-inverse · softmax
+Nystromformer               ✓        ✓               landmarks = segment means; softmax · pinv · softmax ≈ full
 =================  =====  ======  =========  ======  ==========================================================
 
 Every module follows the package's calling convention, ``forward(x (B, N, D), *, mask=None, causal=False,
