@@ -167,3 +167,27 @@ def test_nan_in_a_padded_token_changes_nothing():
     bad[:, 4:] = float("nan")
     for module in (MultiHeadAttention(16, 2), LatentAttention(16, 4, 2)):
         torch.testing.assert_close(module(bad, mask=mask), module(x, mask=mask), rtol=0, atol=0)
+
+
+# --- nb04: Nyströmformer (lattn.family.nystrom) -------------------------------------------------------------------
+
+
+def test_nystromformer_bad_inputs():
+    from lattn.family import Nystromformer
+    from lattn.family.nystrom import pinv_iterative, segment_ids
+
+    with pytest.raises(ValueError, match="num_landmarks must be an integer ≥ 1, got 0"):
+        Nystromformer(16, 0)
+    with pytest.raises(TypeError, match=r"pinv_iterations must be an integer ≥ 0, got 2.5"):
+        Nystromformer(16, 4, pinv_iterations=2.5)
+    module = Nystromformer(16, 4, heads=2)
+    with pytest.raises(ValueError, match="Nystromformer cannot be causal: each landmark is the mean"):
+        module(torch.randn(1, 8, 16), causal=True)
+    with pytest.raises(ValueError, match=r"x last dimension must be dim=16, got shape \(1, 8, 12\)"):
+        module(torch.randn(1, 8, 12))
+    with pytest.raises(TypeError, match=r"square matrices \(…, m, m\), got \(2, 3\)"):
+        pinv_iterative(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="iterations must be an integer ≥ 0, got -1"):
+        pinv_iterative(torch.eye(2), -1)
+    with pytest.raises(ValueError, match="m=4 segments need at least m tokens, got n=3"):
+        segment_ids(3, 4)

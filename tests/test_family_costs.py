@@ -6,7 +6,17 @@ import pytest
 import torch
 
 from lattn import complexity as cx
-from lattn.family import ISAB, Linformer, Luna, LunaCausal, Perceiver, PerceiverAR, PerceiverIO, SlotAttention
+from lattn.family import (
+    ISAB,
+    Linformer,
+    Luna,
+    LunaCausal,
+    Nystromformer,
+    Perceiver,
+    PerceiverAR,
+    PerceiverIO,
+    SlotAttention,
+)
 from lattn.family.compare import MECHANISMS, Sizes, comparison_table, future_leak, leak_profile
 
 SHAPES = [Sizes(dim=8, heads=2, num_latents=3, seq_len=7), Sizes(dim=12, heads=3, num_latents=5, seq_len=4)]
@@ -22,10 +32,10 @@ def test_flop_formula_equals_counter_on_both_paths(key, sizes):
     fast = cx.count_flops(lambda: mech.run(module, x, return_maps=False))
     teaching = cx.count_flops(lambda: mech.run(module, x, return_maps=True))
     assert fast == mech.cost(N, sizes.num_latents, sizes, batch=B).flops, "fast path"
-    if key == "luna_causal":  # the only member whose teaching path does more work (explicit N×N)
+    if key in ("luna_causal", "nystrom"):  # the members whose teaching path does more work (explicit N×N)
         sz = {"batch": B, "heads": sizes.heads, "dim_head": sizes.dim_head}
-        want = cx.luna_causal_cost(N, sizes.num_latents, path="teaching", **sz)
-        assert teaching == want.flops > fast
+        price = cx.luna_causal_cost if key == "luna_causal" else cx.nystrom_cost
+        assert teaching == price(N, sizes.num_latents, path="teaching", **sz).flops > fast
     else:
         assert teaching == fast
 
@@ -36,12 +46,13 @@ def test_flop_formula_equals_counter_on_both_paths(key, sizes):
         (Luna(8, 3, heads=2), lambda p: cx.luna_cost(7, 3, batch=2, heads=2, dim_head=4, path=p)),
         (LunaCausal(8, 3, heads=2), lambda p: cx.luna_causal_cost(7, 3, batch=2, heads=2, dim_head=4, path=p)),
         (Linformer(8, 7, 3, heads=2), lambda p: cx.linformer_cost(7, 3, batch=2, heads=2, dim_head=4, path=p)),
+        (Nystromformer(8, 3, heads=2), lambda p: cx.nystrom_cost(7, 3, batch=2, heads=2, dim_head=4, path=p)),
         (
             ISAB(8, 3, heads=2, feedforward=False),
             lambda p: cx.isab_cost(7, 3, feedforward=False, batch=2, heads=2, dim_head=4, path=p),
         ),
     ],
-    ids=["luna", "luna_causal", "linformer", "isab"],
+    ids=["luna", "luna_causal", "linformer", "nystrom", "isab"],
 )
 def test_core_and_projection_flops_separately(module, price):
     x = torch.randn(2, 7, 8)
@@ -52,7 +63,7 @@ def test_core_and_projection_flops_separately(module, price):
 
 
 def test_family_costs_scale_linearly_in_n_and_luna_teaching_quadratically():
-    for key in ("perceiver", "perceiver_io", "isab", "luna", "luna_causal", "linformer", "slot", "latent"):
+    for key in ("perceiver", "perceiver_io", "isab", "luna", "luna_causal", "linformer", "nystrom", "slot", "latent"):
         f = [MECHANISMS[key].cost(n, 16, Sizes(dim=64)).flops for n in (1024, 2048, 4096)]
         assert f[2] - f[1] == 2 * (f[1] - f[0]), key  # exactly a + b·N: linear in N
     f = [MECHANISMS["full"].cost(n, 16, Sizes(dim=64)).flops for n in (1024, 2048, 4096)]
@@ -87,6 +98,7 @@ GRAD_CASES = {
     "luna_causal": (lambda: LunaCausal(4, 2, heads=2), {}),
     "slot": (lambda: SlotAttention(4, 2, iters=2), {"slots": torch.randn(1, 2, 4, dtype=torch.float64)}),
     "linformer": (lambda: Linformer(4, 3, 2, heads=2), {}),
+    "nystrom": (lambda: Nystromformer(4, 2, heads=2), {}),
 }
 
 

@@ -222,3 +222,22 @@ def test_explorer_labels_perceiver_ar_rows_with_their_positions(family):
     family.set(mechanism="isab")
     assert family.view.slots[0]["ax"].yaxis.get_major_formatter()(0, 0) == "0"
     family.set(**before)
+
+
+def test_joint_attention_draws_one_mask_and_one_softmax():
+    from lattn.masks import local_global_mask
+    from lattn.viz.family import joint_attention
+
+    allowed = local_global_mask(8, 2, 2)  # (10, 10) over [g₀, g₁; x₀ … x₇]
+    fig = joint_attention(allowed, 2, query=3)
+    left, right = fig.axes
+    kinds = left.images[0].get_array()
+    assert (kinds > 0).sum() == allowed.sum() == 70, "the picture is the package's mask, cell for cell"
+    assert (kinds[:2] == 2).all() and (kinds[:, :2] == 2).all(), "global rows and columns in one colour"
+    assert [t.get_text() for t in left.get_xticklabels()][:3] == ["g₀", "g₁", "x₀"], "0-based labels"
+    assert "70 of 10² scores" in left.get_title()
+    links, focus = right.collections[:2]
+    assert len(links.get_segments()) + len(focus.get_segments()) == 70
+    assert len(focus.get_segments()) == allowed[2 + 3].sum() == 7, "x₃ reads g₀, g₁ and x₁ … x₅ in one softmax"
+    softmax_labels = [t for t in right.texts if t.get_text() == "softmax"]
+    assert len(softmax_labels) == 1, "one softmax band, not one per stage"

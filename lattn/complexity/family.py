@@ -7,7 +7,7 @@ v, out); the feed-forward MLPs and Slot Attention's GRU are Costs of their own w
 projection_flops (all other nn.Linear-type work) and whose hidden activations are not listed in ``tensors``.
 :func:`~lattn.complexity.total_cost` adds the parts up, so a module's peak_bytes is that of its largest attention.
 D = heads·dim_head; the FLOPs depend on D only, not on how it is split into heads — except Luna causal's teaching
-path, whose N×N×l products are per head.
+path, whose N×N×l products are per head, and Nyströmformer's m × m pseudo-inverse, computed per head.
 
 Every formula takes the two lengths of its mechanism (N and its M, l, k or seeds) and ``**sizes``: the other
 fields of :class:`~lattn.complexity.Shape` (``batch``, ``heads``, ``dim_head``, ``dtype``), validated there.
@@ -26,6 +26,7 @@ __all__ = [
     "luna_causal_cost",
     "luna_cost",
     "mab_cost",
+    "nystrom_cost",
     "perceiver_ar_cost",
     "perceiver_cost",
     "perceiver_io_cost",
@@ -179,3 +180,32 @@ def linformer_cost(n: int, k: int, *, path: str = "fast", **sizes: Any) -> Cost:
         tensors[f"weights (B,H,N,{k}) float32"] = matrix_bytes(n, k, batch=B, heads=H)
     tensors["output (B,H,N,dh)"] = B * n * D * s
     return Cost(core_flops=8 * B * n * k * D, projection_flops=8 * B * n * D * D, inputs=inputs, tensors=tensors)
+
+
+def nystrom_cost(n: int, m: int, *, iterations: int = 6, path: str = "fast", **sizes: Any) -> Cost:
+    """:class:`~lattn.family.Nystromformer` with m landmarks (m ≥ N: N landmarks): O(N·m + m³).
+
+    core = 12·B·N·m·D + 4·B·m²·D + 8·T·B·H·m³: the segment means Q̃, K̃ (4·B·N·m·D), the gather B̃·V and the
+    broadcast F̃·(Z·B̃V) (4·B·N·m·D each), the landmark kernel's scores and Z·(B̃V) (2·B·m²·D each) and T
+    pseudo-inverse steps of four m × m matmuls per head. Projections q, k, v, out: 8·B·N·D². The teaching path
+    also forms the N×N map F̃·Z·B̃ it returns: + 2·B·H·N·m² + 2·B·H·N²·m. Example: N = 4096, m = 64, D = 256,
+    H = 4: core ≈ 0.86 GFLOPs against full attention's 17.2 GFLOPs.
+    """
+    check_int(iterations=iterations, minimum=0)
+    shape = _shape(sizes, n=n, m=m)
+    _check_path(path)
+    m = min(n, m)
+    B, H, D, s = shape.batch, shape.heads, shape.dim, shape.itemsize
+    core = 12 * B * n * m * D + 4 * B * m * m * D + 8 * iterations * B * H * m**3
+    inputs = {"q, k, v (B,H,N,dh)": 3 * B * n * D * s}
+    tensors = {
+        f"landmarks Q̃, K̃ 2×(B,H,{m},dh)": 2 * B * m * D * s,
+        f"kernel, Z 2×(B,H,{m},{m})": 2 * matrix_bytes(m, m, batch=B, heads=H, dtype=shape.map_dtype),
+        f"B̃·V (B,H,{m},dh)": B * m * D * s,
+    }
+    if path == "teaching":
+        core += 2 * B * H * n * m * m + 2 * B * H * n * n * m
+        tensors[f"F̃, B̃ 2×(B,H,N,{m})"] = 2 * matrix_bytes(n, m, batch=B, heads=H, dtype=shape.map_dtype)
+        tensors["approximated map (B,H,N,N)"] = matrix_bytes(n, n, batch=B, heads=H, dtype=shape.map_dtype)
+    tensors["output (B,H,N,dh)"] = B * n * D * s
+    return Cost(core_flops=core, projection_flops=8 * B * n * D * D, inputs=inputs, tensors=tensors)

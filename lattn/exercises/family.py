@@ -15,7 +15,7 @@ from . import Verdict, run_check
 
 __all__ = ["CAUSAL_CANDIDATES", "check_causal_choice", "check_isab_from_stages", "check_luna_step", "luna_step_inputs"]
 
-CAUSAL_CANDIDATES = ("latent", "isab", "luna", "luna_causal", "perceiver_ar", "linformer")
+CAUSAL_CANDIDATES = ("latent", "isab", "luna", "luna_causal", "perceiver_ar", "linformer", "nystrom")
 
 
 def check_isab_from_stages(fn: Callable[[LatentAttention, Tensor], Tensor] | None) -> Verdict:

@@ -12,6 +12,7 @@ Luna                        ✓        ✓               pack / unpack; the pack
 LunaCausal                  ✓        ✓         ✓     running sums / t = linear attention; l × d_head per head
 SlotAttention        ✓                               slots compete for inputs (softmax over slots), GRU, rounds
 Linformer                   ✓        ✓               K, V projected along the sequence to length k; N fixed
+Nystromformer               ✓        ✓               landmarks = segment means; softmax · pinv · softmax ≈ full
 =================  =====  ======  =========  ======  ==========================================================
 
 Every module follows the package's calling convention, ``forward(x (B, N, D), *, mask=None, causal=False,
@@ -30,6 +31,7 @@ from .global_tokens import LocalGlobalAttention
 from .linear import causal_linear_attention
 from .linformer import Linformer
 from .luna import Luna, LunaCausal, LunaState
+from .nystrom import Nystromformer
 from .perceiver import LatentBlock, Perceiver, PerceiverAR, PerceiverIO
 from .set_transformer import ISAB, MAB, PMA
 from .slot import SlotAttention
@@ -46,6 +48,7 @@ __all__ = [
     "Luna",
     "LunaCausal",
     "LunaState",
+    "Nystromformer",
     "Perceiver",
     "PerceiverAR",
     "PerceiverIO",

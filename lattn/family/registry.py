@@ -22,6 +22,7 @@ from ..latent import STAGES, LatentAttention, LatentMaps
 from ._common import FamilyMaps
 from .linformer import Linformer
 from .luna import Luna, LunaCausal
+from .nystrom import Nystromformer
 from .perceiver import Perceiver, PerceiverAR, PerceiverIO
 from .set_transformer import ISAB, PMA
 from .slot import SlotAttention
@@ -246,6 +247,18 @@ MECHANISMS: dict[str, Mechanism] = {
             lambda s: Linformer(s.dim, s.seq_len, s.num_latents, heads=s.heads),
             lambda n, m, s, b: cx.linformer_cost(n, m, **_hs(s, b)),
             stage_names={"gather": "E·K, F·V (fixed)", "broadcast": "read k keys"},
+        ),
+        Mechanism(
+            "nystrom",
+            "Nyströmformer",
+            Nystromformer,
+            "Xiong et al. 2021, arXiv:2102.03902",
+            "approximating full attention's map in encoders, any length, through m landmarks",
+            "O(N·m + m³)",
+            "tokens",
+            lambda s: Nystromformer(s.dim, s.num_latents, heads=s.heads),
+            lambda n, m, s, b: cx.nystrom_cost(n, m, **_hs(s, b)),
+            stage_names={"gather": "landmarks read", "broadcast": "read via Z ≈ A⁺"},
         ),
     ]
 }

@@ -83,7 +83,7 @@ class Diagram:
     stages: tuple[Stage, ...]
     latents_at: str = "spread"
     title: str = ""
-    latent_name: str = "z"  # the latents' symbol: z₁ … z_M (g for global tokens)
+    latent_name: str = "z"  # the latents' symbol: z₀ … z_{M−1} (ℓ for landmarks, r for registers)
     latent_row: str = "latents"  # what the captions call the latent row ("global tokens")
 
 
@@ -104,17 +104,8 @@ PRESETS: dict[str, Diagram] = {
     "full": Diagram((ATTENTION,), title="full attention: N² links"),
     "causal": Diagram((replace(ATTENTION, causal=True, note="no token reads a later one"),), title="causal attention: each token reads itself and earlier tokens only"),
     "window": Diagram((replace(ATTENTION, window=1, note="each token reads its neighbours"),), title="local window: each token reads its neighbours only"),
-    "global": Diagram(
-        (
-            replace(ATTENTION, name="local", window=2, note="each token reads its neighbours"),
-            replace(GATHER, name="global read", note="global tokens read every token"),
-            replace(BROADCAST, name="global write", note="every token reads the global tokens"),
-        ),
-        title="window + global tokens: neighbours directly, everything else through g₁, g₂",
-        latent_name="g",
-        latent_row="global",
-    ),
-    # added for notebook 04: one schematic per family member, and the extra tokens that sit *beside* attention
+    # added for notebook 04: one schematic per family member, and the extra tokens that sit *inside* attention
+    # (window + global tokens have no preset: one attention under one joint mask, lattn.viz.family.joint_attention)
     "perceiver_repeats": Diagram(
         (GATHER, LATENT_SELF, replace(GATHER, name="gather again", note="the same latents read the tokens again")),
         title="Perceiver: gather, think, gather again (repeats share weights after the first)"),
@@ -135,12 +126,22 @@ PRESETS: dict[str, Diagram] = {
         title="causal Luna: each position packs its own prefix", latent_name="p", latent_row="packed"),
     "linformer": Diagram(
         (replace(GATHER, name="project", softmax="none", note="E, F (k × N): learned, the same for every input"),
-         replace(BROADCAST, name="attend", note="each token scores the k = |F| rows of F·V, E·K")),
-        title="Linformer: K and V squeezed along the sequence to k rows (k = |F|, N fixed)", latent_name="f",
+         replace(BROADCAST, name="attend", note="each token scores the k rows of E·K and reads F·V")),
+        title="Linformer: K and V squeezed along the sequence to k rows by E, F (k × N; N fixed)", latent_name="f",
         latent_row="k rows"),
     "registers": Diagram(
-        (ATTENTION, replace(GATHER, name="registers read", note="extra tokens read every token (and each other)"),
-         replace(BROADCAST, name="registers written", note="tokens read them in panel 1's softmax; outputs dropped")),
-        title="memory / register tokens: one full attention over N + r tokens, drawn in three parts", latent_name="r",
+        (replace(ATTENTION, note="each token's one softmax covers tokens and registers"),
+         replace(GATHER, name="registers read", how="registers query tokens (and registers) · one softmax",
+                 note="registers read every token and each other"),
+         replace(BROADCAST, name="tokens read registers", softmax="none", how="tokens query registers · inside "
+                 "panel 1's softmax", note="in panel 1's softmax; outputs dropped")),
+        title="memory / register tokens: ONE full attention over N + r tokens, drawn in three parts", latent_name="r",
         latent_row="registers"),
+    "nystrom": Diagram(
+        (replace(GATHER, note="landmark s: mean of segment s's queries and keys"),
+         Stage("pseudo-inverse", "latents", "latents", softmax="none", how="Z ≈ softmax(Q̃K̃ᵀ)⁺ · 6 iterations",
+               note="an m × m correction, no softmax of its own"),
+         replace(BROADCAST, note="each token reads the landmarks' corrected summary")),
+        title="Nyströmformer: landmarks are segment means of the queries and keys; out = F̃ · (Z · (B̃ · V))",
+        latent_name="ℓ", latent_row="landmarks"),
 }  # fmt: skip

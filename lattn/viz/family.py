@@ -1,5 +1,5 @@
-"""Figures of notebook 04: the stages each family member uses, its token→token map with the future veiled, and the
-leak profile.
+"""Figures of notebook 04: the stages each family member uses, its token→token map with the future veiled, the
+leak profile, and extra tokens *inside* one attention (window + global tokens, registers) as one joint mask.
 
 Plain data in (arrays, one dict per mechanism as :class:`~lattn.widgets.family.FamilyExplorer` computes it), figures
 out. Knows nothing about models or widgets; the explorers of :mod:`lattn.widgets.family` update :class:`FamilyView`
@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import Bbox
 
-from . import MAP_CMAP, heatmap, update_heatmap
-from .diagram import as_diagram, draw_stages
+from . import MAP_CMAP, as_array, heatmap, update_heatmap
+from .diagram import COLORS, MARKERS, SUB, as_diagram, draw_stages
 
 __all__ = [
     "FUTURE_RGBA",
@@ -30,6 +32,7 @@ __all__ = [
     "LeakView",
     "distinguish",
     "future_shade",
+    "joint_attention",
     "reach_profiles",
     "row_scaled",
     "stage_overview",
@@ -163,6 +166,55 @@ def reach_profiles(profiles: dict[str, np.ndarray], *, query: int = 0, window: i
     ax.set_ylabel(f"‖∂ output {query} / ∂ token j‖")
     ax.legend(fontsize=8, loc="upper right", ncols=2)
     ax.set_title(f"how far output {query} reaches: one window + global layer stops at the window", fontsize=10)
+    return fig
+
+
+def joint_attention(allowed: Any, num_extra: int, *, symbol: str = "g", name: str = "global tokens", query: int = 0,
+                    title: str = "") -> Figure:  # fmt: skip
+    """Extra tokens *inside* one attention layer: its (E + N)² bool mask over [extras; tokens] (left; e.g.
+    :func:`lattn.masks.local_global_mask`) and the same layer as key → query links under **one** softmax band (right):
+    each query normalises tokens and extras together, in one step. Token ``query``'s row is outlined in red."""
+    mask, g = as_array(allowed) > 0, num_extra
+    size, row = mask.shape[0], num_extra + query
+    labels = [f"{symbol}{str(i).translate(SUB)}" for i in range(g)] + [f"x{str(j).translate(SUB)}" for j in range(size - g)]  # fmt: skip
+    kind = mask.astype(int)
+    kind[:g] *= 2
+    kind[:, :g] *= 2  # 2 = a link that involves an extra token (rows or columns of the extras), 1 = token ↔ token
+    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=(1.0, 1.7))
+    cmap = ListedColormap(["white", "#9ECAE9", COLORS["latents"]])
+    left.imshow(np.minimum(kind, 2), cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
+    left.set_xticks(range(size), labels, fontsize=7)
+    left.set_yticks(range(size), labels, fontsize=7)
+    left.axhline(g - 0.5, color="0.3", lw=1)
+    left.axvline(g - 0.5, color="0.3", lw=1)
+    left.add_patch(Rectangle((-0.5, row - 0.5), size, 1, fill=False, edgecolor=COLORS["focus"], lw=2))
+    left.set(xlabel="key (read)", ylabel="query (reads)")
+    kinds = [("#9ECAE9", "token ↔ token"), (COLORS["latents"], f"involves {name}"), ("white", "not computed")]
+    left.legend(handles=[Patch(facecolor=c, edgecolor="0.5", label=t) for c, t in kinds], loc="upper center",
+                bbox_to_anchor=(0.5, -0.13), ncols=3, fontsize=7, frameon=False)  # fmt: skip
+    left.set_title(f"one mask over [{name}; tokens]: {int(mask.sum())} of {size}² scores", fontsize=10)
+    xs = np.linspace(0, 1, size)
+    q_idx, k_idx = np.nonzero(mask)
+    segments = np.stack([np.c_[xs[k_idx], np.zeros(len(k_idx))], np.c_[xs[q_idx], np.ones(len(q_idx))]], 1)
+    focus = q_idx == row
+    right.add_collection(LineCollection(segments[~focus], colors="0.6", lw=0.7, alpha=0.6))
+    right.add_collection(LineCollection(segments[focus], colors=COLORS["focus"], lw=1.8))
+    right.fill_between([-0.04, 1.04], -0.07, 0.07, color="0.5", alpha=0.15, lw=0)
+    right.text(1.05, 0.0, "softmax", ha="left", va="center", fontsize=8, style="italic", color="0.25")
+    right.text(0.5, -0.32, f"ONE softmax per query, over every key its row of the mask allows: tokens and {name} alike",
+               ha="center", va="center", fontsize=9, style="italic", color="0.25")  # fmt: skip
+    for y in (0.0, 1.0):
+        for side, part in (("latents", slice(0, g)), ("tokens", slice(g, size))):
+            right.scatter(xs[part], np.full(len(xs[part]), y), s=70, marker=MARKERS[side], c=COLORS[side], zorder=3)
+        for x, label in zip(xs, labels):
+            right.text(x, y + (0.1 if y else -0.13), label, ha="center", va="center", fontsize=8)
+    right.text(-0.06, 0.0, "keys", ha="right", va="center", fontsize=9, weight="bold")
+    right.text(-0.06, 1.0, "queries", ha="right", va="center", fontsize=9, weight="bold")
+    right.set(xlim=(-0.2, 1.16), ylim=(-0.42, 1.25))
+    right.set_axis_off()
+    right.set_title(f"the same layer as links ({labels[row]}'s in red)", fontsize=10)
+    fig.suptitle(title or f"{name} inside one attention layer: one mask, one softmax, all at once", fontsize=11)
     return fig
 
 
