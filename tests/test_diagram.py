@@ -20,7 +20,6 @@ EDGES = {  # preset → edges per stage for N = 8 tokens, M = 3 latents
     "full": [N * N],
     "causal": [N * (N + 1) // 2],
     "window": [N + 2 * (N - 1)],  # ±1: itself and two neighbours, one fewer at each end
-    "global": [N + 2 * (N - 1) + 2 * (N - 2), FULL, FULL],  # ±2, as in notebook 04's reach test
     "perceiver_repeats": [FULL, M * M, FULL],
     "perceiver_io": [FULL, M * M, FULL],
     "perceiver_ar_full": [6 + 7 + 8, M * (M + 1) // 2],
@@ -28,6 +27,7 @@ EDGES = {  # preset → edges per stage for N = 8 tokens, M = 3 latents
     "luna_causal": [FULL, FULL],
     "linformer": [FULL, FULL],
     "registers": [N * N, FULL, FULL],
+    "nystrom": [FULL, M * M, FULL],  # gather, the m × m pseudo-inverse, broadcast
 }
 
 
@@ -53,7 +53,7 @@ def test_presets_live_in_diagram_data_and_stay_importable_from_diagram():
     from lattn.viz import diagram, diagram_data
 
     assert diagram.PRESETS is diagram_data.PRESETS and diagram.Stage is diagram_data.Stage
-    assert layout("global", N, M).panels[0].stage.caption.endswith("window ±2")
+    assert layout("window", N, M).panels[0].stage.caption.endswith("window ±1")
 
 
 @pytest.mark.parametrize("name", sorted(EDGES))
