@@ -1,0 +1,217 @@
+"""A first run as users do it, in scratch copies of this checkout: a clone in a folder named ``lattn`` (git's default),
+re-executing a notebook, and ``make``'s venv after a failed or old set-up.
+
+* the excerpt checks pass when the tree sits in a folder named ``lattn`` (headers are relative to the package);
+* ``python -m lattn.notebooks --execute`` on an unchanged notebook leaves ``git status`` empty (slow: one notebook);
+* ``make venv`` repairs a venv without pip or with an old Python, refuses with the fix when it cannot, and the stamps
+  of a broken venv count as stale (slow: it makes real venvs; it never installs torch: ``venv`` stops before it).
+
+The copies hold the git-tracked files as they are on disk (uncommitted edits included), so the tests check the tree
+under test, not its last commit.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = "notebooks/01_what_is_latent_attention.ipynb"  # the quickest notebook with timing lines
+GIT = ["git", "-c", "user.name=lattn tests", "-c", "user.email=tests@lattn.invalid", "-c", "init.defaultBranch=main"]
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run([*GIT, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def _is_checkout() -> bool:
+    if shutil.which("git") is None:
+        return False
+    return subprocess.run(["git", "rev-parse", "--git-dir"], cwd=ROOT, capture_output=True).returncode == 0
+
+
+needs_checkout = pytest.mark.skipif(not _is_checkout(), reason="needs git and a git checkout of lattn")
+
+
+def tracked_copy(parent: Path, *, commit: bool = False) -> Path:
+    """``parent/lattn``: the tracked files of this checkout as they are on disk (a fresh repository with them
+    committed when ``commit``)."""
+    dest = parent / "lattn"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        if (ROOT / name).is_file():  # a tracked file deleted on disk is left out, as in the tree under test
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    if commit:
+        _git("init", "-q", cwd=dest)
+        _git("add", "-A", cwd=dest)
+        _git("commit", "-q", "-m", "copy of the tree under test", cwd=dest)
+    return dest
+
+
+def _run_python(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(cwd), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# --- excerpt headers in a folder named lattn -----------------------------------------------------------------------
+
+CHECKS = r"""
+import glob, importlib, json, re, sys
+import pytest
+import lattn
+from lattn.viz.source import excerpt
+
+assert lattn.__file__.startswith({root!r}), lattn.__file__  # the copy's package, not an installed one
+args = ["-q", "-p", "no:nbval", "-p", "no:cacheprovider", "-o", "addopts=-ra", "tests/test_source_excerpt.py"]
+if pytest.main(args) != 0:
+    sys.exit("the excerpt tests failed")
+for path in sorted(glob.glob("notebooks/*.ipynb")):  # every stored excerpt header names the file as excerpt() does
+    for cell in json.load(open(path))["cells"]:
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("data", {{}}).get("text/plain", "")) + "".join(out.get("text", ""))
+            for file, cls, method in re.findall(r"^# (lattn/\S+\.py) · (\w+)\.(\w+), lines", text, re.M):
+                module = importlib.import_module(file[:-3].replace("/", ".").removesuffix(".__init__"))
+                header = excerpt(getattr(module, cls), method).split(" · ")[0]
+                assert header == f"# {{file}}", (path, file, header)
+                print("stored header ok:", path, file, cls, method)
+"""
+
+
+@needs_checkout
+def test_excerpt_checks_pass_in_a_folder_named_lattn(tmp_path):
+    """The suite's excerpt tests and every stored excerpt header, run from ``…/lattn/`` (``git clone``'s folder)."""
+    copy = tracked_copy(tmp_path)
+    run = _run_python(["-c", CHECKS.format(root=str(copy))], copy, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "stored header ok: notebooks/04" in run.stdout  # notebook 04's stored excerpts were found and checked
+
+
+# --- re-execution leaves a clean tree ------------------------------------------------------------------------------
+
+
+def _changed_cells(copy: Path, notebook: str) -> list[str]:
+    old = json.loads(_git("show", f"HEAD:{notebook}", cwd=copy))["cells"]
+    new = json.loads((copy / notebook).read_text())["cells"]
+    if len(old) != len(new):
+        return [f"{len(old)} cells stored, {len(new)} after execution"]
+    return [f"c{i}: {''.join(a['source'])[:80]!r}" for i, (a, b) in enumerate(zip(old, new)) if a != b]
+
+
+@needs_checkout
+@pytest.mark.slow
+def test_re_executing_an_unchanged_notebook_leaves_git_status_empty(tmp_path):
+    copy = tracked_copy(tmp_path, commit=True)
+    run = _run_python(["-m", "lattn.notebooks", "--execute", NOTEBOOK], copy, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    print(run.stdout)  # the run-all time and how many cells kept their stored outputs
+    status = _git("status", "--porcelain", cwd=copy)
+    assert status == "", f"re-execution changed the tree: {status} in cells {_changed_cells(copy, NOTEBOOK)}"
+
+
+# --- make venv: a failed or old set-up is repaired or refused with the fix ----------------------------------------
+
+
+def _old_python() -> str | None:
+    """A Python older than 3.10 on this machine (PATH or pyenv's versions), if any."""
+    names = [f"python3.{minor}" for minor in (9, 8, 7)]
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = [shutil.which(n) for n in names] + sorted(glob.glob(f"{pyenv}/versions/3.[6-9].*/bin/python3"))
+    for path in filter(None, candidates):
+        probe = subprocess.run([path, "-c", "import sys; print(sys.version_info < (3, 10))"], capture_output=True)
+        if probe.stdout.strip() == b"True":
+            return path
+    return None
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def _make(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    drop = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "VENV", "PYTHON", "TORCH", "TORCH_INDEX"}  # make test's own make
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return subprocess.run(["make", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def _venv_python(project: Path) -> str:
+    version = project / ".venv/bin/python"
+    probe = "import sys, pip; print('%d.%d' % sys.version_info[:2])"
+    return subprocess.run([version, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.slow
+def test_make_venv_repairs_a_venv_without_pip(project):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", ".venv"], cwd=project, check=True)
+    for stamp in (".torch", ".dev"):
+        (project / ".venv" / stamp).touch()  # as if torch had been installed: make must not trust these
+    dry = _make(project, "-n", ".venv/.dev")
+    assert "pip install -q -e" in dry.stdout, dry.stdout + dry.stderr  # the stamps count as stale
+    run = _make(project, "venv", f"PYTHON={sys.executable}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert ".venv holds Python 3." in run.stdout and "without pip" in run.stdout and "making it again" in run.stdout
+    assert tuple(map(int, _venv_python(project).split("."))) >= (3, 10)
+    assert "Nothing to be done" in _make(project, "venv").stdout  # a sound venv is reused as it is
+
+
+@pytest.mark.slow
+def test_make_venv_rebuilds_a_venv_of_an_old_python(project):
+    old = _old_python()
+    if old is None:  # no older Python here: a stand-in venv Python that answers the probe as Python 3.8.18 would
+        (project / ".venv/bin").mkdir(parents=True)
+        _script(project / ".venv/bin/python", 'case "$*" in *version_info*) echo "old 3.8.18";; *) exit 1;; esac\n')
+        version = "3.8.18"
+    else:
+        subprocess.run([old, "-m", "venv", "--without-pip", ".venv"], cwd=project, check=True)
+        probe = [old, "-c", "import platform; print(platform.python_version())"]
+        version = subprocess.run(probe, capture_output=True, text=True).stdout.strip()
+    run = _make(project, "venv", f"PYTHON={sys.executable}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f".venv holds Python {version} (" in run.stdout and "older than 3.10: making it again" in run.stdout
+    assert tuple(map(int, _venv_python(project).split("."))) >= (3, 10)
+
+
+@pytest.mark.slow
+def test_make_venv_refuses_an_old_python_and_keeps_the_venv(project):
+    old = _old_python() or _script(
+        project / "python-old", 'case "$1" in --version) echo "Python 3.8.18";; *) exit 1;; esac\n'
+    )
+    (project / ".venv").mkdir()  # a venv with no Python: to be made again, but not by an old Python
+    run = _make(project, "venv", f"PYTHON={old}")
+    assert run.returncode != 0
+    assert f"lattn needs Python >= 3.10; '{old}' is Python 3." in run.stdout
+    assert "Try: make PYTHON=python3.12" in run.stdout
+    assert (project / ".venv").is_dir()  # refused before anything was removed
+
+
+@pytest.mark.slow
+def test_make_venv_refuses_with_the_fix_when_the_new_venv_has_no_pip(project):
+    """A Python whose ensurepip is missing (Debian without python3-venv) makes venvs without pip: say how to fix it."""
+    fake = _script(
+        project / "python-no-ensurepip",
+        f'if [ "$1" = -m ] && [ "$2" = venv ]; then shift 2; exec {sys.executable} -m venv --without-pip "$@"; fi\n'
+        f'exec {sys.executable} "$@"\n',
+    )
+    run = _make(project, "venv", f"PYTHON={fake}")
+    assert run.returncode != 0
+    assert "made a venv without pip: its ensurepip is missing or failed." in run.stdout
+    assert "apt-get install python3-venv" in run.stdout and "make PYTHON=python3.12" in run.stdout
+    assert not (project / ".venv").exists()  # no half-made venv left for the next run to trip over
