@@ -97,6 +97,45 @@ def test_excerpt_checks_pass_in_a_folder_named_lattn(tmp_path):
 # --- re-execution leaves a clean tree ------------------------------------------------------------------------------
 
 
+def _cell(source: str, *outputs: dict) -> dict:
+    import nbformat
+
+    return nbformat.v4.new_code_cell(source, outputs=[nbformat.from_dict(o) for o in outputs], execution_count=1)
+
+
+def _stream(text: str) -> dict:
+    return {"output_type": "stream", "name": "stdout", "text": text}
+
+
+def _picture(png: str, text: str = "interactive explorer: run the notebook to move the controls") -> dict:
+    data = {"image/png": png, "text/plain": text}
+    return {"output_type": "execute_result", "execution_count": 1, "data": data, "metadata": {}}
+
+
+@pytest.mark.parametrize(
+    ("source", "stored", "new", "kept"),
+    [  # the rule in lattn.notebooks' docstring, case by case
+        ("fit()", _stream("loss 0.69 (400 steps, 9.7 s)\n"), _stream("loss 0.69 (400 steps, 12.1 s)\n"), True),
+        ("fit()", _stream("loss 0.69 (400 steps, 9.7 s)\n"), _stream("loss 0.70 (400 steps, 9.7 s)\n"), False),
+        ("# NBVAL_IGNORE_OUTPUT\nt()", _stream("full   43.0 ms\n"), _stream("full  143.5 ms\n"), True),
+        ("# NBVAL_IGNORE_OUTPUT\nt()", _stream("full 43.0 ms\n"), _stream("full 43.0 ms\nlatent 2 ms\n"), False),
+        ("# NBVAL_IGNORE_OUTPUT\nt()", _picture("AAAA", "43 ms"), _picture("BBBB", "41 ms"), True),
+        ("# NBVAL_IGNORE_OUTPUT\nexplorer", _picture("AAAA"), _picture("BBBB"), False),
+        ("print(x)", _stream("x = 3\n"), _stream("x = 4\n"), False),
+    ],
+)
+def test_executor_keeps_stored_outputs_that_differ_only_in_timings(source, stored, new, kept):
+    import nbformat
+
+    from lattn.notebooks import keep_stable, sanitize_masks
+
+    nb = nbformat.v4.new_notebook(cells=[_cell(source, new)])
+    masks = sanitize_masks(ROOT / NOTEBOOK)
+    assert (r"steps, \d+(\.\d+)? s\)", "steps, T s)") in masks  # read from tests/nbval_sanitize.cfg
+    assert keep_stable(nb, [[nbformat.from_dict(stored)]], masks) == int(kept)
+    assert nb.cells[0].outputs == [stored if kept else new]
+
+
 def _changed_cells(copy: Path, notebook: str) -> list[str]:
     old = json.loads(_git("show", f"HEAD:{notebook}", cwd=copy))["cells"]
     new = json.loads((copy / notebook).read_text())["cells"]
@@ -107,6 +146,7 @@ def _changed_cells(copy: Path, notebook: str) -> list[str]:
 
 @needs_checkout
 @pytest.mark.slow
+@pytest.mark.scratch
 def test_re_executing_an_unchanged_notebook_leaves_git_status_empty(tmp_path):
     copy = tracked_copy(tmp_path, commit=True)
     run = _run_python(["-m", "lattn.notebooks", "--execute", NOTEBOOK], copy, timeout=900)
@@ -159,6 +199,7 @@ def _venv_python(project: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.scratch
 def test_make_venv_repairs_a_venv_without_pip(project):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", ".venv"], cwd=project, check=True)
     for stamp in (".torch", ".dev"):
@@ -173,6 +214,7 @@ def test_make_venv_repairs_a_venv_without_pip(project):
 
 
 @pytest.mark.slow
+@pytest.mark.scratch
 def test_make_venv_rebuilds_a_venv_of_an_old_python(project):
     old = _old_python()
     if old is None:  # no older Python here: a stand-in venv Python that answers the probe as Python 3.8.18 would
@@ -190,6 +232,7 @@ def test_make_venv_rebuilds_a_venv_of_an_old_python(project):
 
 
 @pytest.mark.slow
+@pytest.mark.scratch
 def test_make_venv_refuses_an_old_python_and_keeps_the_venv(project):
     old = _old_python() or _script(
         project / "python-old", 'case "$1" in --version) echo "Python 3.8.18";; *) exit 1;; esac\n'
@@ -203,6 +246,7 @@ def test_make_venv_refuses_an_old_python_and_keeps_the_venv(project):
 
 
 @pytest.mark.slow
+@pytest.mark.scratch
 def test_make_venv_refuses_with_the_fix_when_the_new_venv_has_no_pip(project):
     """A Python whose ensurepip is missing (Debian without python3-venv) makes venvs without pip: say how to fix it."""
     fake = _script(
