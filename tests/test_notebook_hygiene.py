@@ -1,5 +1,6 @@
 """Committed notebooks are executed, clean, deterministic-looking and lint-free (nbval compares their outputs)."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -77,6 +78,21 @@ def test_stored_outputs_read_well_without_a_kernel(nb):
             )
             assert "children=" not in text, f"widget repr stored: {text[:120]}"
             assert not re.search(r"\b0%\|", text), f"frozen progress bar stored: {text[:120]}"
+
+
+def test_no_two_identical_pictures(nb):
+    """A picture shown twice in one notebook is a figure that says nothing new (or one that failed to change)."""
+    seen: dict[str, int] = {}
+    repeats = []
+    for index, c in enumerate(nb["cells"]):
+        for o in c.get("outputs", []):
+            png = "".join(o.get("data", {}).get("image/png", "")).replace("\n", "")
+            if png:
+                digest = hashlib.sha256(png.encode()).hexdigest()
+                if digest in seen:
+                    repeats.append(f"c{seen[digest]} = c{index}")
+                seen.setdefault(digest, index)
+    assert not repeats, f"byte-identical pictures (cells by 0-based index): {', '.join(repeats)}"
 
 
 def test_no_object_reprs_or_addresses(nb):
