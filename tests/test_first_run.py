@@ -3,6 +3,8 @@ re-executing a notebook, and ``make``'s venv after a failed or old set-up.
 
 * the excerpt checks pass when the tree sits in a folder named ``lattn`` (headers are relative to the package);
 * ``python -m lattn.notebooks --execute`` on an unchanged notebook leaves ``git status`` empty (slow: one notebook);
+* a script saved in the folder above the clone imports the package after ``pip install -e .`` (slow: a venv and an
+  editable install, without dependencies);
 * ``make venv`` repairs a venv without pip or with an old Python, refuses with the fix when it cannot, and the stamps
   of a broken venv count as stale (slow: it makes real venvs; it never installs torch: ``venv`` stops before it).
 
@@ -154,6 +156,32 @@ def test_re_executing_an_unchanged_notebook_leaves_git_status_empty(tmp_path):
     print(run.stdout)  # the run-all time and how many cells kept their stored outputs
     status = _git("status", "--porcelain", cwd=copy)
     assert status == "", f"re-execution changed the tree: {status} in cells {_changed_cells(copy, NOTEBOOK)}"
+
+
+# --- pip install -e . and a script in the folder above the clone -------------------------------------------------
+
+SCRIPT = """import importlib.util
+spec = importlib.util.find_spec("lattn")  # finds, runs nothing (the scratch venv has no torch)
+print(spec.origin)
+"""
+
+
+@needs_checkout
+@pytest.mark.slow
+@pytest.mark.scratch
+def test_a_script_above_the_clone_finds_the_package_after_an_editable_install(tmp_path):
+    """``…/lattn`` (the clone, no ``__init__.py``) is on a script's path when the script sits beside it: Python must
+    still find the package inside it, not make the clone's folder an empty namespace package."""
+    copy = tracked_copy(tmp_path)
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, capture_output=True)
+    python = str(tmp_path / "venv/bin/python")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(copy)],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    (tmp_path / "script.py").write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as a user's shell has it
+    run = subprocess.run([python, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == str(copy / "lattn" / "__init__.py"), run.stdout + run.stderr
 
 
 # --- make venv: a failed or old set-up is repaired or refused with the fix ----------------------------------------
