@@ -3,8 +3,9 @@
 #   make test       — create .venv, install lattn + test tools, run the full test suite (what CI runs)
 # For developers:
 #   make test-fast  — the unit tests only (no notebooks, no browser): under 2 minutes on 2 cores
-# TORCH picks how torch is installed (default: the small CPU-only build; if its index cannot be reached, the default
-# build from PyPI). On a machine that already has a torch wheel at hand, e.g.:  make test TORCH="torch==2.13.0"
+#   make venv       — only make .venv, or repair it (a Python that does not start, is older than 3.10 or has no pip)
+# TORCH picks how torch is installed (default: the small CPU-only build; if that fails, pip's error is shown and PyPI's
+# default build is installed). On a machine that already has a torch wheel at hand, e.g.:  make test TORCH="torch==2.13.0"
 
 PYTHON ?= python3
 VENV ?= .venv

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from lattn.notebooks import IGNORE_MARK, TIMING  # what the executor calls a timing cell
+
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
-IGNORE_MARK = "# NBVAL_IGNORE_OUTPUT"
 
 
 def test_there_are_notebooks():
@@ -62,7 +63,7 @@ def test_ignored_outputs_are_widgets_timings_or_versions(nb):
             streams = "".join("".join(o.get("text", "")) for o in c["outputs"] if o["output_type"] == "stream")
             plain = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in c["outputs"])
             widget = "application/vnd.jupyter.widget-view+json" in kinds or plain.startswith("interactive ")
-            timing = re.search(r"\d+(\.\d+)?\s*(ms|s|µs|it/s|tokens/s)\b", streams) or "%" in streams
+            timing = TIMING.search(streams) or "%" in streams
             assert widget or timing or "version" in src.lower() or not c["outputs"], src[:200]
 
 
