@@ -3,6 +3,7 @@ re-executing a notebook, and ``make``'s venv after a failed or old set-up.
 
 * the excerpt checks pass when the tree sits in a folder named ``lattn`` (headers are relative to the package);
 * ``python -m lattn.notebooks --execute`` on an unchanged notebook leaves ``git status`` empty (slow: one notebook);
+* ``.ci/run`` started from a checkout in a folder with another name runs from a clone named ``lattn``;
 * a script saved in the folder above the clone imports the package after ``pip install -e .`` (slow: a venv and an
   editable install, without dependencies);
 * ``make venv`` repairs a venv without pip or with an old Python, refuses with the fix when it cannot, and the stamps
@@ -94,6 +95,35 @@ def test_excerpt_checks_pass_in_a_folder_named_lattn(tmp_path):
     run = _run_python(["-c", CHECKS.format(root=str(copy))], copy, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "stored header ok: notebooks/04" in run.stdout  # notebook 04's stored excerpts were found and checked
+
+
+# --- CI runs from a clone named lattn ---------------------------------------------------------------------------
+
+
+@needs_checkout
+def test_ci_runs_from_a_clone_named_lattn(tmp_path):
+    """``.ci/run``'s opening (up to ``running in …``), with the rest replaced by a stand-in that reports where it runs
+    and exits 3: from ``…/checkout`` it clones HEAD into ``…/lattn`` and passes the exit code on; in a folder named
+    ``lattn`` it runs in place."""
+    marker = 'stamp "running in $PWD"\n'
+    script = (ROOT / ".ci/run").read_text()
+    assert marker in script, "the test cuts .ci/run after its line 'stamp \"running in $PWD\"'"
+    opening = script.split(marker)[0] + marker
+    stand_in = 'echo "ran in $PWD at $(git rev-parse --short HEAD)"; exit 3\n'
+    checkout = tmp_path / "checkout"
+    (checkout / ".ci").mkdir(parents=True)
+    (checkout / ".ci/run").write_text(opening + stand_in)
+    _git("init", "-q", cwd=checkout)
+    _git("add", "-A", cwd=checkout)
+    _git("commit", "-q", "-m", "ci", cwd=checkout)
+    head = _git("rev-parse", "--short", "HEAD", cwd=checkout).strip()
+    for folder, where in ((checkout, "/lattn at "), (tmp_path / "lattn", f"{tmp_path}/lattn at ")):
+        if folder.name == "lattn":
+            shutil.copytree(checkout, folder)
+        run = subprocess.run(["bash", ".ci/run"], cwd=folder, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 3, run.stdout + run.stderr
+        assert f"{where}{head}" in run.stdout, run.stdout
+        assert folder.name != "checkout" or f"ran in {checkout}" not in run.stdout
 
 
 # --- re-execution leaves a clean tree ------------------------------------------------------------------------------
