@@ -38,7 +38,7 @@ from typing import Any
 
 from .display import WIDGET_FALLBACK, WIDGET_VIEW
 
-__all__ = ["clean", "clean_outputs", "execute", "keep_stable"]
+__all__ = ["clean", "clean_outputs", "execute", "keep_stable", "sanitize_masks"]
 
 # a tqdm bar's text repr, e.g. "latent M=4:   0%|          | 0/300 [00:00<?, ?it/s]"
 TQDM_TEXT = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")
@@ -181,7 +181,9 @@ def execute(path: Path, timeout: int = 600, *, refresh_timings: bool = False) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lattn.notebooks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m lattn.notebooks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--execute", action="store_true", help="execute in place (the default action)")
     parser.add_argument(
         "--refresh-timings",
