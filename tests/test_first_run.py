@@ -173,7 +173,13 @@ def _changed_cells(copy: Path, notebook: str) -> list[str]:
     new = json.loads((copy / notebook).read_text())["cells"]
     if len(old) != len(new):
         return [f"{len(old)} cells stored, {len(new)} after execution"]
-    return [f"c{i}: {''.join(a['source'])[:80]!r}" for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    changed = []
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a != b:
+            kinds = {k for x, y in zip(a.get("outputs", []), b.get("outputs", [])) for k in {*x, *x.get("data", {})}
+                     if x.get(k, x.get("data", {}).get(k)) != y.get(k, y.get("data", {}).get(k))}  # fmt: skip
+            changed.append(f"c{i} ({', '.join(sorted(kinds - {'data'})) or 'cell'}): {''.join(a['source'])[:60]!r}")
+    return changed
 
 
 @needs_checkout
