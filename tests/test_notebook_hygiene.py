@@ -1,5 +1,6 @@
 """Committed notebooks are executed, clean, deterministic-looking and lint-free (nbval compares their outputs)."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from lattn.notebooks import IGNORE_MARK, TIMING  # what the executor calls a timing cell
+
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
-IGNORE_MARK = "# NBVAL_IGNORE_OUTPUT"
 
 
 def test_there_are_notebooks():
@@ -61,7 +63,7 @@ def test_ignored_outputs_are_widgets_timings_or_versions(nb):
             streams = "".join("".join(o.get("text", "")) for o in c["outputs"] if o["output_type"] == "stream")
             plain = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in c["outputs"])
             widget = "application/vnd.jupyter.widget-view+json" in kinds or plain.startswith("interactive ")
-            timing = re.search(r"\d+(\.\d+)?\s*(ms|s|µs|it/s|tokens/s)\b", streams) or "%" in streams
+            timing = TIMING.search(streams) or "%" in streams
             assert widget or timing or "version" in src.lower() or not c["outputs"], src[:200]
 
 
@@ -77,6 +79,21 @@ def test_stored_outputs_read_well_without_a_kernel(nb):
             )
             assert "children=" not in text, f"widget repr stored: {text[:120]}"
             assert not re.search(r"\b0%\|", text), f"frozen progress bar stored: {text[:120]}"
+
+
+def test_no_two_identical_pictures(nb):
+    """A picture shown twice in one notebook is a figure that says nothing new (or one that failed to change)."""
+    seen: dict[str, int] = {}
+    repeats = []
+    for index, c in enumerate(nb["cells"]):
+        for o in c.get("outputs", []):
+            png = "".join(o.get("data", {}).get("image/png", "")).replace("\n", "")
+            if png:
+                digest = hashlib.sha256(png.encode()).hexdigest()
+                if digest in seen:
+                    repeats.append(f"c{seen[digest]} = c{index}")
+                seen.setdefault(digest, index)
+    assert not repeats, f"byte-identical pictures (cells by 0-based index): {', '.join(repeats)}"
 
 
 def test_no_object_reprs_or_addresses(nb):

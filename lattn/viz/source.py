@@ -43,6 +43,19 @@ def _body(lines: list[str]) -> int:
     return i
 
 
+def _where(fn: object) -> str:
+    """The file that defines ``fn``, relative to its top-level package (``lattn/family/luna.py``), whatever the folders
+    above the package are called: in a clone named ``lattn`` the path is ``…/lattn/lattn/family/luna.py``."""
+    module = inspect.getmodule(fn)
+    name = Path(inspect.getsourcefile(fn) or "?").name
+    if module is None or not module.__name__ or module.__name__ == "__main__":
+        return name
+    package = module.__name__.split(".")
+    if name != "__init__.py":
+        package = package[:-1]  # a module's file sits in its parent package's folder
+    return "/".join([*package, name])
+
+
 def excerpt(
     obj: type | object,
     method: str = "forward",
@@ -79,8 +92,5 @@ def excerpt(
     if len(numbered) > max_lines:
         numbered = [*numbered[:max_lines], (numbered[max_lines][0], "    ...")]
     code = textwrap.dedent("\n".join(line for _, line in numbered))
-    path = Path(inspect.getsourcefile(fn) or "?")
-    parts = path.parts
-    where = "/".join(parts[parts.index("lattn") :]) if "lattn" in parts else path.name
-    header = f"# {where} · {cls.__name__}.{method}, lines {numbered[0][0]}–{numbered[-1][0]}"
+    header = f"# {_where(fn)} · {cls.__name__}.{method}, lines {numbered[0][0]}–{numbered[-1][0]}"
     return Excerpt(f"{header}\n{code}")
