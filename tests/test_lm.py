@@ -48,8 +48,13 @@ def ids_of(*shape: int, seed: int = 0) -> torch.Tensor:
 # --- the model ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_model_matches_a_hand_written_forward(kind):
-    """Embedding + positions → blocks (by hand, see test_blocks) → LayerNorm → logits, two blocks deep."""
+    """Embedding + positions → blocks → LayerNorm → logits, two blocks deep, against test_blocks' hand-written float64
+    forward of every step (LayerNorm, the attention of each kind, GELU MLP, residuals) from the model's weights."""
     model = tiny(kind, seed=3)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for p in model.parameters():  # move the LayerNorms' γ, β off 1, 0 so that mixing them up shows
+            p += 0.1 * torch.randn_like(p)
     ids = ids_of(2, 9, seed=5)
     with torch.no_grad():
         h = model.embed.weight[ids] + model.pos.weight[:9]  # (B, N, D)
@@ -301,13 +306,26 @@ def test_checkpoint_round_trip(tmp_path, corpus):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
 
+def test_checkpoint_in_the_layout_before_feedforward_still_loads(tmp_path):
+    """Files written when the block's MLP was a bare Sequential name it blocks.N.mlp.0/2; they load unchanged."""
+    model = tiny("full").float()
+    path = save_checkpoint(model, tmp_path / "new.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["state"] = {k.replace(".mlp.net.", ".mlp."): v for k, v in blob["state"].items()}
+    assert "blocks.1.mlp.2.bias" in blob["state"]
+    torch.save(blob, tmp_path / "old.pt")
+    a, b = load_checkpoint(tmp_path / "new.pt")[0], load_checkpoint(tmp_path / "old.pt")[0]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
 SHIPPED = sorted(experiment.DATA_DIR.glob("lm_*.pt"))
 
 
 def test_shipped_checkpoints_are_small_and_listed():
-    for path in SHIPPED:  # converted once to the block layout without adapters: blocks.N.attn.…
-        state = torch.load(path, weights_only=True)["state"]
-        assert not any(".mixer." in k for k in state) and any(k.startswith("blocks.0.attn.") for k in state)
+    for path in SHIPPED:  # the current layout as stored: blocks.N.attn.…, blocks.N.mlp.net.… (a FeedForward)
+        blob = torch.load(path, weights_only=True)
+        state = blob["state"]
+        CharLM(LMConfig(**blob["config"])).load_state_dict(state)  # strict: every name as the model has it
         assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
     assert {p.stem for p in SHIPPED} == {f"lm_{k}" for k in experiment.DEFAULT_KINDS}
     assert sum(p.stat().st_size for p in SHIPPED) < 1.5e6
