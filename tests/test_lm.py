@@ -281,9 +281,13 @@ def test_hiding_the_future_changes_nothing_for_causal_models(corpus):
 def test_speed_measures_without_touching_the_model(corpus):
     model = small("full")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    s = speed(model, corpus, steps=1, batch_size=2, new_tokens=3)
-    assert set(s) == {"train", "generate", "generate_uncached", "step_ops"} and all(v > 0 for v in s.values())
+    threads = torch.get_num_threads()
+    s = speed(model, corpus, steps=1, batch_size=2, new_tokens=3, repeats=2, threads=1)
+    assert set(s) == {"train", "generate", "generate_uncached", "step_ops", "forward_ops"}
+    assert all(len(s[k]) == 2 and min(s[k]) > 0 for k in ("train", "generate", "generate_uncached"))
+    assert s["step_ops"] > 0 and s["forward_ops"] > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.get_num_threads() == threads  # restored
 
 
 def test_training_is_deterministic(corpus):
