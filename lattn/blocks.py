@@ -39,6 +39,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .checks import check_int
+from .family import FeedForward
 
 __all__ = ["Block"]
 
@@ -46,9 +47,9 @@ __all__ = ["Block"]
 class Block(nn.Module):
     """Pre-norm Transformer block around ``attn``: ``h = x + attn(LN(x))``, ``out = h + MLP(LN(h))``.
 
-    The MLP is Linear(D, mlp_mult·D) → GELU → Linear(mlp_mult·D, D). The block is causal when the module can be
-    (``attn.is_causal``: then it calls ``attn(h, causal=True)``), and it decodes incrementally when the module has a
-    decoding state (``attn.new_cache``).
+    The MLP is :class:`lattn.family.FeedForward`: Linear(D, mlp_mult·D) → GELU → Linear(mlp_mult·D, D). The block
+    is causal when the module can be (``attn.is_causal``: then it calls ``attn(h, causal=True)``), and it decodes
+    incrementally when the module has a decoding state (``attn.new_cache``).
 
     ``forward(x (B, N, D), *, cache=None, start_pos=None) → (B, N, D)``; with ``cache`` (from :meth:`new_cache`),
     ``x`` holds new tokens at positions start_pos … (default: the cache's length) and the cache is updated in place.
@@ -66,7 +67,7 @@ class Block(nn.Module):
         self.dim = dim
         self.attn = attn
         self.norm_attn, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_mult * dim), nn.GELU(), nn.Linear(mlp_mult * dim, dim))
+        self.mlp = FeedForward(dim, mlp_mult)  # the position-wise MLP the family's blocks use too
 
     @property
     def is_causal(self) -> bool:

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -322,5 +323,7 @@ def load_checkpoint(path: str | Path) -> tuple[CharLM, dict[str, Any]]:
     """A model saved by :func:`save_checkpoint` (float32, eval mode) and its ``info`` dict."""
     blob = torch.load(Path(path), map_location="cpu", weights_only=True)
     model = CharLM(LMConfig(**blob["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+    # NOTE: files written before the block's MLP became a FeedForward name it blocks.N.mlp.0/2, now mlp.net.0/2
+    state = {re.sub(r"^(blocks\.\d+\.mlp)\.(\d+)\.", r"\1.net.\2.", k): v for k, v in blob["state"].items()}
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval(), blob["info"]

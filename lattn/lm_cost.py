@@ -1,15 +1,17 @@
 """Speed and memory of the tiny character LM of :mod:`lattn.lm` (notebook 06).
 
-:func:`speed` times training and generation on this machine (wall clock: it varies with the load, so compare ratios
-measured in one run); :func:`decode_step_ops` counts the tensor operations of one cached decode step;
-:func:`decode_state_bytes` and :func:`prefill_peak_bytes` measure memory on real tensors (they do not depend on the
-load); :func:`cache_bytes` adds up what decoding states hold.
+:func:`speed` times training and generation on this machine (wall clock, on one thread, repeated: it varies with
+the load, so compare medians and ratios measured in one run); :func:`decode_step_ops` and :func:`forward_ops`
+count the tensor operations of one cached decode step and of one uncached forward pass (they do not depend on the
+load); :func:`decode_state_bytes` and :func:`prefill_peak_bytes` measure memory on real tensors; :func:`cache_bytes`
+adds up what decoding states hold.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,7 +22,7 @@ from .checks import check_int
 from .lm import CharLM, LMConfig, generate, train_lm
 from .lm_data import CharCorpus
 
-__all__ = ["cache_bytes", "decode_state_bytes", "decode_step_ops", "prefill_peak_bytes", "speed"]
+__all__ = ["cache_bytes", "decode_state_bytes", "decode_step_ops", "forward_ops", "prefill_peak_bytes", "speed"]
 
 
 def cache_bytes(caches: list[Any]) -> int:
@@ -32,34 +34,49 @@ def cache_bytes(caches: list[Any]) -> int:
 
 
 def speed(
-    model: CharLM, corpus: CharCorpus, *, steps: int = 3, batch_size: int = 32, new_tokens: int = 100, repeats: int = 3
+    model: CharLM,
+    corpus: CharCorpus,
+    *,
+    steps: int = 3,
+    batch_size: int = 32,
+    new_tokens: int = 100,
+    repeats: int = 5,
+    threads: int = 1,
 ) -> dict:
-    """Wall-clock throughput on this machine, each the fastest of ``repeats`` runs (on a busy machine the fastest
-    is the least disturbed): ``train`` tokens/s (``steps`` steps on a copy of the model, the model itself is
-    untouched), ``generate`` and ``generate_uncached`` tokens/s (greedy, one sequence, from one character; the same
-    as ``generate`` when the model has no decoding state); and ``step_ops``, the number of tensor operations (torch
-    dispatcher calls) of one cached decode step — None without a decoding state."""
-    check_int(steps=steps, batch_size=batch_size, new_tokens=new_tokens, repeats=repeats)
-    runs = (
-        train_lm(copy.deepcopy(model), corpus, steps, batch_size=batch_size, progress=False) for _ in range(repeats)
-    )
-    out = {"train": max(h.tokens_per_s for h in runs)}
-    prompt = corpus.val[:1][None]  # (1, 1)
-    for name, cached in (("generate", True), ("generate_uncached", False)):
-        best = float("inf")
+    """Wall-clock throughput on this machine, each measured ``repeats`` times (lists, in the order run):
+    ``train`` tokens/s (``steps`` steps on a copy of the model, the model itself is untouched), ``generate`` and
+    ``generate_uncached`` tokens/s (greedy, one sequence, ``new_tokens`` from one character; the same as
+    ``generate`` when the model has no decoding state). Plus two counts that do not depend on the load:
+    ``step_ops``, the tensor operations of one cached decode step (None without a decoding state), and
+    ``forward_ops``, those of one uncached forward over ``new_tokens`` characters (what each uncached step reruns,
+    at most ``context``).
+
+    Runs on ``threads`` threads (then restores the setting): at these sizes each operation is too small to gain
+    from a second thread, and when another program keeps the other core busy, an operation split over two threads
+    waits for it: on the course's 2-core machine that slowed generation ten- to thirtyfold, unevenly across models."""
+    check_int(steps=steps, batch_size=batch_size, new_tokens=new_tokens, repeats=repeats, threads=threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out: dict[str, Any] = {"train": [], "generate": [], "generate_uncached": []}
         for _ in range(repeats):
-            start = time.perf_counter()
-            generate(model, prompt, new_tokens, use_cache=cached)
-            best = min(best, time.perf_counter() - start)
-        out[name] = new_tokens / best
+            h = train_lm(copy.deepcopy(model), corpus, steps, batch_size=batch_size, progress=False)
+            out["train"].append(h.tokens_per_s)
+        prompt = corpus.val[:1][None]  # (1, 1)
+        for _ in range(repeats):
+            for name, cached in (("generate", True), ("generate_uncached", False)):
+                start = time.perf_counter()
+                generate(model, prompt, new_tokens, use_cache=cached)
+                out[name].append(new_tokens / (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(before)
     out["step_ops"] = decode_step_ops(model, prompt) if model.can_cache else None
+    out["forward_ops"] = forward_ops(model, min(new_tokens, model.config.context))
     return out
 
 
-@torch.no_grad()
-def decode_step_ops(model: CharLM, prompt: Tensor) -> int:
-    """Tensor operations (calls through torch's dispatcher) of one cached decode step after ``prompt`` (1, T). At
-    tiny widths much of a step's time is the fixed cost of launching each operation, not its arithmetic."""
+def _count_ops(run: Callable[[], Any]) -> int:
+    """Tensor operations (calls through torch's dispatcher) that ``run()`` makes."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class _Count(TorchDispatchMode):
@@ -69,12 +86,30 @@ def decode_step_ops(model: CharLM, prompt: Tensor) -> int:
             self.calls += 1
             return func(*args, **(kwargs or {}))
 
+    with torch.no_grad(), _Count() as count:
+        run()
+    return count.calls
+
+
+def decode_step_ops(model: CharLM, prompt: Tensor) -> int:
+    """Tensor operations (calls through torch's dispatcher) of one cached decode step after ``prompt`` (1, T). At
+    tiny widths much of a step's time is the fixed cost of launching each operation, not its arithmetic."""
     model.eval()
     cache = model.new_cache(prompt.shape[0])
-    model(prompt, cache=cache)  # prefill
-    with _Count() as count:
-        model(prompt[:, -1:], cache=cache)  # one new character
-    return count.calls
+    with torch.no_grad():
+        model(prompt, cache=cache)  # prefill
+    return _count_ops(lambda: model(prompt[:, -1:], cache=cache))  # one new character
+
+
+def forward_ops(model: CharLM, length: int) -> int:
+    """Tensor operations of one forward pass without a cache over ``length`` characters (1 ≤ length ≤ context):
+    what generation without a cache runs for every new character."""
+    check_int(length=length)
+    if length > model.config.context:
+        raise ValueError(f"length must be ≤ the model's context {model.config.context}, got {length}")
+    model.eval()
+    ids = torch.zeros(1, length, dtype=torch.long)
+    return _count_ops(lambda: model(ids))
 
 
 def decode_state_bytes(config: LMConfig, context: int) -> int | None:

@@ -191,3 +191,18 @@ def test_nystromformer_bad_inputs():
         pinv_iterative(torch.eye(2), -1)
     with pytest.raises(ValueError, match="m=4 segments need at least m tokens, got n=3"):
         segment_ids(3, 4)
+
+
+# --- nb06: the language-model experiment over seeds ---------------------------------------------------------------
+def test_lm_experiment_refuses_bad_seeds_and_results():
+    from lattn.experiments import lm as lm_experiment
+
+    with pytest.raises(ValueError, match=r"seeds must be distinct and at least one, got \(1, 1\)"):
+        lm_experiment.run(("full",), seeds=(1, 1), progress=False)
+    with pytest.raises(ValueError, match="combine_seeds\\(\\) needs at least one run"):
+        lm_experiment.combine_seeds([])
+    run = {"seed": 0, "steps": 1, "models": {"full": {}}}
+    with pytest.raises(ValueError, match=r"distinct seeds and the same kinds; got seeds \[0, 0\]"):
+        lm_experiment.combine_seeds([run, run])
+    with pytest.raises(ValueError, match=r"kind 'mla' has no results; by_seed holds \['full'\]"):
+        lm_experiment.compare_seeds({"full": {"0": {"val_loss": 1.0}}}, ("mla",))

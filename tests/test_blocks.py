@@ -24,7 +24,34 @@ def attention_modules() -> dict[str, torch.nn.Module]:
     }
 
 
-# --- independent references, written out by hand in float64 ---------------------------------------------------------
+# --- independent references, written out by hand in float64 from the module's weights --------------------------------
+# Every step below uses torch arithmetic only (matmuls, exp, sums): no call into the modules under test, so a slip in
+# Block, in an attention module or in CharLM makes the comparisons fail.
+def lin(layer, t):
+    """t·Wᵀ + b from a Linear layer's weights (no bias: MLA's projections)."""
+    return t @ layer.weight.T + (0 if layer.bias is None else layer.bias)
+
+
+def split(t, H):
+    """(B, N, H·d_head) → (B, H, N, d_head)."""
+    B, N, D = t.shape
+    return t.view(B, N, H, D // H).transpose(1, 2)
+
+
+def merge(t):
+    """(B, H, N, d_head) → (B, N, H·d_head)."""
+    B, H, N, d_head = t.shape
+    return t.transpose(1, 2).reshape(B, N, H * d_head)
+
+
+def softmax(scores, allowed=None):
+    """exp(s − max) / Σ exp over the last axis; ``allowed`` False = weight 0."""
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    e = torch.exp(scores - scores.amax(-1, keepdim=True))
+    return e / e.sum(-1, keepdim=True)
+
+
 def layer_norm(x, norm):
     """(x − mean) / √(var + eps) · γ + β over the last axis (biased variance, as LayerNorm)."""
     mean = x.mean(-1, keepdim=True)
@@ -37,34 +64,96 @@ def gelu(x):
     return x * 0.5 * (1 + torch.erf(x / math.sqrt(2)))
 
 
+def causal(N):
+    """(N, N) bool: query i may see keys j ≤ i."""
+    return torch.arange(N)[:, None] >= torch.arange(N)[None, :]
+
+
 def causal_attention(mha, x):
-    """Causal multi-head self-attention from the layer's weights: softmax(q·kᵀ/√dh + causal mask)·v, heads merged."""
+    """Causal multi-head self-attention from the layer's weights: softmax(q·kᵀ/√d_head + causal mask)·v, heads merged."""
+    H, d_head = mha.heads, x.shape[-1] // mha.heads
+    q, k, v = (split(lin(p, x), H) for p in (mha.to_q, mha.to_k, mha.to_v))  # (B, H, N, d_head) each
+    weights = softmax(q @ k.transpose(-1, -2) / math.sqrt(d_head), causal(x.shape[1]))  # (B, H, N, N)
+    return lin(mha.to_out, merge(weights @ v))  # (B, N, D)
+
+
+def latent_attention(la, x):
+    """Write → gather → broadcast (lattn.latent's docstring): M learned latents, no mask (the naive decoder)."""
+    assert la.stages == ("write", "gather", "broadcast")
     B, N, D = x.shape
-    H = mha.heads
-    dh = D // H
-    q, k, v = (
-        (x @ lin.weight.T + lin.bias).view(B, N, H, dh).transpose(1, 2) for lin in (mha.to_q, mha.to_k, mha.to_v)
-    )  # (B, H, N, dh) each
-    scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # (B, H, N, N)
-    scores = scores.masked_fill(~torch.ones(N, N, dtype=torch.bool).tril(), float("-inf"))
-    read = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, N, D)  # (B, N, D)
-    return read @ mha.to_out.weight.T + mha.to_out.bias
+    H = la.heads
+    scale = 1 / math.sqrt(D // H)
+    z = la.latents.expand(B, -1, -1)  # (B, M, D)
+    p = la.proj["write"]  # tokens query latents, softmax over latents; each latent: weighted mean of token values
+    w = softmax(split(lin(p.to_q, x), H) @ split(lin(p.to_k, z), H).transpose(-1, -2) * scale)  # (B, H, N, M)
+    mean = w / (w.sum(-2, keepdim=True) + la.eps)  # each latent's column renormalised over tokens
+    z = z + lin(p.to_out, merge(mean.transpose(-1, -2) @ split(lin(p.to_v, x), H)))  # (B, M, D)
+    p = la.proj["gather"]  # latents query tokens, softmax over tokens
+    g = softmax(split(lin(p.to_q, z), H) @ split(lin(p.to_k, x), H).transpose(-1, -2) * scale)  # (B, H, M, N)
+    z = z + lin(p.to_out, merge(g @ split(lin(p.to_v, x), H)))
+    p = la.proj["broadcast"]  # tokens query latents, softmax over latents
+    b = softmax(split(lin(p.to_q, x), H) @ split(lin(p.to_k, z), H).transpose(-1, -2) * scale)  # (B, H, N, M)
+    return lin(p.to_out, merge(b @ split(lin(p.to_v, z), H)))  # (B, N, D)
 
 
-def attention_by_hand(attn, a):
-    """The attention step of a block: written out for full attention; the other kinds are checked against their own
-    hand-written references in test_latent / test_family / test_mla, here they are called as the convention says."""
-    if type(attn) is MultiHeadAttention:
-        return causal_attention(attn, a)
-    return attn(a, causal=True) if attn.is_causal else attn(a)
+def luna_causal_attention(m, x):
+    """Causal Luna, one position t at a time: l packed keys and values = the mean over j ≤ t of φ_j[s]·(k_j, v_j),
+    φ = elu + 1 of the packing scores; out_t = softmax over the l slots of q_t·packed keys, times packed values."""
+    assert m.packing == "elu"
+    B, N, D = x.shape
+    H = m.heads
+    scale = 1 / math.sqrt(D // H)
+    pq = split(lin(m.to_pq, m.packed.expand(B, -1, -1)), H) * scale  # (B, H, l, d_head)
+    pk, q, k, v = (split(lin(p, x), H) for p in (m.to_pk, m.to_q, m.to_k, m.to_v))  # (B, H, N, d_head) each
+    s = pk @ pq.transpose(-1, -2)  # (B, H, N, l) packing scores
+    phi = torch.where(s > 0, s, torch.exp(s) - 1) + 1  # elu(s) + 1 > 0
+    reads = []
+    for t in range(N):
+        packed_k = phi[:, :, : t + 1].transpose(-1, -2) @ k[:, :, : t + 1] / (t + 1)  # (B, H, l, d_head)
+        packed_v = phi[:, :, : t + 1].transpose(-1, -2) @ v[:, :, : t + 1] / (t + 1)
+        a = softmax(q[:, :, t : t + 1] * scale @ packed_k.transpose(-1, -2))  # (B, H, 1, l)
+        reads.append(a @ packed_v)  # (B, H, 1, d_head)
+    return lin(m.to_out, merge(torch.cat(reads, 2)))  # (B, N, D)
+
+
+def rope(t, theta):
+    """Rotate feature pair (i, i + d/2) of the token at position p by p·theta^(−2i/d); t (…, N, d)."""
+    N, d = t.shape[-2:]
+    angle = torch.arange(N, dtype=t.dtype)[:, None] * theta ** (-2 * torch.arange(d // 2, dtype=t.dtype) / d)
+    a, b = t[..., : d // 2], t[..., d // 2 :]
+    return torch.cat([a * angle.cos() - b * angle.sin(), a * angle.sin() + b * angle.cos()], -1)
+
+
+def mla_attention(m, x):
+    """DeepSeek-V2's MLA expanded (eq. 9-19): c_KV = RMSNorm(W_DKV·x); keys [W_UK·c_KV, RoPE(W_KR·x)] (the rotary
+    key shared by all heads), values W_UV·c_KV, queries [W_UQ·x, RoPE(W_QR·x)]; causal softmax scaled by
+    1/√(d_head + d_rope); W_O on the merged heads. As the LM builds it: no query compression, plain RoPE."""
+    c = m.config
+    assert c.d_cq == 0 and c.rope_scaling is None
+    N, H = x.shape[1], c.heads
+    d_head = m.w_uk.weight.shape[0] // H
+    c_kv = lin(m.w_dkv, x)
+    c_kv = c_kv / torch.sqrt((c_kv**2).mean(-1, keepdim=True) + m.kv_norm.eps) * m.kv_norm.weight  # (B, N, d_c)
+    k_c, v = split(lin(m.w_uk, c_kv), H), split(lin(m.w_uv, c_kv), H)  # (B, H, N, d_head) each
+    k_r = rope(lin(m.w_kr, x), c.rope_theta)[:, None]  # (B, 1, N, d_rope): one key for every head
+    q_c, q_r = split(lin(m.w_uq, x), H), rope(split(lin(m.w_qr, x), H), c.rope_theta)
+    scores = (q_c @ k_c.transpose(-1, -2) + q_r @ k_r.transpose(-1, -2)) / math.sqrt(d_head + c.d_rope)  # (B, H, N, N)
+    return lin(m.w_o, merge(softmax(scores, causal(N)) @ v))  # (B, N, D)
+
+
+BY_HAND = {
+    MultiHeadAttention: causal_attention,
+    LatentAttention: latent_attention,
+    LunaCausal: luna_causal_attention,
+    MultiHeadLatentAttention: mla_attention,
+}
 
 
 def block_by_hand(block, x):
-    """h = x + A(LN₁ x); out = h + W₂·gelu(W₁·LN₂ h + b₁) + b₂ — every step written out."""
-    h = x + attention_by_hand(block.attn, layer_norm(x, block.norm_attn))
-    lin1, lin2 = block.mlp[0], block.mlp[2]
-    hidden = gelu(layer_norm(h, block.norm_mlp) @ lin1.weight.T + lin1.bias)  # (B, N, mlp_mult·D)
-    return h + hidden @ lin2.weight.T + lin2.bias
+    """h = x + A(LN₁ x); out = h + W₂·gelu(W₁·LN₂ h + b₁) + b₂ — every step written out, the attention A too."""
+    h = x + BY_HAND[type(block.attn)](block.attn, layer_norm(x, block.norm_attn))
+    lin1, lin2 = (m for m in block.mlp.modules() if isinstance(m, torch.nn.Linear))
+    return h + lin(lin2, gelu(lin(lin1, layer_norm(h, block.norm_mlp))))  # (B, N, D)
 
 
 # --- the block ------------------------------------------------------------------------------------------------------
@@ -77,7 +166,7 @@ def test_block_matches_a_hand_written_forward(kind):
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     with torch.no_grad():
         assert_close(block(x), block_by_hand(block, x), 1e-12, kind)
-    assert block.mlp[0].out_features == 32  # mlp_mult 4
+    assert [m.out_features for m in block.mlp.modules() if isinstance(m, torch.nn.Linear)] == [32, 8]  # mlp_mult 4
 
 
 @pytest.mark.parametrize("depth", [1, 3])
@@ -85,6 +174,8 @@ def test_stacked_blocks_match_the_hand_written_forward(depth):
     """Blocks in a row (depth ≥ 1), full attention all the way by hand."""
     torch.manual_seed(1)
     blocks = [Block(MultiHeadAttention(8, 2), mlp_mult=2).double() for _ in range(depth)]
+    for p in (p for block in blocks for p in block.parameters()):  # γ, β off 1, 0
+        p.data += 0.1 * torch.randn_like(p)
     x = torch.randn(2, 6, 8, dtype=torch.float64)
     got, want = x, x
     with torch.no_grad():

@@ -1,8 +1,7 @@
 """lattn.lm, the character LM end to end: its forward against a hand-written float64 one, exact causality, cached =
-uncached generation, the shipped text and its split, training beats the unigram baseline, determinism, the shipped
-checkpoints reproduce their validation loss, the experiment script regenerates them."""
+uncached generation, the shipped text and its split, training beats the unigram baseline, determinism, checkpoints
+(round trip, the layout before FeedForward). What the experiment script ships: test_lm_experiment."""
 
-import json
 import math
 
 import pytest
@@ -10,8 +9,6 @@ import torch
 from conftest import assert_close
 from test_blocks import block_by_hand, layer_norm
 
-import lattn.experiments
-from lattn._cli import run_subcommands
 from lattn.experiments import lm as experiment
 from lattn.lm import (
     KINDS,
@@ -25,7 +22,7 @@ from lattn.lm import (
     save_checkpoint,
     train_lm,
 )
-from lattn.lm_cost import cache_bytes, prefill_peak_bytes, speed
+from lattn.lm_cost import cache_bytes, speed
 from lattn.lm_data import TEXT_FILE, CharCorpus, CharVocab, load_text
 
 CAUSAL = [k for k in KINDS if k != "latent"]
@@ -48,8 +45,13 @@ def ids_of(*shape: int, seed: int = 0) -> torch.Tensor:
 # --- the model ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_model_matches_a_hand_written_forward(kind):
-    """Embedding + positions → blocks (by hand, see test_blocks) → LayerNorm → logits, two blocks deep."""
+    """Embedding + positions → blocks → LayerNorm → logits, two blocks deep, against test_blocks' hand-written float64
+    forward of every step (LayerNorm, the attention of each kind, GELU MLP, residuals) from the model's weights."""
     model = tiny(kind, seed=3)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for p in model.parameters():  # move the LayerNorms' γ, β off 1, 0 so that mixing them up shows
+            p += 0.1 * torch.randn_like(p)
     ids = ids_of(2, 9, seed=5)
     with torch.no_grad():
         h = model.embed.weight[ids] + model.pos.weight[:9]  # (B, N, D)
@@ -276,9 +278,13 @@ def test_hiding_the_future_changes_nothing_for_causal_models(corpus):
 def test_speed_measures_without_touching_the_model(corpus):
     model = small("full")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    s = speed(model, corpus, steps=1, batch_size=2, new_tokens=3)
-    assert set(s) == {"train", "generate", "generate_uncached", "step_ops"} and all(v > 0 for v in s.values())
+    threads = torch.get_num_threads()
+    s = speed(model, corpus, steps=1, batch_size=2, new_tokens=3, repeats=2, threads=1)
+    assert set(s) == {"train", "generate", "generate_uncached", "step_ops", "forward_ops"}
+    assert all(len(s[k]) == 2 and min(s[k]) > 0 for k in ("train", "generate", "generate_uncached"))
+    assert s["step_ops"] > 0 and s["forward_ops"] > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.get_num_threads() == threads  # restored
 
 
 def test_training_is_deterministic(corpus):
@@ -301,77 +307,13 @@ def test_checkpoint_round_trip(tmp_path, corpus):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
 
-SHIPPED = sorted(experiment.DATA_DIR.glob("lm_*.pt"))
-
-
-def test_shipped_checkpoints_are_small_and_listed():
-    for path in SHIPPED:  # converted once to the block layout without adapters: blocks.N.attn.…
-        state = torch.load(path, weights_only=True)["state"]
-        assert not any(".mixer." in k for k in state) and any(k.startswith("blocks.0.attn.") for k in state)
-        assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
-    assert {p.stem for p in SHIPPED} == {f"lm_{k}" for k in experiment.DEFAULT_KINDS}
-    assert sum(p.stat().st_size for p in SHIPPED) < 1.5e6
-    results = json.loads((experiment.DATA_DIR / experiment.RESULTS).read_text())
-    assert set(results["models"]) == set(experiment.DEFAULT_KINDS)
-
-
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_shipped_checkpoint_reproduces_its_validation_loss(path, corpus):
-    model, info = load_checkpoint(path)
-    results = json.loads((experiment.DATA_DIR / experiment.RESULTS).read_text())["models"][info["kind"]]
-    assert results["val_loss"] == info["val_loss"]
-    assert evaluate_lm(model, corpus) == pytest.approx(info["val_loss"], abs=1e-4)
-    assert info["val_curve"][-1] == pytest.approx(info["val_loss"], abs=0.02)  # the float16 rounding costs little
-    if info["kind"] != "latent":
-        assert info["val_loss"] < corpus.unigram_loss() - 1.0  # far below the baseline
-
-
-def test_experiment_regenerates_a_tiny_run_reproducibly(tmp_path):
-    sizes = dict(dim=16, heads=2, layers=1, context=16, num_latents=4, d_c=8, d_rope=4)
-    a = experiment.run(
-        ("full", "luna"), steps=6, batch_size=4, eval_every=3, out=tmp_path / "a", progress=False, memory=False, **sizes
-    )
-    b = experiment.run(
-        ("full", "luna"), steps=6, batch_size=4, eval_every=3, out=tmp_path / "b", progress=False, memory=False, **sizes
-    )
-    for kind in ("full", "luna"):
-        assert a["models"][kind]["val_loss"] == b["models"][kind]["val_loss"]
-        assert a["models"][kind]["val_steps"] == [0, 3, 6]
-        model, info = load_checkpoint(tmp_path / "a" / f"lm_{kind}.pt")
-        assert evaluate_lm(model, CharCorpus.load()) == pytest.approx(info["val_loss"], abs=1e-6)
-        sa = torch.load(tmp_path / "a" / f"lm_{kind}.pt", weights_only=True)["state"]
-        sb = torch.load(tmp_path / "b" / f"lm_{kind}.pt", weights_only=True)["state"]
-        assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    saved = json.loads((tmp_path / "a" / experiment.RESULTS).read_text())
-    assert saved["models"]["full"]["val_loss"] == a["models"]["full"]["val_loss"]
-
-
-def test_memory_measurements_follow_the_cache_layouts():
-    sizes = dict(dim=16, heads=2, layers=2, d_c=8, d_rope=4, num_latents=4)
-    mem = experiment.measure_memory(("full", "luna", "mla", "latent"), 10, prefill=(32,), decode=(100, 1000), **sizes)
-    state = mem["decode_state_bytes"]
-    assert state["full"] == {"100": 2 * 2 * 100 * 16 * 4, "1000": 2 * 2 * 1000 * 16 * 4}  # layers·(k+v)·N·D·4 B
-    assert state["mla"]["1000"] == 2 * 1000 * (8 + 4) * 4  # layers·N·(d_c + d_rope)·4 B
-    assert state["luna"]["100"] == state["luna"]["1000"] > 0  # independent of N
-    assert state["latent"] == {"100": None, "1000": None}
-    assert all(mem["prefill_peak_bytes"][k]["32"] > 32 * 16 * 4 for k in state)
-
-
-def test_cli_lists_the_subcommand_and_rejects_unknown_kinds(capsys):
-    with pytest.raises(SystemExit) as done:
-        run_subcommands(lattn.experiments, ["lm", "--help"])
-    assert done.value.code == 0
-    assert "--kinds" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="--kinds takes a comma-separated subset"):
-        run_subcommands(lattn.experiments, ["lm", "--kinds", "window"])
-    with pytest.raises(ValueError, match="kind must be one of"):
-        experiment.config_for("window", 10)
-
-
-def test_mla_reads_a_prompt_in_the_memory_of_full_attention():
-    """Notebook 06 §5: with a fused causal prefill MLA's peak equals full attention's, far below the H·N·N scores."""
-    full, mla = (experiment.config_for(kind, 72) for kind in ("full", "mla"))
-    n = 1024
-    peaks = {kind: prefill_peak_bytes(c, n) for kind, c in (("full", full), ("mla", mla))}
-    assert peaks["mla"] <= 1.05 * peaks["full"], peaks
-    assert peaks["mla"] < mla.heads * n * n * 4 / 4, "a quarter of one copy of the scores"
+def test_checkpoint_in_the_layout_before_feedforward_still_loads(tmp_path):
+    """Files written when the block's MLP was a bare Sequential name it blocks.N.mlp.0/2; they load unchanged."""
+    model = tiny("full").float()
+    path = save_checkpoint(model, tmp_path / "new.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["state"] = {k.replace(".mlp.net.", ".mlp."): v for k, v in blob["state"].items()}
+    assert "blocks.1.mlp.2.bias" in blob["state"]
+    torch.save(blob, tmp_path / "old.pt")
+    a, b = load_checkpoint(tmp_path / "new.pt")[0], load_checkpoint(tmp_path / "old.pt")[0]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

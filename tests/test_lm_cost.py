@@ -20,7 +20,7 @@ def test_decode_state_counts_d_c_plus_d_rope_per_token():
     assert decode_state_bytes(CONFIG, 5) == 5 * (4 + 2) * 4  # one layer, float32
 
 
-@pytest.mark.parametrize("bad", [{"steps": 0}, {"new_tokens": 0}, {"repeats": 0}, {"batch_size": 0}])
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"new_tokens": 0}, {"repeats": 0}, {"batch_size": 0}, {"threads": 0}])
 def test_speed_refuses_bad_sizes(bad):
     with pytest.raises(ValueError, match=f"{next(iter(bad))} must be an integer ≥ 1"):
         speed(CharLM.build(CONFIG, seed=0), CharCorpus.load(), **bad)

@@ -1,4 +1,5 @@
-"""Notebook 06's route of the answer: the leak_route figure, the operation count of a decode step, and the
+"""Notebook 06's route of the answer: the leak_route figure, the operation counts of a decode step and of an uncached
+forward, and the
 block-by-hand exercise checker (right answers pass, typical mistakes get their hint)."""
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 
 from lattn.exercises import lm as ex
 from lattn.lm import CharLM, LMConfig
-from lattn.lm_cost import decode_step_ops
+from lattn.lm_cost import decode_step_ops, forward_ops
 from lattn.viz.lm import leak_route
 
 
@@ -29,7 +30,9 @@ def test_leak_route_names_the_relay_latent_and_the_two_tokens():
     fig = leak_route(eff, gather, broadcast, 3, "abcdef", head=1)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts] + [ax.get_title() for ax in fig.axes]
     title = next(t for t in texts if t.startswith("the route of the answer"))
-    assert "'e' at 4 → latent z₃ → position 3" in title and "gather 0.90, broadcast 0.85" in title
+    assert "'e' at 4 → latent z₂ → position 3" in title and "gather 0.90, broadcast 0.85" in title  # relay 2, 0-based
+    latents = [t for t in texts if t.startswith("z")]
+    assert latents and set(latents) <= {"z₀", "z₁", "z₂", "z₃"}, f"latents numbered from 0 as in the code: {latents}"
     assert any(t.startswith("answer 4 'e'") for t in texts) and any(t.startswith("reader 3 'd'") for t in texts)
     assert any("head 1" in t for t in texts)
     outlined = [p for p in fig.axes[0].patches if p.get_edgecolor()[3] == 1 and p.get_linewidth() > 2]
@@ -71,6 +74,21 @@ def test_decode_step_ops_counts_one_step_the_same_way_twice():
     assert decode_step_ops(deeper, prompt) > decode_step_ops(
         CharLM.build(LMConfig(10, kind="full", dim=16, heads=2, layers=1, context=8), seed=0), prompt
     ), "a second block adds its operations"
+
+
+def test_forward_ops_counts_one_uncached_forward():
+    """The same count twice; a second block adds its operations; full attention's fast path launches fewer than MLA's
+    (the measured reason its uncached generation is faster at this width, notebook 06 §5)."""
+
+    def build(kind, layers=1):
+        return CharLM.build(LMConfig(10, kind=kind, dim=16, heads=2, layers=layers, context=8, d_rope=4), seed=0)
+
+    full, mla = build("full"), build("mla")
+    assert forward_ops(full, 8) == forward_ops(full, 8) > 10
+    assert forward_ops(build("full", layers=2), 8) > forward_ops(full, 8)
+    assert forward_ops(mla, 8) > 2 * forward_ops(full, 8)
+    with pytest.raises(ValueError, match="length must be ≤ the model's context 8, got 9"):
+        forward_ops(full, 9)
 
 
 def right(block, x):

@@ -1,5 +1,6 @@
 """Explorers and exercise checkers of notebook 06, driven from code (tiny random models)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,7 @@ from lattn.lm import CharLM, LMConfig, future_leak, generate, sampling_probs
 from lattn.lm_data import CharVocab
 from lattn.viz import text_panel, wrap_text
 from lattn.viz.family import OKABE_ITO
-from lattn.viz.lm import curves, shown, text_samples
+from lattn.viz.lm import block_diagram, curves, shown, text_samples
 from lattn.widgets.lm import GenerationExplorer, LeakExplorer
 
 VOCAB = CharVocab(" abcdefghij\n")
@@ -26,11 +27,17 @@ def test_generation_explorer_shows_what_generate_gives():
     e.set(model="luna", temperature=0.0, length=20, seed=1)
     want = generate(models["luna"], VOCAB.encode("abc")[None], 20)
     assert e.state["text"] == VOCAB.decode(want[0]) and len(e.state["generated"]) == 20
-    probs = sampling_probs(models["luna"](VOCAB.encode("abc")[None])[0, -1], 0.0)
-    assert e.state["top_chars"][0] == VOCAB.chars[int(probs.argmax())] and e.state["top_probs"][0] == 1.0
+    logits = models["luna"](VOCAB.encode("abc")[None])[0, -1]
+    model = sampling_probs(logits, 1.0)  # the model's own distribution
+    assert e.state["top_chars"][0] == VOCAB.chars[int(model.argmax())] == e.state["drawn"] == e.state["generated"][0]
+    assert e.state["sampled_probs"].tolist() == [1.0] + [0.0] * 11, "temperature 0 samples the arg-max only"
+    assert np.allclose(e.state["model_probs"], model.sort(descending=True).values[:12].detach().numpy())
+    e.set(temperature=0.5)
+    want = sampling_probs(logits, 0.5)[[VOCAB.chars.index(c) for c in e.state["top_chars"]]]
+    assert np.allclose(e.state["sampled_probs"], want.detach().numpy()) and e.state["sampled_probs"][0] > model.max()
     before = e.png
     e.set(temperature=1.5, seed=2)
-    assert e.png != before and e.renders == 3
+    assert e.png != before and e.renders == 4
     assert "temperature=1.5" in e.status.value
 
 
@@ -102,5 +109,23 @@ def test_curves_differ_in_colour_and_style_and_text_samples_sit_side_by_side():
     assert [line.get_color() for line in lines] == list(OKABE_ITO[:3]), "Okabe–Ito colours"
     assert len({line.get_linestyle() for line in lines}) == 3, "and three dash styles"
     assert len(text_samples({"one": "ab", "two": "cd"}).axes) == 2
+    short, long = (text_samples({"one": "ab" * n}, width=10).get_figheight() for n in (2, 20))
+    assert long > short + 0.19 * 2, "each wrapped line adds height: the figure is as tall as its text"
     with pytest.raises(ValueError, match="at least one"):
         text_samples({})
+
+
+def test_block_diagram_names_the_slot_its_mechanisms_and_both_residuals():
+    fig = block_diagram(["full causal", "MLA"], mlp_mult=3)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "fits: full causal · MLA" in texts and "attention (the slot)" in texts
+    assert any("D → 3D → D" in t for t in texts) and texts.count("LayerNorm") == 2 and texts.count("+") == 2
+    assert "the only place where positions mix" in texts and "each position on its own" in texts
+    with pytest.raises(ValueError, match="at least one attention mechanism"):
+        block_diagram([])
+
+
+def test_leak_view_numbers_positions_from_zero():
+    e = LeakExplorer({"full": tiny("full")}, VOCAB.encode("abcd")[None], VOCAB)
+    labels = [t.get_text() for t in e.view.ax.get_xticklabels()]
+    assert labels == ["0\na", "1\nb", "2\nc", "3\nd"]

@@ -1,8 +1,8 @@
-"""Figures of notebook 06: the route by which the naive latent decoder reads its answer, and the explorers' views
-(generated text with the next-character distribution, the leak bars).
+"""Figures of notebook 06: the pre-norm block with its attention slot, the route by which the naive latent decoder
+reads its answer, and the explorers' views (generated text with the next-character distributions, the leak bars).
 
 Views draw once and update in place (``update(...)``); every function takes plain data (strings, arrays), never a
-model.
+model. Positions and latents are numbered from 0, as in the code.
 """
 
 from __future__ import annotations
@@ -11,15 +11,74 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Circle, FancyBboxPatch, Rectangle
 
-from . import as_array, heatmap, line_chart, text_panel, wrap_text
-from .diagram import COLORS
+from . import OKABE_ITO, as_array, heatmap, line_chart, text_panel, wrap_text
+from .diagram import COLORS, SUB
 from .family import distinguish
 from .flow import draw_flow
 
-__all__ = ["GenerationView", "LeakView", "curves", "leak_route", "shown", "text_samples"]
+__all__ = ["GenerationView", "LeakView", "block_diagram", "curves", "leak_route", "shown", "text_samples"]
+
+
+def _box(ax: Axes, x0: float, x1: float, y: float, text: str, *, fc: str, ec: str = "0.3", lw: float = 1.2) -> None:
+    """A rounded box from x0 to x1 centred on height y, with centred text."""
+    ax.add_patch(FancyBboxPatch((x0, y - 0.36), x1 - x0, 0.72, boxstyle="round,pad=0.04,rounding_size=0.12", fc=fc,
+                                ec=ec, lw=lw, zorder=2))  # fmt: skip
+    ax.text((x0 + x1) / 2, y, text, ha="center", va="center", fontsize=10, zorder=3)
+
+
+def _arrow(ax: Axes, points: Sequence[tuple[float, float]], color: str = "0.25") -> None:
+    """A polyline through ``points`` ending in an arrowhead."""
+    xs, ys = zip(*points)
+    ax.plot(xs[:-1], ys[:-1], color=color, lw=1.6, zorder=1, solid_capstyle="butt")
+    ax.annotate("", xy=points[-1], xytext=points[-2], zorder=1,
+                arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.6, "shrinkA": 0, "shrinkB": 0})  # fmt: skip
+
+
+def block_diagram(slots: Sequence[str], *, mlp_mult: int = 4) -> Figure:
+    """The pre-norm Transformer block (:class:`lattn.blocks.Block`), drawn left to right: the residual stream x → h →
+    out along the bottom; above it two branches, LayerNorm → attention → ⊕ and LayerNorm → MLP → ⊕. The attention
+    box is the slot where positions mix, listing ``slots`` (the mechanisms that fit it); the MLP is
+    D → ``mlp_mult``·D → D, each position on its own."""
+    if not slots or not all(isinstance(n, str) and n for n in slots):
+        raise ValueError(f"slots must name at least one attention mechanism (non-empty strings), got {slots!r}")
+    fig = Figure(figsize=(11.0, 2.55), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_xlim(-0.2, 13.4)
+    ax.set_ylim(-0.05, 2.75)
+    ax.set_axis_off()
+    stream, branch = 0.45, 1.75  # heights of the residual stream and of the two branches
+    grey, slot_fc, mlp_fc = "0.25", "#FBE3BF", "#D6E9F8"  # latents' orange and tokens' blue, lightened
+    ax.text(0.0, stream, "x\n(B, N, D)", ha="center", va="center", fontsize=10)
+    for start, (ln0, ln1), (b0, b1), plus, name, text, fc, note in (
+        (0.75, (1.2, 2.5), (3.0, 5.6), 6.3, "attention", "attention (the slot)", slot_fc,
+         "the only place where positions mix"),
+        (7.1, (7.5, 8.8), (9.3, 11.0), 11.7, "MLP", f"MLP  D → {mlp_mult}D → D\n(GELU)", mlp_fc,
+         "each position on its own"),
+    ):  # fmt: skip
+        _arrow(ax, [(start, stream), (start, branch), (ln0, branch)], grey)  # the branch leaves the stream
+        _box(ax, ln0, ln1, branch, "LayerNorm", fc="white")
+        _arrow(ax, [(ln1, branch), (b0, branch)], grey)
+        _box(ax, b0, b1, branch, text, fc=fc, ec=COLORS["latents"] if name == "attention" else "0.3",
+             lw=2.4 if name == "attention" else 1.2)  # fmt: skip
+        ax.text((b0 + b1) / 2, branch + 0.45, note, ha="center", va="bottom", fontsize=9.5, style="italic",
+                color=COLORS["focus"] if name == "attention" else "0.25")  # fmt: skip
+        _arrow(ax, [(b1, branch), (plus, branch), (plus, stream + 0.2)], grey)  # … and is added back
+        ax.add_patch(Circle((plus, stream), 0.2, fc="white", ec=grey, lw=1.6, zorder=2))
+        ax.text(plus, stream, "+", ha="center", va="center", fontsize=13, zorder=3)
+    ax.text(4.3, branch - 0.5, "fits: " + " · ".join(slots), ha="center", va="top", fontsize=9, color="0.2")
+    _arrow(ax, [(0.45, stream), (6.1, stream)], grey)  # the residual stream: x, unchanged, to the first ⊕
+    _arrow(ax, [(6.5, stream), (11.5, stream)], grey)
+    _arrow(ax, [(11.9, stream), (12.55, stream)], grey)
+    ax.text(6.7, stream - 0.12, "h", ha="left", va="top", fontsize=11, style="italic")
+    ax.text(13.05, stream, "out\n(B, N, D)", ha="center", va="center", fontsize=10)
+    ax.text(3.4, stream - 0.12, "residual: x passes unchanged", ha="center", va="top", fontsize=8.5, color="0.35")
+    ax.text(9.0, stream - 0.12, "residual: h passes unchanged", ha="center", va="top", fontsize=8.5, color="0.35")
+    ax.set_title("the pre-norm block: h = x + attention(LayerNorm(x)),  out = h + MLP(LayerNorm(h))", fontsize=10.5)
+    return fig
 
 
 def curves(series: Mapping[str, tuple[Any, Any]], *, figsize: tuple[float, float] = (7.5, 3.2), **chart: Any) -> Figure:
@@ -32,11 +91,13 @@ def curves(series: Mapping[str, tuple[Any, Any]], *, figsize: tuple[float, float
     return fig
 
 
-def text_samples(texts: Mapping[str, str], *, width: int = 52, height: float = 1.9) -> Figure:
-    """Generated texts side by side ({title: text}), monospace, wrapped at ``width`` characters."""
+def text_samples(texts: Mapping[str, str], *, width: int = 52) -> Figure:
+    """Generated texts side by side ({title: text}), monospace, wrapped at ``width`` characters; the figure is as
+    tall as the longest text needs."""
     if not texts:
         raise ValueError("text_samples() needs at least one {title: text}, got none")
-    fig = Figure(figsize=(5.2 * len(texts), height), layout="constrained")
+    lines = max(wrap_text(t, width).count("\n") + 1 for t in texts.values())
+    fig = Figure(figsize=(5.2 * len(texts), 0.42 + 0.19 * lines), layout="constrained")
     for ax, (title, text) in zip(np.atleast_1d(fig.subplots(1, len(texts))), texts.items()):
         text_panel(text, ax, title=title, width=width, fontsize=10)
     return fig
@@ -95,10 +156,14 @@ def leak_route(effective: Any, gather: Any, broadcast: Any, position: int, chars
             xytext=(p.bottom_x[k], -0.72), ha="center", fontsize=9, color=COLORS["focus"], weight="bold",
             arrowprops={"arrowstyle": "-|>", "color": COLORS["focus"], "lw": 1.5},
         )  # fmt: skip
+    names = {label: f"z{str(m).translate(SUB)}" for m, label in enumerate(art.layout.latent_labels)}
+    for t in ax_flow.texts:  # latents numbered from 0, as in the code (z₀ is latent 0)
+        if t.get_text() in names:
+            t.set_text(names[t.get_text()])
     ax_flow.set_ylim(-0.85, 1.85)  # room for the two labels below the captions
     art.title.set_text(
-        f"the route of the answer: {shown(chars[i + 1])!r} at {i + 1} → latent {art.layout.latent_labels[relay]} → position {i} "
-        f"(gather {gat[relay, i + 1]:.2f}, broadcast {bro[i, relay]:.2f})"
+        f"the route of the answer: {shown(chars[i + 1])!r} at {i + 1} → latent z{str(relay).translate(SUB)} → position"
+        f" {i} (gather {gat[relay, i + 1]:.2f}, broadcast {bro[i, relay]:.2f})"
     )
     return fig
 
@@ -109,25 +174,61 @@ def shown(c: str) -> str:
 
 
 class GenerationView:
-    """Left: prompt + generated text, wrapped at ``wrap`` characters; right: the ``top_k`` most likely next characters
-    (horizontal bars). ``update(text, title, top_chars, top_probs, last_char)``."""
+    """Top: prompt + generated text, wrapped at ``wrap`` characters, newlines shown as ⏎, at most ``lines`` lines (a
+    longer text shows its end, after "…"). Bottom: the ``top_k`` most likely characters
+    after the prompt, two bars each: the model's own distribution, softmax(logits) (filled), and the distribution
+    generation samples from at the chosen temperature T, softmax(logits / T) (hatched; at T = 0 all its mass is on
+    the arg-max); the character that was drawn is marked.
+    ``update(text, title, top_chars, model_probs, sampled_probs, drawn, last_char, temperature)``."""
 
-    def __init__(self, fig: Figure, *, top_k: int = 12, wrap: int = 76) -> None:
-        self.top_k, self.wrap = top_k, wrap
-        ax_text, self.ax_bars = fig.subplots(1, 2, width_ratios=[2.6, 1])
-        self.text = text_panel("", ax_text, width=wrap, fontsize=10)
-        self.bars = self.ax_bars.barh(np.arange(top_k), np.zeros(top_k), color="tab:blue")
-        self.ax_bars.invert_yaxis()
-        self.ax_bars.set_xlabel("probability")
+    def __init__(self, fig: Figure, *, top_k: int = 12, wrap: int = 100, lines: int = 4) -> None:
+        self.top_k, self.wrap, self.lines = top_k, wrap, lines
+        ax_text, self.ax_bars = fig.subplots(2, 1, height_ratios=[0.35 + 0.19 * lines, 1.9])
+        self.text = text_panel("", ax_text, width=wrap, fontsize=9.5)
+        x = np.arange(top_k)
+        self.model_bars = self.ax_bars.bar(x - 0.2, np.zeros(top_k), width=0.4, color=OKABE_ITO[4],
+                                           label="the model: softmax(logits)")  # fmt: skip
+        self.sampled_bars = self.ax_bars.bar(x + 0.2, np.zeros(top_k), width=0.4, color="white", hatch="////",
+                                             edgecolor=OKABE_ITO[5], label="sampled from: softmax(logits / T)")  # fmt: skip
+        self.marker = self.ax_bars.annotate("drawn", xy=(0, 0), xytext=(0, 14), textcoords="offset points",
+                                            ha="center", fontsize=8.5, color=OKABE_ITO[5], weight="bold",
+                                            arrowprops={"arrowstyle": "-|>", "color": OKABE_ITO[5]})  # fmt: skip
+        self.ax_bars.set_ylabel("probability")
+        self.ax_bars.legend(fontsize=8, loc="upper right", frameon=False)
+        self.ax_bars.spines[["top", "right"]].set_visible(False)
 
-    def update(self, text: str, title: str, top_chars: Sequence[str], top_probs: np.ndarray, last_char: str) -> None:
-        self.text.set_text(wrap_text(text, self.wrap))
+    def update(
+        self,
+        text: str,
+        title: str,
+        top_chars: Sequence[str],
+        model_probs: np.ndarray,
+        sampled_probs: np.ndarray,
+        drawn: str,
+        last_char: str,
+        temperature: float,
+    ) -> None:
+        text = text.replace("\n", "⏎")  # one line per `wrap` characters, whatever the text holds
+        room = self.lines * self.wrap
+        self.text.set_text(wrap_text(text if len(text) <= room else "…" + text[-(room - 1) :], self.wrap))
         self.text.axes.set_title(title, fontsize=10, loc="left")
-        for bar, p in zip(self.bars, top_probs):
-            bar.set_width(float(p))
-        self.ax_bars.set_xlim(0, max(0.05, 1.1 * float(top_probs[0])))
-        self.ax_bars.set_yticks(np.arange(self.top_k), [shown(c) for c in top_chars], family="monospace")
-        self.ax_bars.set_title(f"next char after {shown(last_char)!r}", fontsize=10)
+        for bar, p in zip(self.model_bars, model_probs):
+            bar.set_height(float(p))
+        for bar, p in zip(self.sampled_bars, sampled_probs):
+            bar.set_height(float(p))
+        top = max(float(np.max(model_probs)), float(np.max(sampled_probs)))
+        self.ax_bars.set_ylim(0, 1.3 * top)  # room for the marker above the tallest bar
+        self.ax_bars.set_xticks(np.arange(self.top_k), [shown(c) for c in top_chars], family="monospace")
+        inside = drawn in top_chars
+        if inside:
+            k = list(top_chars).index(drawn)
+            self.marker.xy = (k, max(float(model_probs[k]), float(sampled_probs[k])))
+        self.marker.set_visible(inside)
+        where = "" if inside else f" (not among the {self.top_k} most likely)"
+        self.ax_bars.set_title(
+            f"the character after {shown(last_char)!r}: the model's distribution and the one sampled at T = "
+            f"{temperature:g}; drawn: {shown(drawn)!r}{where}", fontsize=10, loc="left",
+        )  # fmt: skip
 
 
 class LeakView:
@@ -140,8 +241,8 @@ class LeakView:
         n = len(chars)
         self.bars = self.ax.bar(np.arange(n), np.zeros(n), color="0.6")
         self.marker = self.ax.axvline(0, color="crimson", ls="--", lw=1.5)
-        self.ax.set_xticks(np.arange(n), [shown(c) for c in chars], family="monospace")
-        self.ax.set_xlabel("position (the character at each input position)")
+        self.ax.set_xticks(np.arange(n), [f"{i}\n{shown(c)}" for i, c in enumerate(chars)], family="monospace")
+        self.ax.set_xlabel("position (from 0) and the character there")
         self.ax.set_ylabel("max |Δ logit|")
 
     def update(self, delta: np.ndarray, position: int, model_label: str) -> None:
