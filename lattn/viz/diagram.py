@@ -119,7 +119,7 @@ def as_diagram(stages: str | Diagram | Sequence[Stage | str]) -> Diagram:
 
 def _labels(labels: Sequence[str] | None, n: int, symbol: str, arg: str) -> tuple[str, ...]:
     if labels is None:
-        return tuple(f"{symbol}{str(i + 1).translate(SUB)}" for i in range(n))
+        return tuple(f"{symbol}{str(i).translate(SUB)}" for i in range(n))  # 0-based, as the code indexes
     if len(labels) != n:
         raise ValueError(f"{arg} must have {n} entries, got {len(labels)}")
     return tuple(str(s) for s in labels)
