@@ -33,15 +33,6 @@ from .base import Explorer
 __all__ = ["AttentionExplorer", "LatentExplorer", "RankExplorer"]
 
 
-def _states_at(explorer: Explorer, settings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The explorer's state at each setting (unnamed controls keep their values); the explorer is left as it was."""
-    before = {name: getattr(explorer, name).value for name in explorer._controls}
-    try:
-        return [explorer.set(**{**before, **setting}).state for setting in settings]
-    finally:
-        explorer.set(**before)
-
-
 def _slider(description: str, lo: int, hi: int, value: int, step: int = 1) -> W.IntSlider:
     return W.IntSlider(value=value, min=lo, max=hi, step=step, description=description, continuous_update=False)
 
@@ -107,7 +98,7 @@ class AttentionExplorer(Explorer):
 
     def figure(self, settings: Sequence[dict[str, Any]], titles: Sequence[str], ncols: int = 2) -> Figure:
         """Static fallback: the map at each setting (≤ 8), on the explorer's fixed 0..1 scale with one colorbar."""
-        maps = [st["map"] for st in _states_at(self, settings)]
+        maps = [st["map"] for st in self.states_at(list(settings))]
         titles = [f"{t} (largest {m.max():.2f})" for t, m in zip(titles, maps)]
         grid = [maps[i : i + ncols] for i in range(0, len(maps), ncols)]
         return map_grid(grid, titles=[titles[i : i + ncols] for i in range(0, len(titles), ncols)], ticks=True,
@@ -199,7 +190,7 @@ class LatentExplorer(Explorer):
 
     def figure(self, settings: Sequence[dict[str, Any]], titles: Sequence[str]) -> Figure:
         """Static fallback: one row of maps per setting (≤ 3), gather on one scale shared by the rows."""
-        return latent_maps_figure(_states_at(self, settings), titles)
+        return latent_maps_figure(self.states_at(list(settings)), titles)
 
 
 class RankExplorer(Explorer):

@@ -81,11 +81,7 @@ class CostExplorer(Explorer):
     def overview(self, settings: list[dict[str, Any]], memory: dict[str, Any], titles: list[str] = ()) -> Figure:
         """Static figure: the FLOPs panel at each of ``settings`` and the memory panel at ``memory`` (settings as
         for :meth:`set`; unnamed controls keep their current values, which are restored afterwards)."""
-        before = {name: c.value for name, c in self._controls.items()}
-        try:
-            states = [self.set(**{**before, **s}).compute() for s in [*settings, memory]]
-        finally:
-            self.set(**before)
+        states = self.states_at([*settings, memory])
         return cost_overview(states[:-1], states[-1], N_GRID, titles)
 
     def draw(self, state: dict[str, Any]) -> None:
