@@ -194,7 +194,7 @@ def test_bench_memory_view_shows_created_over_formula_not_the_speedup_again():
     xs, ys = held["latent-fast"]
     ratio = dict(zip(xs, ys))
     assert ratio[16_384] == pytest.approx(2.0, abs=0.01) and ratio[65_536] == pytest.approx(1.0, abs=0.01)
-    assert not e.view.ratio_dots.get_visible() and "formula's output + maps" in e.view.ax_ratio.get_title()
+    assert not e.view.ratio_dots.get_visible() and "measured / formula (output + maps)" in e.view.ax_ratio.get_title()
     assert "q, k, v are its inputs" in e.view.ax.get_title()
     e.set(y="time")
     assert e.view.ratio_dots.get_visible() and "speed-up" in e.view.ax_ratio.get_title()
