@@ -108,7 +108,7 @@ def test_explorer_controls_change_picture_and_state(model_x_maps):
     e.set(token=4)
     assert e.state["token"] == 4 and e.png != before
     assert len(e.art.focus[0].get_segments()) == M
-    assert "token=x₅" in e.status.value and "x₅ →" in e.status.value
+    assert "token=x₄" in e.status.value and "x₄ →" in e.status.value  # token 4 is x₄: labels are 0-based
     after_token = e.png
     e.set(head=1)
     np.testing.assert_allclose(e.state["weights"]["write"], maps.write[0, 1].numpy(), atol=1e-6)
