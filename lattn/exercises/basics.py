@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..attention import scaled_dot_product
-from . import Verdict, run_check
+from . import Verdict, run_check, usual_slip
 
 __all__ = [
     "check_attention",
@@ -89,7 +89,14 @@ def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Verdict:
         check,
         "your softmax matches torch.softmax, survives large scores and rows of different scale.",
         "write my_softmax(s) over the last axis, then call check_softmax(my_softmax).",
+        explain=_softmax_error,
     )
+
+
+def _softmax_error(exc: Exception) -> str | None:
+    if "must match the size of tensor" in str(exc):  # s − s.max(-1).values: (rows, keys) − (rows,)
+        return "keep the reduced axis: s.max(-1, keepdim=True).values is (rows, 1), which lines up with (rows, keys)"
+    return usual_slip(exc)
 
 
 def check_attention(fn: Callable[..., torch.Tensor] | None) -> Verdict:
