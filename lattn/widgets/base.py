@@ -58,7 +58,8 @@ class Explorer:
         # state is then byte-identical (constrained layout re-solves and moves a few pixels each time), so "the
         # picture changed" means a control changed it.
         self.draw(self.compute())
-        png_bytes(self.fig, self.dpi)
+        self.fig.dpi = self.dpi
+        self.fig.draw_without_rendering()  # solves the layout at the picture's dpi, without encoding a PNG
         self.fig.set_layout_engine("none")
         self.render()
 
