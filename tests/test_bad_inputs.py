@@ -34,7 +34,7 @@ GOOD = {  # a valid call of every public constructor with integer sizes: (class,
     "LMConfig": (LMConfig, (20,), {"dim": 16, "heads": 2, "context": 8}),
     "WindowAttention": (WindowAttention, (16, 2), {"window": 2}),
     "StackedAttention": (StackedAttention, (16, 2, 3), {}),
-    "Shape": (Shape, (), {"batch": 1, "seq_len": 8, "num_latents": 2, "heads": 2, "dim_head": 8}),
+    "Shape": (Shape, (), {"batch": 1, "seq_len": 8, "num_latents": 2, "heads": 2, "d_head": 8}),
 }
 
 
@@ -206,3 +206,43 @@ def test_lm_experiment_refuses_bad_seeds_and_results():
         lm_experiment.combine_seeds([run, run])
     with pytest.raises(ValueError, match=r"kind 'mla' has no results; by_seed holds \['full'\]"):
         lm_experiment.compare_seeds({"full": {"0": {"val_loss": 1.0}}}, ("mla",))
+
+
+# --- nb0012: the explorers of notebooks 00-01 and notebook 01's module checker -----------------------------------
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((LatentAttention(16, 4, 2), torch.randn(1, 8, 16)), TypeError,
+         r"mha must be a lattn.MultiHeadAttention.*got LatentAttention \(for latent attention's maps use LatentExplorer\)"),
+        ((MultiHeadAttention(16, 2), torch.randn(8, 16)), ValueError,
+         r"tokens must be one sequence .* \(1, N, D\), got \(8, 16\) — add the batch axis: tokens\[None\]"),
+        ((MultiHeadAttention(16, 2), torch.randn(1, 8, 8)), ValueError,
+         r"tokens must have the module's width D = 16, got shape \(1, 8, 8\): build MultiHeadAttention\(8, heads\)"),
+    ],
+)  # fmt: skip
+def test_attention_explorer_names_the_argument_and_the_fix(args, error, match):
+    from lattn.widgets.attention import AttentionExplorer
+
+    with pytest.raises(error, match=match):
+        AttentionExplorer(*args)
+
+
+@pytest.mark.parametrize(
+    ("models", "match"),
+    [({}, r"models must be a mapping \{\"untrained\": \{M: model\}.*got \{\}"),
+     ({"trained": {}}, r"models\['trained'\] must map each M \(an int\) to a model.*got \{\}")],
+)  # fmt: skip
+def test_latent_explorer_names_the_argument_and_the_fix(models, match):
+    from lattn.widgets.attention import LatentExplorer
+
+    with pytest.raises(ValueError, match=match):
+        LatentExplorer(models, lambda n: None)
+
+
+def test_latent_attention_checker_asks_for_the_class(capsys):
+    """Checkers never raise on a wrong answer: the printed hint names the slip (an instance, not the class)."""
+    from lattn.exercises.latent import check_latent_attention
+
+    assert not check_latent_attention(LatentAttention(8, 3, 2))
+    out = capsys.readouterr().out
+    assert "pass the class itself, check_latent_attention(MyLatentAttention), not an instance" in out

@@ -12,7 +12,7 @@ import lattn.bench
 from lattn._cli import run_subcommands
 from lattn.bench import complexity as bc
 
-TINY = ["--ns", "16", "32", "64", "--ms", "2", "4", "--m", "4", "--heads", "2", "--dim-head", "8", "--min-run-time",
+TINY = ["--ns", "16", "32", "64", "--ms", "2", "4", "--m", "4", "--heads", "2", "--d-head", "8", "--min-run-time",
         "0.001", "--fit-from", "16"]  # fmt: skip
 
 
@@ -28,7 +28,7 @@ def tiny_run(tmp_path_factory):
 
 def test_cli_smoke_run_prints_the_report_and_writes_a_csv(tiny_run):
     path, out = tiny_run
-    for text in ("fp32 matmul throughput", "attention cores", "slope", "peak memory held by the core",
+    for text in ("fp32 matmul throughput", "attention cores", "slope", "peak memory the core creates",
                  "as M grows", "whole modules", "targets", f"wrote {path}"):  # fmt: skip
         assert text in out, f"{text!r} missing from:\n{out}"
     rows = bc.read_csv(path)
@@ -36,7 +36,7 @@ def test_cli_smoke_run_prints_the_report_and_writes_a_csv(tiny_run):
     assert {(r["method"], r["n"]) for r in grid} == {(m, n) for m in bc.METHODS for n in (16, 32, 64)}
     assert all(r["seconds"] > 0 and r["peak_bytes"] >= r["formula_bytes"] > 0 for r in grid)  # formula = lower bound
     assert sum(r["section"] == "matmul" for r in rows) == 2
-    assert all(r["matmul_rate"] > 0 for r in grid if r["method"] == "latent-fast")  # the roofline's reference
+    assert all(r["matmul_rate"] > 0 for r in grid if r["method"] == "latent-fast")  # samples of the matmul peak
     assert all(r["allocator"] == "default" and r["torch"] == torch.__version__ for r in rows)
     assert {r["m"] for r in rows if r["section"] == "m-grid"} == {2, 4}
     assert {r["method"] for r in rows if r["section"] == "module"} == set(bc.MODULES)
@@ -54,7 +54,7 @@ def test_cli_prints_a_stored_csv(tiny_run, capsys):
 
 
 def test_skipped_points_carry_a_note():
-    config = bc.BenchConfig(ns=(32, 64), m=2, ms=(2,), m_grid_n=32, heads=1, dim_head=4, memory_budget=10_000,
+    config = bc.BenchConfig(ns=(32, 64), m=2, ms=(2,), m_grid_n=32, heads=1, d_head=4, memory_budget=10_000,
                             time_budget=1.0, min_run_time=0.001, repeats=1, matmul_n=64)  # fmt: skip
     rows = bc.run_benchmark(config)
     explicit = {r["n"]: r for r in rows if r["method"] == "full-explicit"}
@@ -84,7 +84,7 @@ def test_slope_is_a_least_squares_fit():
 
 
 def _row(section, method, n, seconds, flops=0, m=64):
-    return {"section": section, "method": method, "n": n, "m": m, "batch": 1, "heads": 4, "dim_head": 64,
+    return {"section": section, "method": method, "n": n, "m": m, "batch": 1, "heads": 4, "d_head": 64,
             "threads": 2, "seconds": seconds, "flops": flops, "peak_bytes": 1, "formula_bytes": 1, "note": ""}  # fmt: skip
 
 
@@ -133,7 +133,7 @@ def test_quick_config_is_smaller_than_the_full_one():
 
 def test_whole_modules_at_several_n_print_their_ratio():
     """The issue's module ratio MultiHeadAttention / LatentAttention: at every N of ``module_ns`` that is in ``ns``."""
-    config = bc.BenchConfig(ns=(16, 32), m=2, ms=(2,), m_grid_n=32, module_ns=(16, 32, 4096), heads=1, dim_head=4,
+    config = bc.BenchConfig(ns=(16, 32), m=2, ms=(2,), m_grid_n=32, module_ns=(16, 32, 4096), heads=1, d_head=4,
                             min_run_time=0.001, repeats=1, matmul_n=64)  # fmt: skip
     rows = bc.run_benchmark(config)
     assert sorted((r["method"], r["n"]) for r in rows if r["section"] == "module") == [
@@ -147,3 +147,13 @@ def test_whole_modules_at_several_n_print_their_ratio():
         assert f"whole modules with their Linear projections at N={n}: MultiHeadAttention" in bc.format_table(rows)
     with pytest.raises(ValueError, match="module_ns"):
         bc.BenchConfig(module_ns=(0,))
+
+
+def test_stage_peaks_show_which_stage_sets_the_latent_cores_peak():
+    """The write stage holds a block's scores and weights at once; the broadcast stage its (N, D) output. At
+    N = 64, M = 4, H = 2 heads of 8 (one block): write = 2 × the (1, 2, 64, 4) float32 map, broadcast = 64·16·4."""
+    peaks = bc.stage_peaks(64, 4, heads=2, d_head=8)
+    assert set(peaks) == {"write", "gather", "broadcast", "all three"}
+    assert peaks["write"] >= 2 * 2 * 64 * 4 * 4 and peaks["broadcast"] >= 64 * 16 * 4
+    stages = [peaks[s] for s in ("write", "gather", "broadcast")]
+    assert max(stages) <= peaks["all three"] <= sum(stages)  # small latent-side tensors may outlive their stage

@@ -19,8 +19,10 @@ from lattn.complexity import (
     Cost,
     Shape,
     count_flops,
+    created_bytes,
     crossover_n,
     full_attention_cost,
+    human_bytes,
     latent_attention_cost,
     latent_stage_cost,
     matrix_bytes,
@@ -41,7 +43,7 @@ SHAPES = [  # (B, N, H, dh, M)
 
 def shape_of(B, N, H, dh, M, **more) -> Shape:
     """The Shape of one of SHAPES' tuples."""
-    return Shape(batch=B, seq_len=N, num_latents=M, heads=H, dim_head=dh, **more)
+    return Shape(batch=B, seq_len=N, num_latents=M, heads=H, d_head=dh, **more)
 
 
 SUBSETS = [("write",), ("gather",), ("broadcast",), ("gather", "broadcast"), ("write", "gather"), STAGES]
@@ -134,7 +136,7 @@ def test_stage_formulas_by_hand():
     core = 2 matmuls · 2 FLOPs · H·N·M·dh = 4·2·10·3·4 = 960; projections = 2·D²·(2N + 2M) = 2·64·26 = 3328.
     Write memory (float32): q, v = 10·8·4 = 320 B each; k, output = 3·8·4 = 96 B each; map 2·10·3·4 = 240 B.
     """
-    shape = Shape(seq_len=10, num_latents=3, heads=2, dim_head=4)
+    shape = Shape(seq_len=10, num_latents=3, heads=2, d_head=4)
     for stage in STAGES:
         cost = latent_stage_cost(stage, shape, path="fast")
         assert (cost.core_flops, cost.projection_flops) == (960, 3328)
@@ -153,7 +155,7 @@ def test_total_cost_adds_flops_and_finds_the_peak():
     path holds no map, so the module peaks at 13,312 B; the teaching path returns all three maps, so during the
     broadcast stage the write and gather maps are still held: 16,512 + 6,400 = 22,912 B.
     """
-    shape = Shape(seq_len=100, num_latents=4, heads=2, dim_head=8)
+    shape = Shape(seq_len=100, num_latents=4, heads=2, d_head=8)
     for path, stage_peaks, peak in (("fast", [13_312] * 3, 13_312), ("teaching", [16_512] * 3, 22_912)):
         costs = latent_attention_cost(shape, path=path)
         total = total_cost(costs)
@@ -173,8 +175,8 @@ def test_total_cost_adds_flops_and_finds_the_peak():
 def test_matrix_bytes_and_half_precision():
     assert matrix_bytes(16_384, 16_384) == 2**30  # one float32 16k×16k map: 1 GiB
     assert matrix_bytes(4, 5, batch=2, heads=3, dtype=torch.bfloat16) == 2 * 3 * 4 * 5 * 2
-    f32 = full_attention_cost(Shape(seq_len=64, heads=2, dim_head=8), path="teaching")
-    bf16 = full_attention_cost(Shape(seq_len=64, heads=2, dim_head=8, dtype=torch.bfloat16), path="teaching")
+    f32 = full_attention_cost(Shape(seq_len=64, heads=2, d_head=8), path="teaching")
+    bf16 = full_attention_cost(Shape(seq_len=64, heads=2, d_head=8, dtype=torch.bfloat16), path="teaching")
     # activations halve; the softmax weights stay float32
     weights = matrix_bytes(64, 64, heads=2)
     assert bf16.peak_bytes - weights == (f32.peak_bytes - weights) // 2
@@ -187,9 +189,9 @@ def test_ratio_of_cores_is_n_over_3m():
     assert full / latent == pytest.approx(16_384 / (3 * 64))
 
 
-@pytest.mark.parametrize("m,heads,dim_head", [(64, 4, 64), (8, 2, 16), (1, 1, 4)])
-def test_crossover_n_against_a_scan(m, heads, dim_head):
-    shape = Shape(num_latents=m, heads=heads, dim_head=dim_head)
+@pytest.mark.parametrize("m,heads,d_head", [(64, 4, 64), (8, 2, 16), (1, 1, 4)])
+def test_crossover_n_against_a_scan(m, heads, d_head):
+    shape = Shape(num_latents=m, heads=heads, d_head=d_head)
     assert crossover_n(shape) == 3 * m + 1  # cores: 4·N²·D < 12·N·M·D ⇔ N > 3M
     assert crossover_n(shape.replace(seq_len=12_345)) == 3 * m + 1  # seq_len is ignored
 
@@ -201,7 +203,7 @@ def test_crossover_n_against_a_scan(m, heads, dim_head):
     assert latent_wins(n_star) and not latent_wins(n_star - 1)
     assert all(latent_wins(n) for n in range(n_star, n_star + 50))
     # closed form of N² − N·(D + 3M) − 3·M·D = 0
-    D = heads * dim_head
+    D = heads * d_head
     assert n_star == math.floor((D + 3 * m + math.sqrt((D + 3 * m) ** 2 + 12 * m * D)) / 2) + 1
     assert crossover_n(shape, stages=("gather", "broadcast")) == 2 * m + 1
 
@@ -262,7 +264,7 @@ def test_memory_grows_as_predicted_when_n_doubles(stage, path, growth):
     for n in (512, 1024):
         x = torch.randn(1, n, H * dh)
         peaks.append(peak_bytes(lambda: module(x, return_maps=path == "teaching")))  # noqa: B023
-        costs.append(_cost(stage, Shape(seq_len=n, num_latents=M, heads=H, dim_head=dh), path).peak_bytes)
+        costs.append(_cost(stage, Shape(seq_len=n, num_latents=M, heads=H, d_head=dh), path).peak_bytes)
     assert peaks[1] / peaks[0] == pytest.approx(growth, rel=0.05)
     assert costs[1] / costs[0] == pytest.approx(growth, rel=0.05)
 
@@ -322,15 +324,15 @@ def test_fast_write_stage_streams_blocks_with_the_same_result_and_flops(monkeypa
 
 def test_shape_defaults_derived_sizes_and_replace():
     shape = Shape()
-    assert (shape.batch, shape.seq_len, shape.num_latents, shape.heads, shape.dim_head) == (1, 1, 1, 1, 64)
+    assert (shape.batch, shape.seq_len, shape.num_latents, shape.heads, shape.d_head) == (1, 1, 1, 1, 64)
     assert shape.dtype == torch.float32
-    shape = Shape(batch=2, seq_len=100, num_latents=8, heads=4, dim_head=16)
+    shape = Shape(batch=2, seq_len=100, num_latents=8, heads=4, d_head=16)
     assert (shape.dim, shape.itemsize, shape.map_dtype) == (64, 4, torch.float32)
     assert Shape(dtype=torch.bfloat16).itemsize == 2  # activations halve; the map stays float32
     assert Shape(dtype=torch.bfloat16).map_dtype == torch.float32
     assert (Shape(dtype=torch.float64).itemsize, Shape(dtype=torch.float64).map_dtype) == (8, torch.float64)
     longer = shape.replace(seq_len=200)
-    assert longer == Shape(batch=2, seq_len=200, num_latents=8, heads=4, dim_head=16)
+    assert longer == Shape(batch=2, seq_len=200, num_latents=8, heads=4, d_head=16)
     assert shape.seq_len == 100  # a copy: the original is unchanged (and frozen)
     with pytest.raises(dataclasses.FrozenInstanceError):
         shape.seq_len = 5
@@ -340,7 +342,7 @@ def test_shape_defaults_derived_sizes_and_replace():
         shape.replace(heads=0)  # replace validates again
 
 
-@pytest.mark.parametrize("field", ["batch", "seq_len", "num_latents", "heads", "dim_head"])
+@pytest.mark.parametrize("field", ["batch", "seq_len", "num_latents", "heads", "d_head"])
 @pytest.mark.parametrize("value,error", [(True, TypeError), (2.0, TypeError), ("4", TypeError), (0, ValueError)])
 def test_shape_rejects_bad_sizes_by_name(field, value, error):
     with pytest.raises(error, match=rf"^{field} must be an integer ≥ 1"):
@@ -381,3 +383,18 @@ def test_module_ratios_of_a_synthetic_run():
         latent = total_cost(latent_attention_cost(shape)).flops
         assert got[n]["flops"] == pytest.approx(full_attention_cost(shape).flops / latent)
     assert module_ratios([]) == {}
+
+
+def test_one_definition_of_memory_q_k_v_output_and_kept_maps():
+    """What an attention call must hold, by hand (B = 1, H = 4 heads of 64, D = 256, float32, N = 16,384, M = 64):
+    fused full attention q, k, v, output = 4·N·D·4 B = 64 MiB; the latent fast path's largest stage holds two N-row
+    and two M-row tensors = (2N + 2M)·D·4 B = 32.125 MiB; the same for both FLOP scopes of the explorer."""
+    shape = Shape(seq_len=16_384, num_latents=64, heads=4)
+    assert method_cost("full-sdpa", shape).peak_bytes == 4 * 16_384 * 256 * 4 == 64 * 2**20
+    assert method_cost("latent-fast", shape).peak_bytes == (2 * 16_384 + 2 * 64) * 256 * 4
+    assert method_cost("full-sdpa", shape).totals(True)[1] == method_cost("full-sdpa", shape).totals(False)[1]
+    # what the call creates on top of its inputs (what the tracker sees on a core): the output, and the maps
+    assert created_bytes("full-sdpa", shape) == 16 * 2**20
+    assert created_bytes("full-explicit", shape) == 16 * 2**20 + 4 * 16_384**2 * 4
+    assert created_bytes("latent-fast", shape) == 16 * 2**20  # broadcast's (N, D) output, the largest
+    assert human_bytes(method_cost("latent-fast", shape).peak_bytes) == "32.1 MiB"

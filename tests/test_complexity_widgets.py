@@ -18,7 +18,7 @@ from lattn.exercises import complexity as ex
 from lattn.viz.complexity import STYLE, honest_figure
 from lattn.widgets.complexity import N_GRID, BenchExplorer, CostExplorer
 
-TINY = bench.BenchConfig(ns=(16, 32, 64), m=4, ms=(2, 4), m_grid_n=32, heads=2, dim_head=8, min_run_time=0.001,
+TINY = bench.BenchConfig(ns=(16, 32, 64), m=4, ms=(2, 4), m_grid_n=32, heads=2, d_head=8, min_run_time=0.001,
                          repeats=1, matmul_n=64, fit_from=16)  # fmt: skip
 
 
@@ -29,8 +29,8 @@ def tiny_rows():
 
 def test_cost_explorer_follows_the_formulas(tmp_path):
     e = CostExplorer()
-    e.set(n=4096, m=32, dim_head=32, heads=2, scope="core")
-    shape = Shape(seq_len=4096, num_latents=32, heads=2, dim_head=32)
+    e.set(n=4096, m=32, d_head=32, heads=2, scope="core")
+    shape = Shape(seq_len=4096, num_latents=32, heads=2, d_head=32)
     full = full_attention_cost(shape)
     latent = total_cost(latent_attention_cost(shape))
     assert (e.state["full_flops"], e.state["latent_flops"]) == (full.core_flops, latent.core_flops)
@@ -54,6 +54,15 @@ def test_cost_explorer_follows_the_formulas(tmp_path):
     j = np.searchsorted(N_GRID, 2**15)
     assert curves["full-explicit"][j] / curves["full-explicit"][k] == pytest.approx(4, rel=0.01)
     assert curves["latent-fast"][j] / curves["latent-fast"][k] == pytest.approx(2, rel=0.01)
+    # one definition of memory for both scopes: what the attention call must hold (q, k, v, output, kept maps)
+    for method in STYLE:
+        assert e.state["memory"][method] == method_cost(method, shape).peak_bytes
+    e.scope.value = "core"
+    assert all(e.state["memory"][m] == method_cost(m, shape).peak_bytes for m in STYLE)
+    # a chosen N at the end of the grid (here a million) sits inside the axes, not on the frame
+    e.set(n=2**20)
+    lo, hi = view.memory.ax.get_xlim()
+    assert hi > 2**20 and lo < N_GRID[0]
     assert e.status.value.startswith(f"rendered {e.renders}:") and "crossover N =" in e.status.value
     assert e.save(tmp_path / "cost.png").stat().st_size > 1000
 
@@ -98,17 +107,34 @@ def test_bench_explorer_button_measures_here(tiny_rows, monkeypatch):
     xs, ys = e.view.fits["full-sdpa"].get_data()
     rate = bench.achieved_flops_per_s(e.rows, "full-sdpa", 64)  # fit from min(1024, largest N)
     assert ys[-1] == pytest.approx(
-        method_cost("full-sdpa", Shape(seq_len=int(xs[-1]), num_latents=4, heads=2, dim_head=8)).core_flops / rate
+        method_cost("full-sdpa", Shape(seq_len=int(xs[-1]), num_latents=4, heads=2, d_head=8)).core_flops / rate
     )
 
 
 def test_honest_figure(tiny_rows):
-    fig = honest_figure(tiny_rows)
+    fig = honest_figure(**bench.honest_data(tiny_rows))
     ax_m, ax_mod = fig.axes
-    assert len(ax_m.get_lines()) == 3  # fast, teaching, and SDPA's time at that N
+    assert len(ax_m.get_lines()) == 3  # fast, teaching, and SDPA's time at that N (no M ≥ 64: no extrapolation)
     assert [t.get_text() for t in ax_mod.texts] and len(ax_mod.patches) == 2
-    empty = honest_figure([r for r in tiny_rows if r["section"] == "n-grid"])
+    empty = honest_figure(**bench.honest_data([r for r in tiny_rows if r["section"] == "n-grid"]))
     assert "no M grid" in empty.axes[0].get_title()
+
+
+def test_honest_data_extrapolates_the_m_trend_and_says_so():
+    """Latent time ∝ M (slope 1) from 0.1 s at M = 64: it reaches SDPA's 1.6 s at M = 64·16 = 1,024, past the sweep."""
+    row = {"batch": 1, "heads": 4, "d_head": 64, "threads": 2, "flops": 1, "peak_bytes": 1, "formula_bytes": 1,
+           "note": ""}  # fmt: skip
+    rows = [{**row, "section": "m-grid", "method": "latent-fast", "n": 3072, "m": m, "seconds": 0.1 * m / 64}
+            for m in (16, 64, 256)]  # fmt: skip
+    rows.append({**row, "section": "n-grid", "method": "full-sdpa", "n": 3072, "m": 64, "seconds": 1.6})
+    data = bench.honest_data(rows)
+    assert data["m_slope"] == pytest.approx(1.0) and data["m_even"] == pytest.approx(1024)
+    assert data["m_flops_even"] == 1024 and data["sdpa_seconds"] == 1.6 and data["ratios"] == {}
+    fig = honest_figure(**data)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert any("extrapolated" in label for label in labels) and any("N/3 = 1,024" in label for label in labels)
+    assert "(extrapolated)" in " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert fig.axes[0].get_xlim()[1] > 1024  # the extrapolated point sits inside the axes
 
 
 def _right(B, H, N, M, dh):
@@ -144,7 +170,7 @@ def test_counted_gather_flops_is_the_counter():
      (411, False, "very close"), (1000, False, "quadratic")],
 )  # fmt: skip
 def test_check_crossover(answer, ok, hint, capsys):
-    assert crossover_n(Shape(num_latents=32, heads=4, dim_head=64), whole_module=True) == 412
+    assert crossover_n(Shape(num_latents=32, heads=4, d_head=64), whole_module=True) == 412
     assert bool(ex.check_crossover(answer)) is ok
     assert hint in capsys.readouterr().out
 
@@ -159,11 +185,16 @@ def test_cost_overview_draws_one_panel_per_setting_and_restores_the_controls():
     assert (e.n.value, e.m.value, e.scope.value) == before
 
 
-def test_bench_memory_view_shows_held_over_formula_not_the_speedup_again():
+def test_bench_memory_view_shows_created_over_formula_not_the_speedup_again():
     e = BenchExplorer()
     e.set(y="peak memory")
     held = e.state["held"]
     assert set(held) == set(STYLE) and all(min(ys) >= 0.99 for _, ys in held.values() if ys)
-    assert not e.view.ratio_dots.get_visible() and "minimum" in e.view.ax_ratio.get_title()
+    # the latent fast path's ratio: 2.0 while one write block holds the whole N×M scores and weights, 1.0 at 65,536
+    xs, ys = held["latent-fast"]
+    ratio = dict(zip(xs, ys))
+    assert ratio[16_384] == pytest.approx(2.0, abs=0.01) and ratio[65_536] == pytest.approx(1.0, abs=0.01)
+    assert not e.view.ratio_dots.get_visible() and "measured / formula (output + maps)" in e.view.ax_ratio.get_title()
+    assert "q, k, v are its inputs" in e.view.ax.get_title()
     e.set(y="time")
     assert e.view.ratio_dots.get_visible() and "speed-up" in e.view.ax_ratio.get_title()

@@ -91,7 +91,7 @@ def test_causal_masks_have_no_link_from_the_future():
     assert (causal.segments[:, 0, 1] == 0).all() and (causal.segments[:, 1, 1] == 1).all()  # keys → queries
     (ar,) = layout("perceiver_ar", N, M).panels
     assert (ar.key <= N - M + ar.query).all()
-    assert not ((ar.query == 0) & (ar.key == N - M + 1)).any()  # z₁ (position 5) never reads token 6
+    assert not ((ar.query == 0) & (ar.key == N - M + 1)).any()  # z₀ (latent 0, at position 5) never reads token 6
     (win,) = layout("window", N, M).panels
     assert (np.abs(win.query - win.key) <= 1).all()
     # the latents sit above their positions: z_j over token N − M + j
@@ -101,7 +101,8 @@ def test_causal_masks_have_no_link_from_the_future():
 def test_custom_stage_lists_and_labels():
     lay = layout(["gather", "broadcast"], 5, 2, token_labels="abcde")
     assert [p.stage.name for p in lay.panels] == ["gather", "broadcast"]
-    assert lay.token_labels == tuple("abcde") and lay.latent_labels == ("z₁", "z₂")
+    assert lay.token_labels == tuple("abcde") and lay.latent_labels == ("z₀", "z₁")  # 0-based, as the code indexes
+    assert layout("latent", 3, 2).token_labels == ("x₀", "x₁", "x₂")
     sliding = Stage("causal window", "tokens", "tokens", causal=True, window=2)
     (p,) = layout([sliding], 6, 1).panels
     assert ((p.key <= p.query) & (p.query - p.key <= 2)).all() and len(

@@ -55,32 +55,47 @@ def test_gather_checker(capsys):
     assert "softmax over tokens" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("answer", "ok"), [(3 * 4096 * 64, True), (4096**2, False), (4096 * 64, False)])
-def test_latent_scores_checker(answer, ok):
-    assert bool(ex.check_latent_scores(answer)) is ok
-
-
-def test_max_rank_checker(capsys):
-    assert ex.check_max_rank(8)
-    assert not ex.check_max_rank(100)
-    assert "inner size" in capsys.readouterr().out
-
-
 def test_verdict_displays_nothing():
-    v = ex.check_max_rank(8)
+    v = ex.check_softmax(good_softmax)
     assert v._ipython_display_() is None and "ok=True" in repr(v)
 
 
-def multihead(q, k, v, heads, transpose=True, scale_by_d_head=True):
+def global_max_softmax(s):
+    e = torch.exp(s - s.max())  # one maximum for the whole tensor
+    return e / e.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    ("fn", "hint"),
+    [
+        (global_max_softmax, "you subtract ONE maximum for the whole tensor"),
+        (lambda s: torch.exp(s - s.max(-1, keepdim=True)), "take .values"),  # max returns (values, indices)
+        (lambda s: torch.exp(s - s.max(-1).values), "keepdim=True"),  # (4, 6) − (4,) does not broadcast
+        (lambda s: torch.exp(s) / torch.exp(s).sum(), "its OWN sum"),
+        (lambda s: torch.exp(s - s.amax(-1, keepdim=True)), "divide by the sum"),
+    ],
+)
+def test_softmax_checker_names_each_slip(fn, hint, capsys):
+    assert not ex.check_softmax(fn)
+    assert hint in capsys.readouterr().out
+
+
+def multihead(q, k, v, heads, transpose=True, scale_by_d_head=True, merge="transpose", axis=-1, scale=True):
+    """A learner's answer, right or with one slip."""
     B, N, D = q.shape
-    dh = D // heads
+    d_head = D // heads
     if transpose:
-        q, k, v = (t.view(B, N, heads, dh).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (t.view(B, N, heads, d_head).transpose(1, 2) for t in (q, k, v))
     else:
-        q, k, v = (t.view(B, heads, N, dh) for t in (q, k, v))
-    w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh if scale_by_d_head else D), dim=-1)
-    read = w @ v
-    return read.transpose(1, 2).reshape(B, N, D) if transpose else read.reshape(B, N, D)
+        q, k, v = (t.view(B, heads, N, d_head) for t in (q, k, v))
+    factor = 1 / math.sqrt(d_head if scale_by_d_head else D) if scale else 1.0
+    w = torch.softmax(q @ k.transpose(-1, -2) * factor, dim=axis)
+    read = w @ v  # (B, H, N, d_head)
+    if not transpose or merge == "reshape":
+        return read.reshape(B, N, D)
+    if merge == "view":
+        return read.transpose(1, 2).view(B, N, D)  # not contiguous after the transpose
+    return read.transpose(1, 2).reshape(B, N, D)
 
 
 def test_multihead_checker_reference_is_torch_sdpa():
@@ -96,6 +111,10 @@ def test_multihead_checker_reference_is_torch_sdpa():
         (multihead, True, "head by head"),
         (lambda q, k, v, h: multihead(q, k, v, h, transpose=False), False, "THEN transpose"),
         (lambda q, k, v, h: multihead(q, k, v, h, scale_by_d_head=False), False, "not √D"),
+        (lambda q, k, v, h: multihead(q, k, v, h, merge="reshape"), False, "merge without transposing back"),
+        (lambda q, k, v, h: multihead(q, k, v, h, merge="view"), False, "use .reshape"),
+        (lambda q, k, v, h: multihead(q, k, v, h, axis=-2), False, "softmax over the wrong axis"),
+        (lambda q, k, v, h: multihead(q, k, v, h, scale=False), False, "divide the scores by √d_head"),
         (lambda q, k, v, h: multihead(q, k, v, h)[:, :, :4], False, "merge the heads back"),
         (lambda q, k, v, h: multihead(q, k, v, 1), False, "first mismatch"),
         (None, False, "Your turn"),

@@ -14,11 +14,11 @@ from lattn.exercises import latent as ex
 from lattn.tagger import WindowAttention
 
 
-def write(q, k, v, axis=-1, renormalise=True):
-    w = (q @ k.T / math.sqrt(q.shape[-1])).softmax(dim=axis)  # (N, M)
+def write(q, k, v, axis=-1, renormalise=True, scale=True, transpose=True):
+    w = (q @ k.T / (math.sqrt(q.shape[-1]) if scale else 1.0)).softmax(dim=axis)  # (N, M)
     if renormalise:
         w = w / (w.sum(0, keepdim=True) + 1e-6)
-    return w.T @ v
+    return (w.T if transpose else w) @ v
 
 
 @pytest.mark.parametrize(
@@ -27,6 +27,8 @@ def write(q, k, v, axis=-1, renormalise=True):
         (write, True, "Correct"),
         (lambda q, k, v: write(q, k, v, axis=0), False, "wrong axis"),
         (lambda q, k, v: write(q, k, v, renormalise=False), False, "missing renormalisation"),
+        (lambda q, k, v: write(q, k, v, scale=False), False, "divide the scores by √d"),
+        (lambda q, k, v: write(q, k, v, transpose=False), False, "the latents receive the values: transpose"),
         (lambda q, k, v: write(q, k, v)[:2], False, "expected shape (M, dv) = (3, 4)"),
         (lambda q, k, v: write(q, v, k), False, "raised"),
         (None, False, "Your turn"),
@@ -53,15 +55,15 @@ def latent_module(slip: str = ""):
         def forward(self, x):
             B, N, D = x.shape
             H, dh = self.heads, D // self.heads
-            scale = math.sqrt(D if slip == "wide scale" else dh)
+            scale = {"wide scale": math.sqrt(D), "no scale": 1.0}.get(slip, math.sqrt(dh))
 
             def split(t):
                 return t.view(B, -1, H, dh).transpose(1, 2)  # (B, H, L, dh)
 
             def merge(t):
-                return t.transpose(1, 2).reshape(B, -1, D)
+                return (t if slip == "merge" else t.transpose(1, 2)).reshape(B, -1, D)
 
-            z = self.latents.expand(B, -1, -1)
+            z = self.latents[None] if slip == "no batch axis" else self.latents.expand(B, -1, -1)
             p = self.proj["write"]
             w = (split(p.to_q(x)) @ split(p.to_k(z)).transpose(-1, -2) / scale).softmax(
                 -2 if slip == "axis" else -1
@@ -76,7 +78,9 @@ def latent_module(slip: str = ""):
             read = p.to_out(merge(g @ split(p.to_v(x))))
             z = read if slip == "gather residual" else z + read
             p = self.proj["broadcast"]
-            b = (split(p.to_q(x)) @ split(p.to_k(z)).transpose(-1, -2) / scale).softmax(-1)  # (B, H, N, M)
+            b = (split(p.to_q(x)) @ split(p.to_k(z)).transpose(-1, -2) / scale).softmax(
+                -2 if slip == "broadcast axis" else -1
+            )  # (B, H, N, M)
             out = p.to_out(merge(b @ split(p.to_v(z))))
             maps = {"write": share if slip == "share map" else w, "gather": g, "broadcast": b}
             return (out + x if slip == "token residual" else out), maps
@@ -92,7 +96,11 @@ def latent_module(slip: str = ""):
         ("renormalise", False, "weighted MEAN"),
         ("residual", False, "write: add the update"),
         ("gather residual", False, "gather: add what the latents read"),
-        ("gather axis", False, "wrong axis: each row of the gather map"),
+        ("gather axis", False, "gather: the latents are the queries — softmax over the tokens"),
+        ("broadcast axis", False, "broadcast: the tokens are the queries — softmax over the latents"),
+        ("merge", False, "merge without transposing back"),
+        ("no scale", False, "divide the scores by √d_head"),
+        ("no batch axis", False, "give them a batch axis first, z = self.latents.expand(B, -1, -1)"),
         ("token residual", False, "no residual on the tokens"),
         ("share map", False, "you returned it with its columns renormalised"),
         ("wide scale", False, "not by √D"),
@@ -100,6 +108,43 @@ def latent_module(slip: str = ""):
 )
 def test_check_latent_attention_names_the_slip(slip, ok, hint, capsys):
     assert bool(ex.check_latent_attention(latent_module(slip))) is ok
+    assert hint in capsys.readouterr().out
+
+
+def test_check_latent_attention_asks_for_the_class_not_an_instance(capsys):
+    assert not ex.check_latent_attention(latent_module()(8, 3, 2))
+    out = capsys.readouterr().out
+    assert "pass the class itself, check_latent_attention(MyLatentAttention), not an instance" in out
+    assert "forward()" not in out  # not the argument-count error of calling the instance
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok", "hint"),
+    [(8, True, "at most H·M = 8"), (4, False, "rank(A + B) ≤ rank A + rank B"), (32, False, "inner size M"),
+     (3, False, "what can the sum"), (None, False, "Your turn")],
+)  # fmt: skip
+def test_check_mean_rank(answer, ok, hint, capsys):
+    assert bool(ex.check_mean_rank(answer)) is ok
+    assert hint in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("full", "latent", "ok", "hint"),
+    [
+        (64, 32.125, True, "fused full attention must hold 64 MiB, latent attention 32.125 MiB"),
+        (64, 32, True, "Correct"),  # M-row tensors neglected: within 1 %
+        (16, 32.125, False, "the output alone"),
+        (48, 32.125, False, "add the output"),
+        (64 + 4096, 32.125, False, "never stores the N×N map"),
+        (64, 64, False, "N rows only on the token side"),
+        (64, 96.375, False, "the largest stage, not the sum"),
+        (64, 16, False, "one N×D tensor"),
+        (None, 32, False, "Your turn"),
+    ],
+)
+def test_check_held_memory(full, latent, ok, hint, capsys):
+    assert ex.held_mib("full-sdpa") == 64 and ex.held_mib("latent-fast") == 32.125  # (2N + 2M)·D·4 bytes
+    assert bool(ex.check_held_memory(full, latent)) is ok
     assert hint in capsys.readouterr().out
 
 

@@ -92,10 +92,10 @@ def test_flow_figure_widths_follow_the_maps_and_title_names_the_links(model_x_ma
     np.testing.assert_allclose(write_lines.get_linewidths(), line_width(w["write"][p.query, p.key]))
     j = int(w["write"][4].argmax())
     title = fig.axes[0].get_title()
-    assert f"x₅ → z{'₁₂₃₄'[j]} {w['write'][4, j]:.2f}" in title and "head 0" in title
+    assert f"x₄ → z{'₀₁₂₃'[j]} {w['write'][4, j]:.2f}" in title and "head 0" in title  # token 4 is x₄: 0-based
     assert "line width ∝ √weight" in fig.axes[0].get_legend().get_title().get_text()
     summary = flow_summary(w, layout("latent", N, M), latent=0)
-    assert summary.count("z₁") == 3
+    assert summary.count("z₀") == 3  # latent 0
     with pytest.raises(ValueError, match="token must be in 0 … 11"):
         flow_figure(maps, token=12)
 
@@ -108,7 +108,7 @@ def test_explorer_controls_change_picture_and_state(model_x_maps):
     e.set(token=4)
     assert e.state["token"] == 4 and e.png != before
     assert len(e.art.focus[0].get_segments()) == M
-    assert "token=x₅" in e.status.value and "x₅ →" in e.status.value
+    assert "token=x₄" in e.status.value and "x₄ →" in e.status.value  # token 4 is x₄: labels are 0-based
     after_token = e.png
     e.set(head=1)
     np.testing.assert_allclose(e.state["weights"]["write"], maps.write[0, 1].numpy(), atol=1e-6)

@@ -1,6 +1,6 @@
 """Notebook 01's figures: the hero diagram carries each stage's update rule; the dependence figure puts the
 normalised dependence and the per-head effective maps on one colour scale; the sensitivity figure draws an exact 0
-at the bottom edge; rank_errors falls from 1 to 0 and agrees with low_rank."""
+at the bottom edge; rank_errors falls from 1 to 0 and agrees with low_rank; no picture repeats within notebooks 00-02."""
 
 import numpy as np
 import pytest
@@ -46,3 +46,21 @@ def test_rank_errors_match_low_rank():
     assert (errors.diff() <= 1e-12).all()
     for r in (1, 3, 7):
         assert errors[r].item() == pytest.approx(low_rank(a, r)[1], abs=1e-12)
+
+
+@pytest.mark.parametrize("stem", ["00_standard_attention", "01_what_is_latent_attention", "02_complexity"])
+def test_no_byte_identical_pictures_within_a_notebook(stem):
+    """Each stored picture of notebooks 00-02 shows something the others do not (02 once showed one twice)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parent.parent / "notebooks" / f"{stem}.ipynb").read_text())
+    seen: dict[str, int] = {}
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                digest = hashlib.sha1("".join(png).encode()).hexdigest()
+                assert digest not in seen, f"cell {i} repeats the picture of cell {seen[digest]}"
+                seen[digest] = i

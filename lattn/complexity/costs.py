@@ -28,8 +28,10 @@ __all__ = [
     "Cost",
     "Shape",
     "cost_curves",
+    "created_bytes",
     "crossover_n",
     "full_attention_cost",
+    "human_bytes",
     "latent_attention_cost",
     "latent_stage_cost",
     "matrix_bytes",
@@ -57,19 +59,19 @@ class Shape:
     seq_len: int = 1  # N: tokens per sequence
     num_latents: int = 1  # M: latents (Luna's packed length l, Linformer's k, PMA's seeds); unused by full attention
     heads: int = 1  # H
-    dim_head: int = 64  # d_head; the model width is D = H·d_head
+    d_head: int = 64  # width of one head; the model width is D = H·d_head
     dtype: torch.dtype = torch.float32  # of the activations; softmax weights are float32 (float64 for float64)
 
     def __post_init__(self) -> None:
         check_int(batch=self.batch, seq_len=self.seq_len, num_latents=self.num_latents, heads=self.heads,
-                  dim_head=self.dim_head)  # fmt: skip
+                  d_head=self.d_head)  # fmt: skip
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype (e.g. torch.float32), got {self.dtype!r}")
 
     @property
     def dim(self) -> int:
-        """D = heads · dim_head."""
-        return self.heads * self.dim_head
+        """D = heads · d_head."""
+        return self.heads * self.d_head
 
     @property
     def itemsize(self) -> int:
@@ -88,7 +90,12 @@ class Shape:
 
 @dataclass(frozen=True)
 class Cost:
-    """The cost of one attention computation (one stage, or a sequence of stages via :func:`total_cost`)."""
+    """The cost of one attention computation (one stage, or a sequence of stages via :func:`total_cost`).
+
+    Memory has one definition in the course — **the bytes an attention call must hold at its peak**: its inputs
+    q, k, v, its output and, on a path that materialises them, the float32 maps (:attr:`peak_bytes`). The part the
+    call creates itself (output and maps, q, k, v being its inputs) is :attr:`core_bytes`.
+    """
 
     core_flops: int  # scores q·kᵀ and the weighted sum of values (matmul FLOPs, 2 per multiply-add)
     projection_flops: int  # the nn.Linear layers q, k, v, out (bias additions not counted, as by the counter)
@@ -103,17 +110,19 @@ class Cost:
 
     @property
     def core_bytes(self) -> int:
-        """Bytes the attention core itself must hold at its peak (its inputs q, k, v aside)."""
+        """Bytes the attention core creates and holds at its peak (output, maps): its inputs q, k, v aside."""
         return sum(self.tensors.values())
 
     @property
     def peak_bytes(self) -> int:
-        """Bytes of all intermediates of the stage that must exist at once: q, k, v and the core's."""
+        """The memory the attention call must hold: q, k, v + output (+ float32 maps where kept), at its peak."""
         return sum(self.inputs.values()) + self.core_bytes
 
     def totals(self, whole_module: bool) -> tuple[int, int]:
-        """(FLOPs, bytes) of the whole module (``flops``, ``peak_bytes``) or of the core alone."""
-        return (self.flops, self.peak_bytes) if whole_module else (self.core_flops, self.core_bytes)
+        """(FLOPs, bytes): the whole module's FLOPs (``flops``) or the core's, and in both cases the memory the
+        attention call must hold (``peak_bytes``; the projections' weights and the module's own input are not
+        counted)."""
+        return (self.flops if whole_module else self.core_flops), self.peak_bytes
 
 
 def _check_shape(shape: object) -> None:
@@ -148,21 +157,21 @@ def attention_cost(
     transposed, each of the nk latents takes a weighted mean over the nq tokens, out rows = nk). ``explicit``: the
     float32 map is materialised; ``keep_map``: it is returned, so it outlives the stage.
     """
-    B, H, dh, D, s = shape.batch, shape.heads, shape.dim_head, shape.dim, shape.itemsize
-    core = 2 * B * H * nq * nk * dh  # scores (B, H, nq, nk)
-    core += 2 * B * H * nq * nk * dh  # weighted sum: (nq×nk) map times (nk or nq)×dh values
+    B, H, d_head, D, s = shape.batch, shape.heads, shape.d_head, shape.dim, shape.itemsize
+    core = 2 * B * H * nq * nk * d_head  # scores (B, H, nq, nk)
+    core += 2 * B * H * nq * nk * d_head  # weighted sum: (nq×nk) map times (nk or nq)×d_head values
     proj = 2 * B * D * D * (nq + nk + nv + nout)  # to_q, to_k, to_v, to_out
-    inputs = {f"{label}{name} (B,H,{rows},dh)": B * rows * D * s for name, rows in zip("qkv", (nq, nk, nv))}
+    inputs = {f"{label}{name} (B,H,{rows},d_head)": B * rows * D * s for name, rows in zip("qkv", (nq, nk, nv))}
     weights = f"{label}weights (B,H,{nq},{nk}) {str(shape.map_dtype).removeprefix('torch.')}"
     tensors = {weights: matrix_bytes(nq, nk, batch=B, heads=H, dtype=shape.map_dtype)} if explicit else {}
-    tensors[f"{label}output (B,H,{nout},dh)"] = B * nout * D * s
+    tensors[f"{label}output (B,H,{nout},d_head)"] = B * nout * D * s
     return Cost(core, proj, inputs, tensors, (weights,) if keep_map else ())
 
 
 def full_attention_cost(shape: Shape, *, path: str = "fast") -> Cost:
     """Multi-head self-attention over ``shape.seq_len`` tokens (:class:`~lattn.attention.MultiHeadAttention`).
 
-    core = 4·B·H·N²·dh (two N×N matmuls per head), projections = 8·B·N·D² (four D×D layers on N rows).
+    core = 4·B·H·N²·d_head (two N×N matmuls per head), projections = 8·B·N·D² (four D×D layers on N rows).
     The teaching path must hold the (B, H, N, N) float32 weights; the fused fast path streams over keys and never
     stores them, so its memory is O(N·D).
     """
@@ -175,7 +184,7 @@ def full_attention_cost(shape: Shape, *, path: str = "fast") -> Cost:
 def latent_stage_cost(stage: str, shape: Shape, *, path: str = "fast") -> Cost:
     """One stage of :class:`~lattn.latent.LatentAttention` between N tokens and M latents.
 
-    Every stage is an N×M cross-attention: core = 4·B·H·N·M·dh = 4·B·N·M·D, projections = 4·B·D²·(N + M).
+    Every stage is an N×M cross-attention: core = 4·B·H·N·M·d_head = 4·B·N·M·D, projections = 4·B·D²·(N + M).
     Only the teaching path holds a (B, H, N, M) float32 map: gather and broadcast use the fused kernel on the fast
     path, and the write stage streams its tokens in blocks (a block's map, not the whole one, exists at a time).
     """
@@ -238,30 +247,54 @@ def crossover_n(shape: Shape, *, whole_module: bool = False, stages: tuple[str, 
     return hi
 
 
-def method_cost(method: str, shape: Shape, *, whole_module: bool | None = None) -> Cost:
+def method_cost(method: str, shape: Shape) -> Cost:
     """The :class:`Cost` of one compared method (a name in :data:`CORE_METHODS` or :data:`MODULE_METHODS`).
 
-    Full attention's cost is one Cost for core and module; latent attention's peak is found over the core alone
-    (q, k, v being views of the input) unless ``whole_module`` — by default True for the ``*-module`` methods.
+    Its ``peak_bytes`` is the memory the attention call must hold (q, k, v, output, kept maps) — for latent
+    attention at the stage where that is largest; ``core_flops``/``flops`` the core's and the whole module's FLOPs.
     """
-    if method not in CORE_METHODS and method not in MODULE_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {[*CORE_METHODS, *MODULE_METHODS]}")
-    whole_module = method in MODULE_METHODS if whole_module is None else whole_module
+    _check_method(method)
     path = "teaching" if method.endswith(("explicit", "teaching")) else "fast"
     if method.startswith(("full", "mha")):
         return full_attention_cost(shape, path=path)
-    return total_cost(latent_attention_cost(shape, path=path), core_only=not whole_module)
+    return total_cost(latent_attention_cost(shape, path=path))
+
+
+def created_bytes(method: str, shape: Shape) -> int:
+    """Bytes one call of ``method`` creates and holds at its peak beyond its inputs q, k, v — its output and the
+    maps it keeps (for latent attention at the stage where that is largest): what :func:`peak_bytes` can measure
+    on an attention core whose q, k, v are views of its input."""
+    _check_method(method)
+    path = "teaching" if method.endswith(("explicit", "teaching")) else "fast"
+    if method.startswith(("full", "mha")):
+        return full_attention_cost(shape, path=path).core_bytes
+    return total_cost(latent_attention_cost(shape, path=path), core_only=True).core_bytes
+
+
+def _check_method(method: str) -> None:
+    if method not in CORE_METHODS and method not in MODULE_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {[*CORE_METHODS, *MODULE_METHODS]}")
 
 
 def cost_curves(shape: Shape, ns: Sequence[int], *, whole_module: bool = False) -> dict[str, list[int]]:
     """FLOPs and bytes against N (``shape`` at each N of ``ns``): ``"full"`` and ``"latent"`` are the fast paths'
-    FLOPs, each name of :data:`CORE_METHODS` its bytes at the peak; of the whole modules or of the cores alone."""
+    FLOPs (of the whole modules or of the cores alone), each name of :data:`CORE_METHODS` the memory its attention
+    call must hold (q, k, v, output, kept maps: the same for both scopes)."""
     curves: dict[str, list[int]] = {key: [] for key in ("full", "latent", *CORE_METHODS)}
     for n in ns:
         at = shape.replace(seq_len=int(n))
         for method in CORE_METHODS:
-            flops, nbytes = method_cost(method, at, whole_module=whole_module).totals(whole_module)
+            flops, nbytes = method_cost(method, at).totals(whole_module)
             curves[method].append(nbytes)
             if method in ("full-sdpa", "latent-fast"):
                 curves[method.split("-")[0]].append(flops)
     return curves
+
+
+def human_bytes(n: float) -> str:
+    """1536 → '1.5 KiB'; binary units, three significant digits."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

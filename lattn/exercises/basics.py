@@ -9,13 +9,11 @@ from typing import Any
 import torch
 
 from ..attention import scaled_dot_product
-from . import Verdict, run_check
+from . import Verdict, run_check, usual_slip
 
 __all__ = [
     "check_attention",
     "check_gather",
-    "check_latent_scores",
-    "check_max_rank",
     "check_multihead",
     "check_softmax",
 ]
@@ -27,33 +25,78 @@ def _inputs(seed: int, *shape: int) -> torch.Tensor:
 
 def _first_mismatch(got: torch.Tensor, expected: torch.Tensor) -> str:
     """Where ``got`` first differs from ``expected`` (row-major), with both values, for a hint."""
-    bad = (got - expected).abs() > 1e-8
+    bad = ~torch.isclose(got.double(), expected.double(), rtol=0, atol=1e-8)  # NaN counts as a mismatch
     idx = tuple(int(i) for i in bad.nonzero()[0])
     return f"first mismatch at {idx}: yours {got[idx].item():.4g}, expected {expected[idx].item():.4g}"
 
 
+def _close(got: Any, expected: torch.Tensor) -> bool:
+    return (
+        isinstance(got, torch.Tensor) and got.shape == expected.shape
+        and torch.allclose(got.double(), expected, atol=1e-8, equal_nan=True)
+    )  # fmt: skip
+
+
+def _softmax_hint(got: torch.Tensor, s: torch.Tensor) -> str | None:
+    """The usual slip that reproduces ``got`` on scores ``s`` (…, K), or None."""
+    e = torch.exp(s - s.amax(-1, keepdim=True))
+    slips = [
+        ("the weights sum to 1 down the columns: take the softmax over the last axis (each row = one query).",
+         torch.softmax(s, 0)),
+        ("divide by the sum: exponentiate, then divide each row by its own sum.", e),
+        ("divide by the sum: exponentiate, then divide each row by its own sum.", torch.exp(s)),
+        ("divide each row by its OWN sum, e.sum(-1, keepdim=True), not by the sum of the whole tensor.",
+         torch.softmax(s.flatten(), 0).view_as(s)),
+    ]  # fmt: skip
+    return next((hint for hint, variant in slips if _close(got, variant)), None)
+
+
 def check_softmax(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> Verdict:
-    """``fn(scores (…, K)) → weights``, softmax over the last axis; must survive large scores."""
+    """``fn(scores (…, K)) → weights``, softmax over the last axis; must survive large scores, in rows of
+    different scale (a single global maximum fails there: 0/0 = NaN in the lower rows)."""
 
     def check(fn):
         for seed in range(3):
             s = _inputs(seed, 4, 6)
-            if not torch.allclose(fn(s), torch.softmax(s, -1), atol=1e-8):
-                if torch.allclose(fn(s), torch.softmax(s, 0), atol=1e-8):
-                    return False, "the weights sum to 1 down the columns: take the softmax over the last axis."
-                hint = _first_mismatch(fn(s), torch.softmax(s, -1))
-                return False, f"{hint}; compare with torch.softmax(s, dim=-1): exponentiate, divide by the row sum."
-        big = fn(torch.tensor([[1000.0, 1001.0]], dtype=torch.float64))
-        if not torch.isfinite(big).all():
+            got = fn(s)
+            if not isinstance(got, torch.Tensor) or got.shape != s.shape:
+                shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                return False, f"return one weight per score: expected shape {tuple(s.shape)}, got {shape}."
+            if _close(got, torch.softmax(s, -1)):
+                continue
+            want = torch.softmax(s, -1)
+            return False, _softmax_hint(got, s) or (
+                f"{_first_mismatch(got, want)}; compare with torch.softmax(s, dim=-1): exponentiate, divide by the "
+                "row sum."
+            )
+        # rows far apart: one large, one small (as when some queries match much better than others)
+        s = torch.tensor([[1000.0, 1001.0, 999.0], [1.0, 2.0, 0.0]], dtype=torch.float64)
+        got, want = fn(s), torch.softmax(s, -1)
+        if _close(got, want):
+            return True, ""
+        finite = torch.isfinite(got).all(-1)
+        if finite[0] and not finite[1]:
+            return False, (
+                "you subtract ONE maximum for the whole tensor: a row far below it gives exp(…) = 0 everywhere, "
+                "0/0 = NaN. Subtract each row's own maximum: s.max(-1, keepdim=True).values."
+            )
+        if not finite[0]:
             return False, "scores of 1000 overflow exp(): subtract each row's maximum first (it cancels out)."
-        return True, ""
+        return False, f"{_first_mismatch(got, want)} (rows of very different scale)."
 
     return run_check(
         fn,
         check,
-        "your softmax matches torch.softmax and survives large scores.",
+        "your softmax matches torch.softmax, survives large scores and rows of different scale.",
         "write my_softmax(s) over the last axis, then call check_softmax(my_softmax).",
+        explain=_softmax_error,
     )
+
+
+def _softmax_error(exc: Exception) -> str | None:
+    if "must match the size of tensor" in str(exc):  # s − s.max(-1).values: (rows, keys) − (rows,)
+        return "keep the reduced axis: s.max(-1, keepdim=True).values is (rows, 1), which lines up with (rows, keys)"
+    return usual_slip(exc)
 
 
 def check_attention(fn: Callable[..., torch.Tensor] | None) -> Verdict:
@@ -84,26 +127,6 @@ def check_attention(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     )
 
 
-def check_latent_scores(answer: Any, n: int = 4096, m: int = 64) -> Verdict:
-    """Scores per head of the three stages for N tokens and M latents (N·M + M·N + N·M)."""
-
-    def check(a):
-        if int(a) == 3 * n * m:
-            return True, ""
-        if int(a) == n * n:
-            return False, "that is full attention's N². Count each stage: it scores every (token, latent) pair once."
-        if int(a) in (n * m, 2 * n * m):
-            return False, "count all three stages: write (N×M), gather (M×N) and broadcast (N×M)."
-        return False, f"each stage scores N×M = {n * m} pairs; how many stages are there?"
-
-    return run_check(
-        answer,
-        check,
-        f"3·N·M = {3 * n * m} scores, {n / (3 * m):.1f}× fewer than N² = {n * n}.",
-        f"set latent_scores to the number of scores per head for N={n}, M={m}.",
-    )
-
-
 def check_gather(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     """``fn(latent_q (M, d), token_k (N, d), token_v (N, dv)) → (M, dv)``: latents read the tokens."""
 
@@ -127,43 +150,41 @@ def check_gather(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     )
 
 
-def check_max_rank(answer: Any, n: int = 100, m: int = 8) -> Verdict:
-    """The largest possible rank of the effective N×N map through M latents: min(N, M)."""
-
-    def check(a):
-        if int(a) == min(n, m):
-            return True, ""
-        if int(a) == n:
-            return False, "broadcast @ gather is (N×M)·(M×N): the inner size M caps the rank."
-        return False, "rank(AB) ≤ min(rank A, rank B); what are the shapes of broadcast and gather?"
-
-    return run_check(
-        answer,
-        check,
-        f"at most min(N, M) = {min(n, m)}: the bottleneck in one number.",
-        f"set max_rank to the largest rank the effective map can have for N={n}, M={m}.",
-    )
-
-
-def _heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, *, transpose: bool = True,
-           head_scale: bool = True) -> torch.Tensor:  # fmt: skip
-    """Multi-head attention on projected (B, N, D) inputs, and two usual slips: viewing (B, N, D) as (B, H, N, dh)
-    without the transpose (which mixes tokens into heads), and scaling by √D instead of √d_head."""
+def _heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, *, split: bool = True,
+           merge: bool = True, softmax_dim: int = -1, scale: str = "d_head") -> torch.Tensor:  # fmt: skip
+    """Multi-head attention on projected (B, N, D) inputs, and the usual slips: viewing (B, N, D) as
+    (B, H, N, d_head) without the transpose (``split=False``; mixes tokens into heads), merging (B, H, N, d_head)
+    back without transposing first (``merge=False``), the softmax over the queries (``softmax_dim=-2``), and the
+    scale (``scale``: "d_head" right, "D" = √D, "none" = no scale)."""
     B, N, D = q.shape
-    dh = D // heads
+    d_head = D // heads
 
-    def split(t: torch.Tensor) -> torch.Tensor:  # (B, N, D) → (B, H, N, dh)
-        return t.view(B, N, heads, dh).transpose(1, 2) if transpose else t.view(B, heads, N, dh)
+    def to_heads(t: torch.Tensor) -> torch.Tensor:  # (B, N, D) → (B, H, N, d_head)
+        return t.view(B, N, heads, d_head).transpose(1, 2) if split else t.view(B, heads, N, d_head)
 
-    scale = 1 / math.sqrt(dh if head_scale else D)
-    w = torch.softmax(split(q) @ split(k).transpose(-1, -2) * scale, dim=-1)  # (B, H, N, N)
-    read = w @ split(v)  # (B, H, N, dh)
-    return read.transpose(1, 2).reshape(B, N, D) if transpose else read.reshape(B, N, D)
+    factor = {"d_head": 1 / math.sqrt(d_head), "D": 1 / math.sqrt(D), "none": 1.0}[scale]
+    w = torch.softmax(to_heads(q) @ to_heads(k).transpose(-1, -2) * factor, dim=softmax_dim)  # (B, H, N, N)
+    read = w @ to_heads(v)  # (B, H, N, d_head)
+    return read.transpose(1, 2).reshape(B, N, D) if merge and split else read.reshape(B, N, D)
+
+
+_MULTIHEAD_SLIPS = {  # keyword arguments of _heads() that reproduce a slip → its hint
+    "split": ({"split": False, "merge": False}, "split: view (B, N, D) as (B, N, H, d_head), THEN transpose to "
+              "(B, H, N, d_head) (and back when merging)."),
+    "merge": ({"merge": False}, "merge without transposing back: the heads' outputs are (B, H, N, d_head); "
+              "transpose(1, 2) to (B, N, H, d_head) BEFORE reshape(B, N, D), or head 1's tokens land where token "
+              "1's features belong."),
+    "axis": ({"softmax_dim": -2}, "softmax over the wrong axis: the scores are (B, H, N queries, N keys); each "
+             "query's weights run over the keys, dim=-1 (dim=-2 normalises over the queries)."),
+    "no scale": ({"scale": "none"}, "divide the scores by √d_head before the softmax."),
+    "wide scale": ({"scale": "D"}, "each head scores with d_head = D / H features: divide by √d_head, not √D."),
+}  # fmt: skip
 
 
 def check_multihead(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     """``fn(q, k, v, heads)`` on projected (B, N, D) inputs → (B, N, D): split into H heads of size D/H with
-    view + transpose, attention in each head, merge back. Compared with torch's SDPA on the heads."""
+    view + transpose, attention in each head, merge back. Compared with torch's SDPA on the heads; each usual slip
+    (see :func:`_heads`) gets its own hint."""
 
     def check(fn):
         q, k, v = (_inputs(10 + i, 2, 5, 12) for i in range(3))
@@ -172,12 +193,11 @@ def check_multihead(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 5, 12):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             return False, f"merge the heads back: expected shape (B, N, D) = (2, 5, 12), got {shape}."
-        if torch.allclose(got, _heads(q, k, v, 3, transpose=False), atol=1e-8):
-            return False, "view (B, N, D) as (B, N, H, d_head), THEN transpose to (B, H, N, d_head) (and back)."
-        if torch.allclose(got, _heads(q, k, v, 3, head_scale=False), atol=1e-8):
-            return False, "each head scores with d_head = D / H features: divide by √d_head, not √D."
-        if torch.allclose(got, expected, atol=1e-8):
+        if _close(got, expected):
             return True, ""
+        for kwargs, hint in _MULTIHEAD_SLIPS.values():
+            if _close(got, _heads(q, k, v, 3, **kwargs)):
+                return False, hint
         return False, f"{_first_mismatch(got, expected)}; split → softmax(q kᵀ/√d_head) v per head → merge."
 
     return run_check(fn, check, "your heads match torch's scaled_dot_product_attention, head by head.",

@@ -16,11 +16,11 @@ __all__ = ["check_crossover", "check_gather_flops"]
 SHAPES = [(3, 5, 50, 7, 8), (1, 4, 33, 7, 16), (2, 3, 20, 4, 4)]  # (B, H, N, M, d_head): B, H, 2, 4 tell apart
 
 
-def counted_gather_flops(batch: int, heads: int, n: int, m: int, dim_head: int) -> int:
+def counted_gather_flops(batch: int, heads: int, n: int, m: int, d_head: int) -> int:
     """What torch's FLOP counter counts for the attention core of a real gather stage of these sizes."""
     torch.manual_seed(0)
-    core = without_projections(LatentAttention(heads * dim_head, m, heads, stages=("gather",)))
-    x = torch.randn(batch, n, heads * dim_head)
+    core = without_projections(LatentAttention(heads * d_head, m, heads, stages=("gather",)))
+    x = torch.randn(batch, n, heads * d_head)
     return count_flops(lambda: core(x))
 
 
@@ -30,13 +30,13 @@ def check_gather_flops(fn: Callable[[int, int, int, int, int], Any] | None) -> V
 
     def check(fn):
         for shape in SHAPES:
-            B, H, N, M, dh = shape
+            B, H, N, M, d_head = shape
             counted = counted_gather_flops(*shape)
             got = int(fn(*shape))
             if got == counted:
                 continue
             where = f"for (B, H, N, M, d_head) = {shape} the counter says {counted:,}, you said {got:,}"
-            shape = Shape(batch=B, seq_len=N, num_latents=M, heads=H, dim_head=dh)
+            shape = Shape(batch=B, seq_len=N, num_latents=M, heads=H, d_head=d_head)
             projections = latent_stage_cost("gather", shape).projection_flops
             hints = {
                 counted // 2: "off by a factor 2: the counter counts 2 FLOPs per multiply-add, and there are two "
@@ -62,10 +62,10 @@ def check_gather_flops(fn: Callable[[int, int, int, int, int], Any] | None) -> V
     )
 
 
-def check_crossover(answer: Any, m: int = 32, heads: int = 4, dim_head: int = 64) -> Verdict:
+def check_crossover(answer: Any, m: int = 32, heads: int = 4, d_head: int = 64) -> Verdict:
     """The smallest N at which a whole LatentAttention module (projections included) needs fewer FLOPs than a
     MultiHeadAttention of the same width."""
-    shape = Shape(num_latents=m, heads=heads, dim_head=dim_head)
+    shape = Shape(num_latents=m, heads=heads, d_head=d_head)
     expected, cores = crossover_n(shape, whole_module=True), crossover_n(shape)
 
     def check(a):
@@ -84,12 +84,12 @@ def check_crossover(answer: Any, m: int = 32, heads: int = 4, dim_head: int = 64
             "cross: solve the quadratic, or loop over N."
         )
 
-    D = heads * dim_head
+    D = heads * d_head
     return run_check(
         answer,
         check,
         f"N = {expected:,}: below it the extra latent projections cost more than the N×N scores save "
         f"(cores alone cross at {cores}).",
         f"set crossover to the smallest N where latent attention is cheaper, whole modules, M={m}, D={D} "
-        f"({heads} heads of {dim_head}).",
+        f"({heads} heads of {d_head}).",
     )

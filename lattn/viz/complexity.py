@@ -1,7 +1,12 @@
 """Figures of notebook 02 (the complexity lab): FLOPs and memory curves of full vs latent attention, measured times
-against the formulas, and what M and the projections cost. Arrays and benchmark rows in, figures out; the numbers
-come from :mod:`lattn.complexity` and :mod:`lattn.bench.complexity`, the controls from
-:mod:`lattn.widgets.complexity`. The two explorer views update their artists in place."""
+against the formulas, and what M and the projections cost. Arrays and cost results in, figures out: the numbers come
+from :mod:`lattn.complexity` (formulas) and, prepared by :mod:`lattn.bench.complexity` (e.g.
+:func:`~lattn.bench.complexity.honest_data`), from measurements; this module never imports ``bench``. The controls
+are :mod:`lattn.widgets.complexity`'s. The two explorer views update their artists in place.
+
+Memory has one definition here, as in the whole course: the bytes an attention call must hold at its peak — q, k,
+v, its output and, on a teaching path, its float32 maps (:attr:`lattn.complexity.Cost.peak_bytes`).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator
 
-from ..bench.complexity.report import human_bytes, module_ratios, series, speedups
-from ..complexity import Shape, method_cost
+from ..complexity import Shape, human_bytes, method_cost
 
 __all__ = [
+    "MEMORY_LABEL",
     "PATH_STEPS",
     "STYLE",
     "BenchView",
@@ -36,6 +41,10 @@ STYLE = {  # one look per method, in every figure of the notebook
     "latent-fast": {"color": "#2a7ab0", "marker": "o", "label": "latent, fast path"},
     "latent-teaching": {"color": "#d98c5f", "marker": "s", "label": "latent, teaching path"},
 }
+
+
+MEMORY_LABEL = "bytes the attention call must hold:\nq, k, v, output (+ maps on teaching paths)"
+PAD = 1.35  # the x axis reaches this factor beyond the first and last N, so markers there stay inside the axes
 
 
 def _tokens_label(n: float) -> str:
@@ -85,7 +94,7 @@ class FlopsPanel:
         self.cross_label.set_position((x * 1.15, 0.04))
         self.cross_label.set_text(f"crossover\nN = {x:,}")
         values = np.concatenate([curves["full"], curves["latent"]])
-        ax.set_xlim(self.ns[0], self.ns[-1])
+        ax.set_xlim(self.ns[0] / PAD, self.ns[-1] * PAD)
         ax.set_ylim(values.min() / 3, values.max() * 3)
         r = state["ratio"]
         winner = f"latent needs {r:,.1f}× fewer" if r >= 1 else f"full attention needs {1 / r:,.1f}× fewer"
@@ -93,8 +102,9 @@ class FlopsPanel:
 
 
 class MemoryPanel:
-    """The bytes each method must hold at its peak against N, with the size of full attention's N×N weights at the
-    chosen N. ``update(state)`` redraws in place (state keys: see :class:`CostView`)."""
+    """The bytes each method's attention call must hold at its peak (q, k, v, output, kept maps) against N, with the
+    size of full attention's N×N weights at the chosen N. ``update(state)`` redraws in place (state keys: see
+    :class:`CostView`)."""
 
     def __init__(self, ax: Axes, ns: Sequence[int]) -> None:
         self.ax, self.ns = ax, np.asarray(ns)
@@ -107,7 +117,7 @@ class MemoryPanel:
         self.marker = ax.axvline(1, color="crimson", lw=1)
         self.nxn_text = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", fontsize=8)
         log_axes(ax, self.ns)
-        ax.set_ylabel("bytes that must exist")
+        ax.set_ylabel(MEMORY_LABEL, fontsize=9)
         ax.legend(fontsize=8, loc="lower right")
 
     def update(self, state: dict[str, Any], title: str | None = None) -> None:
@@ -118,9 +128,9 @@ class MemoryPanel:
         self.nxn_text.set_text(f"at N = {n:,} (red line): full attention's\nN×N float32 weights = "
                                f"{human_bytes(state['nxn_bytes'])}")  # fmt: skip
         values = np.concatenate([curves[k] for k in STYLE])
-        ax.set_xlim(self.ns[0], self.ns[-1])
+        ax.set_xlim(self.ns[0] / PAD, self.ns[-1] * PAD)
         ax.set_ylim(values.min() / 3, values.max() * 3)
-        ax.set_title(title or f"{state['scope']}: memory at the peak —\nonly the explicit N×N map grows like N²",
+        ax.set_title(title or "memory an attention call must hold —\nonly the explicit N×N map grows like N²",
                      fontsize=10)  # fmt: skip
 
 
@@ -161,9 +171,10 @@ def cost_overview(flop_states: Sequence[dict[str, Any]], memory_state: dict[str,
 
 class BenchView:
     """Measured time (or peak memory) of the four attention cores against N over the formula curves (left); right,
-    for time: full-sdpa / latent-fast time against the FLOPs ratio N / 3M; for memory: measured peak / the bytes
-    that must exist, per method. ``update(state)`` redraws in place from a state with ``points`` and ``curves``
-    ({method: (N values, values)}), ``held`` ({method: (N values, measured / formula)}, memory only), ``slopes``,
+    for time: full-sdpa / latent-fast time against the FLOPs ratio N / 3M; for memory: the bytes the core creates
+    (output, maps; q, k, v are views of its input), measured / formula, per method. ``update(state)`` redraws in place from a state with ``points`` and ``curves``
+    ({method: (N values, values)}), ``held`` ({method: (N values, measured / formula bytes the core creates)},
+    memory only), ``slopes``,
     ``speedup`` ({N: ratio}), ``ns``, ``m``, ``sizes``, ``threads``, ``source`` and ``y`` ("time" or
     "peak memory")."""
 
@@ -197,8 +208,10 @@ class BenchView:
             log_axes(ax, ns)
         self.ax.set_xlim(ns[0] / 1.5, ns[-1] * 1.5)
         self.ax.set_ylim(min(values) / 3, max(values) * 3)
-        self.ax.set_ylabel("median time (s)" if time else "peak bytes held (measured)")
-        what = "time: full attention climbs with slope ≈ 2, latent ≈ 1" if time else "memory held: dashed = formula"
+        self.ax.set_ylabel("median time (s)" if time else "bytes the core creates at its peak\n(output, maps, scratch)",
+                           fontsize=9 if not time else None)  # fmt: skip
+        what = ("time: full attention climbs with slope ≈ 2, latent ≈ 1" if time else
+                "created by each core (q, k, v are its inputs)")  # fmt: skip
         self.ax.set_title(what, fontsize=10)
         self.ax.legend(fontsize=8, loc="upper left")
         self.ratio_dots.set_visible(time)
@@ -211,7 +224,7 @@ class BenchView:
             self._held(state)
         s = state["sizes"]
         self.fig.suptitle(
-            f"attention cores, B={s['batch']}, H={s['heads']}, d_head={s['dim_head']}, M={state['m']}, float32, "
+            f"attention cores, B={s['batch']}, H={s['heads']}, d_head={s['d_head']}, M={state['m']}, float32, "
             f"{state['threads']} threads — {state['source']}",
             fontsize=10,
         )
@@ -239,43 +252,63 @@ class BenchView:
         ax.set_yscale("linear")
         ax.set_xlim(ns[0] / 1.5, ns[-1] * 1.5)
         ax.set_ylim(0, max([*ratios, 2.0]) * 1.15)
-        ax.set_ylabel("measured peak / formula (red: 1)")
-        ax.set_title(f"eager PyTorch holds up to {max(ratios, default=1):.1f}× the minimum", fontsize=10)
-        ax.legend(handles=list(self.held.values()), fontsize=8, loc="upper right")
+        ax.set_ylabel("created: measured / formula (red: 1)")
+        ax.set_title(f"measured / formula (output + maps): up to {max(ratios, default=1):.1f}×", fontsize=10)
+        ax.legend(handles=list(self.held.values()), fontsize=8, loc="lower center", ncols=2)  # below 1: empty
 
 
-def honest_figure(rows: list[dict]) -> Figure:
-    """Two panels from a benchmark run: what M costs (latent time and memory against M at one N, with fused full
-    attention's time at that N when measured) and core vs whole-module speed-ups (the projections are shared), at
-    the largest N where both were measured."""
-    fig = Figure(figsize=(10.0, 3.4), layout="constrained")
+def honest_figure(
+    m_sweep: dict[str, tuple[Sequence[int], Sequence[float]]],
+    *,
+    n: int | None,
+    sdpa_seconds: float | None = None,
+    m_slope: float | None = None,
+    m_even: float | None = None,
+    m_flops_even: float | None = None,
+    ratios: dict[str, float] | None = None,
+    ratio_n: int | None = None,
+) -> Figure:
+    """Two panels (the arguments are :func:`lattn.bench.complexity.honest_data`'s keys). Left, what M costs: the
+    latent paths' time against M at N = ``n`` (``m_sweep`` {method: (M values, seconds)}), fused full attention's
+    time at that N, and — dotted, labelled as such — the latent-fast trend (slope ``m_slope``) extrapolated to
+    ``m_even``, where it would reach full attention's time, beside ``m_flops_even`` = N / 3, where the FLOPs are
+    equal. Right: full / latent time of the attention cores and of the whole modules at N = ``ratio_n``."""
+    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
     ax_m, ax_mod = fig.subplots(1, 2, width_ratios=[1.3, 1])
-    mgrid = [r for r in rows if r["section"] == "m-grid" and r["seconds"] is not None]
-    n = mgrid[0]["n"] if mgrid else None
-    for method in ("latent-fast", "latent-teaching"):
-        ms, seconds = series(rows, method, section="m-grid")
-        if ms:
-            s = STYLE[method]
-            ax_m.plot(ms, seconds, marker=s["marker"], color=s["color"], label=s["label"])
-    sdpa = dict(zip(*series(rows, "full-sdpa")))
-    if n in sdpa:
-        ax_m.axhline(sdpa[n], color=STYLE["full-sdpa"]["color"], ls="--", lw=1, label="full, fused SDPA (any M)")
-    log_axes(ax_m, [r["m"] for r in mgrid] or [1, 2], xlabel="M latents")
+    for method, (ms, seconds) in m_sweep.items():
+        s = STYLE[method]
+        ax_m.plot(ms, seconds, marker=s["marker"], color=s["color"], label=s["label"] + " (measured)")
+    all_ms = [m for ms, _ in m_sweep.values() for m in ms] or [1, 2]
+    if sdpa_seconds is not None:
+        ax_m.axhline(sdpa_seconds, color=STYLE["full-sdpa"]["color"], ls="--", lw=1, label="full, fused SDPA (any M)")
+    if m_even is not None and "latent-fast" in m_sweep:
+        ms, seconds = m_sweep["latent-fast"]
+        ax_m.plot([ms[-1], m_even], [seconds[-1], sdpa_seconds], ls=":", lw=1.6, color=STYLE["latent-fast"]["color"],
+                  label=f"latent-fast trend (slope {m_slope:.2f}), extrapolated")  # fmt: skip
+        ax_m.plot([m_even], [sdpa_seconds], marker="X", ms=8, color=STYLE["latent-fast"]["color"], ls="none")
+        ax_m.annotate(f"× as slow as fused full attention at M ≈ {m_even:,.0f} (extrapolated)", (m_even, sdpa_seconds),
+                      xytext=(-6, 7), textcoords="offset points", ha="right", va="bottom", fontsize=8)  # fmt: skip
+        all_ms.append(m_even)
+    if m_flops_even is not None and m_even is not None:
+        ax_m.axvline(m_flops_even, color="0.5", ls="-.", lw=1, label=f"equal FLOPs: M = N/3 = {m_flops_even:,.0f}")
+        all_ms.append(m_flops_even)
+    log_axes(ax_m, [min(all_ms), 2 ** np.ceil(np.log2(max(all_ms)))], xlabel="M latents")
+    ax_m.set_xlim(min(all_ms) / PAD, max(all_ms) * PAD)
+    times = [t for _, ts in m_sweep.values() for t in ts] + ([sdpa_seconds] if sdpa_seconds is not None else [])
+    if times:
+        ax_m.set_ylim(min(times) / 2, max(times) * 3)  # room above full attention's time for the annotation
     ax_m.set_ylabel("median time (s)")
     ax_m.set_title(f"what M costs at N = {n:,}: latent time grows with M" if n else "no M grid in this run",
                    fontsize=10)  # fmt: skip
     if ax_m.get_lines():
-        ax_m.legend(fontsize=8)
-    cores, modules = speedups(rows), module_ratios(rows)
-    both = [nm for nm in modules if nm in cores]
-    if both:
-        nm = max(both)
+        ax_m.legend(fontsize=7.5, loc="lower right")
+    if ratios:
         labels = ["attention cores", "whole modules\n(+ Linear projections)"]
-        ratios = [cores[nm], modules[nm]["time"]]
-        bars = ax_mod.bar(labels, ratios, color=[STYLE["latent-fast"]["color"], "0.6"], width=0.55)
-        ax_mod.bar_label(bars, [f"{r:.1f}×" for r in ratios], fontsize=9)
-        ax_mod.set_ylim(0, max(ratios) * 1.2)
-        ax_mod.set_title(f"full / latent time at N = {nm:,}:\nthe projections shrink the gain", fontsize=10)
+        values = [ratios["attention cores"], ratios["whole modules"]]
+        bars = ax_mod.bar(labels, values, color=[STYLE["latent-fast"]["color"], "0.6"], width=0.55)
+        ax_mod.bar_label(bars, [f"{r:.1f}×" for r in values], fontsize=9)
+        ax_mod.set_ylim(0, max(values) * 1.2)
+        ax_mod.set_title(f"full / latent time at N = {ratio_n:,}:\nthe projections shrink the gain", fontsize=10)
     else:
         ax_mod.set_axis_off()
         ax_mod.set_title("no whole-module run", fontsize=10)
@@ -291,7 +324,7 @@ PATH_STEPS = {  # what each path runs, in the learner's words (one line per step
 
 
 def paths_figure(shape: Shape) -> Figure:
-    """What each of the four paths keeps in memory at its peak (attention core, q/k/v included), drawn to a
+    """The memory each of the four paths' attention call must hold at its peak (q, k, v, output, maps), drawn to a
     linear scale of MiB, with what the path computes written beside it. Bytes from
     :func:`lattn.complexity.method_cost` (what must exist; eager PyTorch may hold somewhat more)."""
     fig = Figure(figsize=(11.0, 3.4), layout="constrained")
@@ -299,7 +332,7 @@ def paths_figure(shape: Shape) -> Figure:
     colours = {"q": "#cfd8e3", "k": "#aebdd0", "v": "#8ea3bd", "output": "#6b8aa8", "weights": "#d55e00"}
     methods = list(PATH_STEPS)
     for row, method in enumerate(methods):
-        c = method_cost(method, shape, whole_module=True)
+        c = method_cost(method, shape)
         left = 0.0
         parts = {**c.inputs, **c.tensors}
         for name, nbytes in parts.items():
@@ -310,12 +343,12 @@ def paths_figure(shape: Shape) -> Figure:
         ax_text.text(0, row, PATH_STEPS[method], va="center", fontsize=8.5)
     ax.set_yticks(range(len(methods)), [STYLE[m]["label"] for m in methods])
     ax.set_xlim(0, ax.get_xlim()[1] * 1.12)
-    ax.set_xlabel("MiB that must exist at the peak (linear scale)")
+    ax.set_xlabel("MiB the attention call must hold at its peak: q, k, v, output (+ maps) — linear scale")
     handles = [Patch(color=c, label="weights (float32 map)" if k == "weights" else k) for k, c in colours.items()]
     ax.legend(handles=handles, fontsize=8, loc="lower right", ncols=2)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(f"memory at the peak: N = {shape.seq_len:,}, M = {shape.num_latents}, {shape.heads} heads of "
-                 f"{shape.dim_head}, B = {shape.batch}, float32", fontsize=10)  # fmt: skip
+                 f"{shape.d_head}, B = {shape.batch}, float32", fontsize=10)  # fmt: skip
     for a in (ax, ax_text):
         a.set_ylim(len(methods) - 0.5, -0.5)
     ax_text.set_xlim(0, 1)

@@ -119,7 +119,7 @@ def as_diagram(stages: str | Diagram | Sequence[Stage | str]) -> Diagram:
 
 def _labels(labels: Sequence[str] | None, n: int, symbol: str, arg: str) -> tuple[str, ...]:
     if labels is None:
-        return tuple(f"{symbol}{str(i + 1).translate(SUB)}" for i in range(n))
+        return tuple(f"{symbol}{str(i).translate(SUB)}" for i in range(n))  # 0-based, as the code indexes
     if len(labels) != n:
         raise ValueError(f"{arg} must have {n} entries, got {len(labels)}")
     return tuple(str(s) for s in labels)
@@ -209,9 +209,10 @@ def _row(ax: Axes, panel: Panel, side: str, y: float, labels: tuple[str, ...], n
     nodes = ax.scatter(xs, np.full(n, y), s=node_size(n), marker=MARKERS[side], c=COLORS[side], zorder=3,
                        edgecolors="white", linewidths=0.8)  # fmt: skip
     step = -(-n // 12)  # at most 12 labels per row
+    size = 8 if n <= 10 else 7  # two-digit indices from x₁₀ on: smaller, so neighbours do not touch
     for i in range(0, n, step):
         ax.text(xs[i], y + (0.1 if y > 0.5 else -0.1), labels[i], ha="center", va="bottom" if y > 0.5 else "top",
-                fontsize=8)  # fmt: skip
+                fontsize=size)  # fmt: skip
     if name:
         ax.text(panel.x0 - 0.06, y, name, ha="right", va="center", fontsize=9, color=COLORS[side], weight="bold")
     return nodes

@@ -34,7 +34,9 @@ OP_GAP = 0.8  # inches between boxes: the operator and the next box's row label
 class Box:
     """One operand (or the result) of a product: ``name``, the symbols of its ``rows`` and ``cols``, a ``color``
     (default: by position), and ``softmax``: ``"cols"`` = a softmax along each row (over the columns), ``"rows"``
-    = down each column (over the rows), None = no softmax. ``note`` is a line of small text under the box."""
+    = down each column (over the rows), None = no softmax. ``softmax_label`` says over what, in the lesson's words
+    (e.g. "softmax over keys"); it is written under the box with the sizes. ``note`` is a line of small text under
+    those."""
 
     name: str
     rows: str
@@ -42,6 +44,7 @@ class Box:
     color: str | None = None
     softmax: str | None = None
     note: str = ""
+    softmax_label: str = "softmax"
 
     def __post_init__(self) -> None:
         if self.softmax not in SOFTMAX_AXES:
@@ -97,10 +100,17 @@ def draw_product(
         artists.append(
             ax.text(x + w / 2, y + h / 2 + 0.05, box.cols, ha="center", va="bottom", fontsize=9, color="0.25")
         )
-        below = f"{box.rows} × {box.cols}" + (f"\n{box.note}" if box.note else "")
-        artists.append(ax.text(x + w / 2, y - h / 2 - 0.06, below, ha="center", va="top", fontsize=8, color="0.3"))
+        artists.append(ax.text(x + w / 2, y - h / 2 - 0.06, f"{box.rows} × {box.cols}", ha="center", va="top",
+                               fontsize=8, color="0.3"))  # fmt: skip
+        extra = []
         if box.softmax is not None:
             artists += _softmax_arrow(ax, x, y, w, h, box.softmax)
+            extra.append(f"{box.softmax_label} {'→ along each row' if box.softmax == 'cols' else '↓ down each column'}")
+        if box.note:
+            extra.append(box.note)
+        if extra:
+            artists.append(ax.text(x + w / 2, y - h / 2 - 0.24, "\n".join(extra), ha="center", va="top", fontsize=8,
+                                   style="italic", color="0.15"))  # fmt: skip
         x += w
         if i < len(ops):
             artists.append(ax.text(x + OP_GAP * 0.4, y, ops[i], ha="center", va="center", fontsize=14))
@@ -111,20 +121,13 @@ def draw_product(
 
 
 def _softmax_arrow(ax: Axes, x: float, y: float, w: float, h: float, axis: str) -> list:
-    """A dark arrow across the box along the axis the softmax normalises over, labelled "softmax"."""
+    """A dark arrow across the box along the axis the softmax normalises over (its label goes under the box)."""
     if axis == "cols":  # along each row: left → right, near the top of the box
-        start, end, text = (
-            (x + 0.04, y + h / 2 - 0.09),
-            (x + w - 0.04, y + h / 2 - 0.09),
-            (x + w + 0.04, y + h / 2 - 0.09),
-        )
-        ha, va = "left", "center"
+        start, end = (x + 0.04, y + h / 2 - 0.09), (x + w - 0.04, y + h / 2 - 0.09)
     else:  # down each column: top → bottom, near the left side of the box
-        start, end, text = (x + 0.09, y + h / 2 - 0.04), (x + 0.09, y - h / 2 + 0.04), (x + 0.09, y - h / 2 - 0.3)
-        ha, va = "center", "top"
+        start, end = (x + 0.09, y + h / 2 - 0.04), (x + 0.09, y - h / 2 + 0.04)
     arrow = FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10, color="0.15", lw=1.4)
-    label = ax.text(*text, "softmax", ha=ha, va=va, fontsize=8, style="italic", color="0.15")
-    return [ax.add_patch(arrow), label]
+    return [ax.add_patch(arrow)]
 
 
 def shapes_figure(
@@ -134,26 +137,38 @@ def shapes_figure(
     titles: Sequence[str] | None = None,
     title: str = "",
     scale: float = 0.32,
+    ops: Sequence[Sequence[str] | None] | None = None,
 ) -> Figure:
-    """One figure, one product per line (top to bottom), each with an optional title on its left; the sizes table
-    is shared, so the same symbol has the same length on every line."""
+    """One figure, one product per line (top to bottom), each with an optional title on its left (``\\n`` breaks
+    it); the sizes table is shared, so the same symbol has the same length on every line. ``ops[i]`` overrides the
+    symbols between the boxes of line i (see :func:`draw_product`)."""
     if titles is not None and len(titles) != len(lines):
         raise ValueError(f"titles needs one entry per line ({len(lines)}), got {len(titles)}")
+    if ops is not None and len(ops) != len(lines):
+        raise ValueError(f"ops needs one entry per line ({len(lines)}, None = the default), got {len(ops)}")
     heights = [max(_length(b.rows, sizes) for b in line) * scale for line in lines]
     widths = [sum(_length(b.cols, sizes) * scale for b in line) + OP_GAP * (len(line) - 1) for line in lines]
-    gap = 0.75  # room for the size labels above and below each line
-    total = sum(heights) + gap * len(lines)
-    fig = Figure(figsize=(max(widths) + 1.6, total + (0.3 if title else 0.0)), layout="constrained")
+    below = [max(0.3 + 0.16 * _under(b) for b in line) for line in lines]  # the text lines under the boxes
+    gap = 0.45  # room for the size labels above each line
+    total = sum(heights) + sum(below) + gap * len(lines)
+    chars = max((len(part) for t in titles or () for part in t.split("\n")), default=0)
+    left = 0.6 + (0.085 * chars if titles is not None else 0.0)  # inches for the row labels (and bold titles)
+    fig = Figure(figsize=(max(widths) + left + 1.0, total + (0.3 if title else 0.0)), layout="constrained")
     ax = fig.add_subplot()
     top = 0.0
     for i, (line, h) in enumerate(zip(lines, heights)):
-        y = top - gap / 2 - h / 2
-        draw_product(line, sizes, ax, y=y, scale=scale)
+        y = top - gap - h / 2
+        draw_product(line, sizes, ax, y=y, scale=scale, ops=None if ops is None else ops[i])
         if titles is not None:
             ax.text(-0.55, y, titles[i], ha="right", va="center", fontsize=9.5, weight="bold")
-        top -= h + gap
-    ax.set_xlim(-0.6 - (1.6 if titles is not None else 0.0), max(widths) + 0.8)
-    ax.set_ylim(top, 0.15)
+        top -= gap + h + below[i]
+    ax.set_xlim(-left, max(widths) + 0.8)
+    ax.set_ylim(top, 0.05)
     if title:
         ax.set_title(title, fontsize=11)
     return fig
+
+
+def _under(box: Box) -> int:
+    """Lines of small text under a box besides its sizes: the softmax label and the note's lines."""
+    return (box.softmax is not None) + (len(box.note.split("\n")) if box.note else 0)

@@ -33,15 +33,6 @@ from .base import Explorer
 __all__ = ["AttentionExplorer", "LatentExplorer", "RankExplorer"]
 
 
-def _states_at(explorer: Explorer, settings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The explorer's state at each setting (unnamed controls keep their values); the explorer is left as it was."""
-    before = {name: getattr(explorer, name).value for name in explorer._controls}
-    try:
-        return [explorer.set(**{**before, **setting}).state for setting in settings]
-    finally:
-        explorer.set(**before)
-
-
 def _slider(description: str, lo: int, hi: int, value: int, step: int = 1) -> W.IntSlider:
     return W.IntSlider(value=value, min=lo, max=hi, step=step, description=description, continuous_update=False)
 
@@ -58,6 +49,21 @@ class AttentionExplorer(Explorer):
     figsize = (9.0, 3.6)
 
     def __init__(self, mha: MultiHeadAttention, tokens: Tensor) -> None:
+        if not isinstance(mha, MultiHeadAttention):
+            hint = " (for latent attention's maps use LatentExplorer)" if hasattr(mha, "num_latents") else ""
+            raise TypeError(
+                f"mha must be a lattn.MultiHeadAttention, whose N×N maps this explorer draws; got "
+                f"{type(mha).__name__}{hint}"
+            )
+        if not isinstance(tokens, Tensor) or tokens.dim() != 3 or tokens.shape[0] != 1 or tokens.shape[1] < 2:
+            got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+            fix = " — add the batch axis: tokens[None]" if isinstance(tokens, Tensor) and tokens.dim() == 2 else ""
+            raise ValueError(f"tokens must be one sequence of at least 2 tokens, shape (1, N, D), got {got}{fix}")
+        if tokens.shape[-1] != mha.dim:
+            raise ValueError(
+                f"tokens must have the module's width D = {mha.dim}, got shape {tuple(tokens.shape)}: build "
+                f"MultiHeadAttention({tokens.shape[-1]}, heads) or pass tokens of width {mha.dim}"
+            )
         self.mha, self.tokens = mha, tokens
         super().__init__()
 
@@ -75,7 +81,7 @@ class AttentionExplorer(Explorer):
     @torch.no_grad()
     def compute(self) -> dict[str, Any]:
         n, h, t = self.n.value, self.head.value, self.temperature.value
-        q, k, v = self.mha.project(self.tokens[:, :n])  # (1, H, n, dh)
+        q, k, v = self.mha.project(self.tokens[:, :n])  # (1, H, n, d_head)
         scale = 1.0 / (math.sqrt(q.shape[-1]) * t)
         _, w = scaled_dot_product(q[0, h], k[0, h], v[0, h], causal=self.causal.value, scale=scale)  # (n, n)
         return {"map": as_array(w), "n": n, "scores_per_head": n * n, "head": h}
@@ -92,7 +98,7 @@ class AttentionExplorer(Explorer):
 
     def figure(self, settings: Sequence[dict[str, Any]], titles: Sequence[str], ncols: int = 2) -> Figure:
         """Static fallback: the map at each setting (≤ 8), on the explorer's fixed 0..1 scale with one colorbar."""
-        maps = [st["map"] for st in _states_at(self, settings)]
+        maps = [st["map"] for st in self.states_at(list(settings))]
         titles = [f"{t} (largest {m.max():.2f})" for t, m in zip(titles, maps)]
         grid = [maps[i : i + ncols] for i in range(0, len(maps), ncols)]
         return map_grid(grid, titles=[titles[i : i + ncols] for i in range(0, len(titles), ncols)], ticks=True,
@@ -123,6 +129,14 @@ class LatentExplorer(Explorer):
         n_range: tuple[int, int] = (8, 64),
         heads: int = 1,
     ) -> None:
+        usage = 'a mapping {"untrained": {M: model}, "trained": {M: model}} (each model returns (out, LatentMaps))'
+        if not isinstance(models, Mapping) or not models:
+            raise ValueError(f"models must be {usage}, got {models!r}")
+        for kind, by_m in models.items():
+            if not isinstance(by_m, Mapping) or not by_m or not all(isinstance(m, int) for m in by_m):
+                raise ValueError(f"models[{kind!r}] must map each M (an int) to a model, as in {usage}; got {by_m!r}")
+        if not callable(sample):
+            raise TypeError(f"sample must be a function n → Batch with one sequence, got {type(sample).__name__}")
         self.models, self.sample, self.n_range, self.heads = models, sample, n_range, heads
         super().__init__()
 
@@ -176,7 +190,7 @@ class LatentExplorer(Explorer):
 
     def figure(self, settings: Sequence[dict[str, Any]], titles: Sequence[str]) -> Figure:
         """Static fallback: one row of maps per setting (≤ 3), gather on one scale shared by the rows."""
-        return latent_maps_figure(_states_at(self, settings), titles)
+        return latent_maps_figure(self.states_at(list(settings)), titles)
 
 
 class RankExplorer(Explorer):

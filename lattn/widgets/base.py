@@ -58,7 +58,8 @@ class Explorer:
         # state is then byte-identical (constrained layout re-solves and moves a few pixels each time), so "the
         # picture changed" means a control changed it.
         self.draw(self.compute())
-        png_bytes(self.fig, self.dpi)
+        self.fig.dpi = self.dpi
+        self.fig.draw_without_rendering()  # solves the layout at the picture's dpi, without encoding a PNG
         self.fig.set_layout_engine("none")
         self.render()
 
@@ -126,6 +127,25 @@ class Explorer:
 
     def set(self, **values: Any) -> Explorer:
         """Set several controls at once with a single render (for tests and static figures)."""
+        self._assign(values)
+        self.render()
+        return self
+
+    def states_at(self, settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``compute()`` at each setting (unnamed controls keep their values), without drawing anything; the
+        controls are put back afterwards, so the picture shown stays right. For static figures."""
+        before = {name: c.value for name, c in self._controls.items() if not isinstance(c, W.Button)}
+        try:
+            states = []
+            for setting in settings:
+                self._assign({**before, **setting})
+                states.append(self.compute())
+            return states
+        finally:
+            self._assign(before)
+
+    def _assign(self, values: dict[str, Any]) -> None:
+        """Set control values without triggering renders."""
         for name in values:
             if name not in self._controls:
                 raise ValueError(f"unknown control {name!r}; this explorer has {list(self._controls)}")
@@ -137,5 +157,3 @@ class Explorer:
         finally:
             for control in self._controls.values():
                 control.observe(self._on_change, names="value")
-        self.render()
-        return self

@@ -13,8 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..bench import complexity as bench
-from ..bench.complexity import human_bytes
-from ..complexity import Shape, cost_curves, crossover_n, matrix_bytes, method_cost
+from ..complexity import Shape, cost_curves, created_bytes, crossover_n, human_bytes, matrix_bytes, method_cost
 from ..viz.complexity import STYLE, BenchView, CostView, cost_overview, honest_figure
 from .base import Explorer
 
@@ -30,9 +29,11 @@ def _powers(lo: int, hi: int) -> list[tuple[str, int]]:
 class CostExplorer(Explorer):
     """FLOPs and memory of one attention layer (B = 1, float32) against N, full vs latent, from the formulas.
 
-    Controls: ``n`` (tokens, powers of 2: a log-scale slider), ``m`` (latents), ``dim_head``, ``heads``, ``scope``
-    (the attention core alone or the whole module with its projections). The crossover N — where latent attention
-    becomes cheaper in FLOPs — is marked, and the size of full attention's N×N weights at the chosen N is printed.
+    Controls: ``n`` (tokens, powers of 2: a log-scale slider), ``m`` (latents), ``d_head``, ``heads``, ``scope``
+    (the FLOPs of the attention core alone or of the whole module with its projections; memory is the same for
+    both: what the attention call must hold, q, k, v, output and kept maps). The crossover N — where latent
+    attention becomes cheaper in FLOPs — is marked, and the size of full attention's N×N weights at the chosen N is
+    printed.
     State: ``full_flops``, ``latent_flops``, ``ratio``, ``crossover``, ``nxn_bytes`` and the curves; the figure is
     :attr:`view` (a :class:`~lattn.viz.complexity.CostView`).
     """
@@ -45,7 +46,7 @@ class CostExplorer(Explorer):
                 options=_powers(6, 20), value=16_384, description="N tokens", continuous_update=False
             ),
             "m": W.SelectionSlider(options=_powers(0, 10), value=64, description="M latents", continuous_update=False),
-            "dim_head": W.SelectionSlider(
+            "d_head": W.SelectionSlider(
                 options=[16, 32, 64, 128, 256], value=64, description="d_head", continuous_update=False
             ),
             "heads": W.IntSlider(value=4, min=1, max=16, description="heads", continuous_update=False),
@@ -57,9 +58,9 @@ class CostExplorer(Explorer):
     def compute(self) -> dict[str, Any]:
         module = self.scope.value == "module"
         shape = Shape(seq_len=self.n.value, num_latents=self.m.value, heads=self.heads.value,
-                      dim_head=self.dim_head.value)  # fmt: skip
+                      d_head=self.d_head.value)  # fmt: skip
         curves = {k: np.asarray(v, dtype=float) for k, v in cost_curves(shape, N_GRID, whole_module=module).items()}
-        here = {k: method_cost(k, shape, whole_module=module).totals(module) for k in STYLE}  # (FLOPs, bytes)
+        here = {k: method_cost(k, shape).totals(module) for k in STYLE}  # (FLOPs, bytes the call must hold)
         full, latent = here["full-sdpa"][0], here["latent-fast"][0]
         return {
             "curves": curves,
@@ -80,11 +81,7 @@ class CostExplorer(Explorer):
     def overview(self, settings: list[dict[str, Any]], memory: dict[str, Any], titles: list[str] = ()) -> Figure:
         """Static figure: the FLOPs panel at each of ``settings`` and the memory panel at ``memory`` (settings as
         for :meth:`set`; unnamed controls keep their current values, which are restored afterwards)."""
-        before = {name: c.value for name, c in self._controls.items()}
-        try:
-            states = [self.set(**{**before, **s}).compute() for s in [*settings, memory]]
-        finally:
-            self.set(**before)
+        states = self.states_at([*settings, memory])
         return cost_overview(states[:-1], states[-1], N_GRID, titles)
 
     def draw(self, state: dict[str, Any]) -> None:
@@ -104,7 +101,8 @@ class BenchExplorer(Explorer):
 
     Controls: ``y`` ("time" or "peak memory"), ``run`` (button). State: ``slopes`` {method: fitted log-log slope},
     ``speedup`` {N: full-sdpa / latent-fast}, ``source``. The dashed curves are the formulas: FLOPs divided by the
-    method's own median FLOP/s for time, the bytes that must exist for memory. The figure is :attr:`view` (a
+    method's own median FLOP/s for time; for memory, the bytes the core creates (output and maps: q, k, v are views
+    of its input, which the tracker does not count). The figure is :attr:`view` (a
     :class:`~lattn.viz.complexity.BenchView`).
     """
 
@@ -139,15 +137,14 @@ class BenchExplorer(Explorer):
     def compute(self) -> dict[str, Any]:
         rows = [r for r in self.rows if r["section"] == "n-grid"]
         first = rows[0]
-        sizes = {"batch": first["batch"], "heads": first["heads"], "dim_head": first["dim_head"]}
+        sizes = {"batch": first["batch"], "heads": first["heads"], "d_head": first["d_head"]}
         fit_from = min(self.fit_from, max(r["n"] for r in rows))
         key = "seconds" if self.y.value == "time" else "peak_bytes"
         points = {method: bench.series(self.rows, method, key) for method in bench.METHODS}
         held = {}
-        if self.y.value == "peak memory":  # measured peak / the bytes that must exist, per method
+        if self.y.value == "peak memory":  # what the core creates: measured / formula, per method
             for method, (xs, ys) in points.items():
-                must = [method_cost(method, Shape(seq_len=int(n), num_latents=first["m"], **sizes)).core_bytes
-                        for n in xs]  # fmt: skip
+                must = [created_bytes(method, Shape(seq_len=int(n), num_latents=first["m"], **sizes)) for n in xs]
                 held[method] = (xs, [y / b for y, b in zip(ys, must)])
         return {
             "points": points,

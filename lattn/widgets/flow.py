@@ -31,7 +31,7 @@ class FlowExplorer(Explorer):
         model: takes ``(x, return_maps=True)`` and returns ``(output, LatentMaps)`` — a
             :class:`~lattn.latent.LatentAttention`, a tagger built on one, …
         x: one sequence, (1, N, D) or (N, D).
-        token_labels: N names for the tokens (default x₁ … x_N).
+        token_labels: N names for the tokens (default x₀ … x_{N−1}, numbered from 0 like the code).
         token, latent, head: what the first picture selects (0-based; None = nothing / the mean over heads).
     Controls: ``token`` and ``latent`` (index or −1 = none), ``head`` (index or −1 = mean), ``stage`` ("all" or one).
     """

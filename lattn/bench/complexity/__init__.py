@@ -9,12 +9,15 @@ Four attention cores (the real modules with their Linear projections removed, se
 * ``latent-teaching`` — its teaching path, all three maps kept.
 
 Also: the same machine's fp32 matmul throughput (measured before and after the run and right after each latent
-fast-path point; the best of these is the machine's capability) and the latent fast path's achieved FLOP/s as a
-fraction of it (the "roofline"); a grid over M at one N; the whole modules MultiHeadAttention and LatentAttention
-(projections included) at N = 16,384 and 32,768 and their time ratio; the fitted log-log slope of time against N
-per method. A core point is skipped, with a note, when its weights would not fit the memory budget or its
-predicted time (analytic FLOPs at the measured matmul rate) exceeds the time budget. Peak memory is measured by
-:func:`lattn.complexity.peak_bytes` in a separate, untimed run (which doubles as the warm-up).
+fast-path point; the best of these is the machine's matmul peak) and each core's achieved FLOP/s as a share of it
+(not a roofline: that would also need each kernel's arithmetic intensity and the memory bandwidth); a grid over M
+at one N; the whole modules MultiHeadAttention and LatentAttention (projections included) at N = 16,384 and 32,768
+and their time ratio; the fitted log-log slope of time against N per method. A core point is skipped, with a note,
+when the memory its attention call must hold (q, k, v, output, maps) exceeds the memory budget or its predicted
+time (analytic FLOPs at the measured matmul rate) exceeds the time budget. Peak memory is measured by
+:func:`lattn.complexity.peak_bytes` in a separate, untimed run (which doubles as the warm-up): on a core, whose
+q, k, v are views of its input, it sees what the call creates (``formula_bytes``: output and maps, by formula);
+:func:`~lattn.bench.complexity.run.stage_peaks` shows which stage of the latent core sets that peak.
 
 This package: :mod:`~lattn.bench.complexity.run` measures (config, rows), :mod:`~lattn.bench.complexity.report`
 reads the rows (table, slopes, targets, CSV); this file is the command line.
@@ -38,6 +41,7 @@ from .report import (
     achieved_flops_per_s,
     format_table,
     formula_curves,
+    honest_data,
     human_bytes,
     loglog_slope,
     matmul_fraction,
@@ -49,7 +53,7 @@ from .report import (
     targets,
     write_csv,
 )
-from .run import GIB, METHODS, MODULES, BenchConfig, reuse_freed_memory, run_benchmark
+from .run import GIB, METHODS, MODULES, BenchConfig, reuse_freed_memory, run_benchmark, stage_peaks
 
 __all__ = [
     "FIELDS",
@@ -61,6 +65,7 @@ __all__ = [
     "achieved_flops_per_s",
     "format_table",
     "formula_curves",
+    "honest_data",
     "human_bytes",
     "loglog_slope",
     "matmul_fraction",
@@ -73,6 +78,7 @@ __all__ = [
     "series",
     "slopes",
     "speedups",
+    "stage_peaks",
     "targets",
     "write_csv",
 ]
@@ -101,7 +107,7 @@ Examples:
   python -m lattn.bench complexity --from-csv my-run.csv
   python -m lattn.bench complexity --update-shipped"""
 
-SETTINGS = ("ns", "ms", "m", "module_ns", "heads", "dim_head", "batch", "min_run_time", "time_budget", "fit_from")
+SETTINGS = ("ns", "ms", "m", "module_ns", "heads", "d_head", "batch", "min_run_time", "time_budget", "fit_from")
 
 
 def _main(args: argparse.Namespace) -> None:
@@ -146,7 +152,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--module-ns", type=int, nargs="+", help="N of the whole-module comparison, those in --ns "
                    "(default 16,384 32,768; if none is in --ns: the largest N where full attention's core ran)")  # fmt: skip
     p.add_argument("--heads", type=int, help="heads H (default 4)")
-    p.add_argument("--dim-head", type=int, help="head size d_head (default 64)")
+    p.add_argument(
+        "--d-head",
+        "--dim-head",
+        dest="d_head",
+        type=int,
+        help="head size d_head (default 64; --dim-head is its old name)",
+    )
     p.add_argument("--batch", type=int, help="batch B (default 1)")
     p.add_argument("--min-run-time", type=float, help="seconds per timing (default 0.5; --quick 0.05)")
     p.add_argument("--time-budget", type=float, help="skip a core point predicted slower than this, in seconds "

@@ -1,6 +1,7 @@
-"""Reading the complexity benchmark's rows: the printed report, fitted slopes, achieved FLOP/s, the issue's
-targets, whole-module ratios, and CSV files (the stored 2-core run behind notebook 02 is one). No measuring here:
-that is :mod:`lattn.bench.complexity.run`."""
+"""Reading the complexity benchmark's rows: the printed report, fitted slopes, achieved FLOP/s and their share of
+the machine's matmul peak, the issue's targets, whole-module ratios, the data of notebook 02's "what M costs"
+figure, and CSV files (the stored 2-core run behind notebook 02 is one). No measuring here: that is
+:mod:`lattn.bench.complexity.run`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...complexity import CORE_METHODS, Shape, method_cost
+from ...complexity import CORE_METHODS, Shape, created_bytes, human_bytes, method_cost
 
 __all__ = [
     "FIELDS",
@@ -20,6 +21,7 @@ __all__ = [
     "achieved_flops_per_s",
     "format_table",
     "formula_curves",
+    "honest_data",
     "human_bytes",
     "loglog_slope",
     "matmul_fraction",
@@ -34,7 +36,7 @@ __all__ = [
 
 STORED_CSV = "bench_complexity_2core.csv"  # in lattn/data/: the run behind notebook 02's static figure
 FIELDS = (
-    "section", "method", "n", "m", "batch", "heads", "dim_head", "threads", "torch", "allocator",
+    "section", "method", "n", "m", "batch", "heads", "d_head", "threads", "torch", "allocator",
     "seconds", "flops", "peak_bytes", "formula_bytes", "matmul_rate", "note",
 )  # fmt: skip
 
@@ -91,8 +93,9 @@ def module_ratios(rows: list[dict]) -> dict[int, dict[str, float]]:
 
 
 def matmul_fraction(rows: list[dict], method: str, n: int) -> float | None:
-    """How close one measured point gets to the machine: its formula FLOPs per second divided by the best float32
-    FLOP/s of a large square matrix product measured in the same run (the roofline); None where not measured."""
+    """Its share of the matmul peak: one measured point's formula FLOPs per second divided by the best float32
+    FLOP/s of a large square matrix product measured in the same run; None where not measured. (Not a roofline,
+    which would also need each kernel's arithmetic intensity and the machine's memory bandwidth.)"""
     row = _measured(rows, "n-grid", method).get(n)
     return None if row is None else row["flops"] / row["seconds"] / _matmul_rate(rows)
 
@@ -106,22 +109,56 @@ def achieved_flops_per_s(rows: list[dict], method: str, fit_from: int = 1024) ->
 def formula_curves(rows: list[dict], y: str = "time", fit_from: int = 1024, num: int = 40) -> dict[str, tuple]:
     """{method: (N values, formula values)} on ``num`` log-spaced N over the n-grid, each up to the largest N its
     method was measured at: for ``y="time"`` its formula FLOPs / its own median FLOP/s (the shape the formula
-    predicts), for ``y="peak memory"`` the bytes that must exist."""
+    predicts), for ``y="peak memory"`` the bytes the call creates (output and maps; q, k, v are its inputs), the
+    quantity :func:`~lattn.complexity.peak_bytes` measures on a core."""
     if y not in ("time", "peak memory"):
         raise ValueError(f"y must be 'time' or 'peak memory', got {y!r}")
     grid = [r for r in rows if r["section"] == "n-grid"]
     first, ns = grid[0], sorted({r["n"] for r in grid})
-    sizes = {"batch": first["batch"], "heads": first["heads"], "dim_head": first["dim_head"]}
+    sizes = {"batch": first["batch"], "heads": first["heads"], "d_head": first["d_head"]}
     fine = np.unique(np.geomspace(ns[0], ns[-1], num).round().astype(int))
     curves = {}
     for method in CORE_METHODS:
         rate = achieved_flops_per_s(rows, method, fit_from) if y == "time" else None
         measured = _measured(rows, "n-grid", method)
         xs = fine[fine <= max(measured, default=0)] if rate or y != "time" else fine[:0]
-        costs = [method_cost(method, Shape(seq_len=int(n), num_latents=first["m"], **sizes)) for n in xs]
-        values = [c.core_flops / rate for c in costs] if rate else [c.core_bytes for c in costs]
+        shapes = [Shape(seq_len=int(n), num_latents=first["m"], **sizes) for n in xs]
+        if rate:
+            values = [method_cost(method, shape).core_flops / rate for shape in shapes]
+        else:
+            values = [created_bytes(method, shape) for shape in shapes]
         curves[method] = (xs, np.asarray(values, dtype=float))
     return curves
+
+
+def honest_data(rows: list[dict], fit_from_m: int = 64) -> dict:
+    """The data of notebook 02's "what M costs" figure (:func:`lattn.viz.complexity.honest_figure`), from a run's rows.
+
+    ``m_sweep`` {method: (M values, seconds)} of the latent paths at one N (``n``); ``sdpa_seconds``: fused full
+    attention's time at that N (None if not measured); ``m_slope``: the fitted log-log slope of latent-fast time
+    against M (M ≥ ``fit_from_m``); ``m_even``: the M at which that fit reaches ``sdpa_seconds`` — an extrapolation
+    beyond the sweep, not a measurement (None without two points or SDPA); ``m_flops_even``: the M at which the
+    cores' FLOPs are equal (N / 3); ``ratios`` {"attention cores", "whole modules"}: full / latent time at
+    ``ratio_n``, the largest N where both were measured (empty without a module run).
+    """
+    mgrid = [r for r in rows if r["section"] == "m-grid" and r["seconds"] is not None]
+    n = mgrid[0]["n"] if mgrid else None
+    sweep = {m: series(rows, m, section="m-grid") for m in ("latent-fast", "latent-teaching")}
+    sdpa = dict(zip(*series(rows, "full-sdpa"))).get(n)
+    ms, seconds = sweep["latent-fast"]
+    fit = [(m, t) for m, t in zip(ms, seconds) if m >= fit_from_m]
+    slope = loglog_slope(*map(list, zip(*fit))) if len(fit) >= 2 else None
+    m_even = None
+    if slope and sdpa:
+        m_last, t_last = fit[-1]
+        m_even = m_last * (sdpa / t_last) ** (1 / slope)
+    cores, modules = speedups(rows), module_ratios(rows)
+    both = [nm for nm in modules if nm in cores]
+    ratio_n = max(both) if both else None
+    ratios = {"attention cores": cores[ratio_n], "whole modules": modules[ratio_n]["time"]} if both else {}
+    return {"m_sweep": {k: v for k, v in sweep.items() if v[0]}, "n": n, "sdpa_seconds": sdpa, "m_slope": slope,
+            "m_even": m_even, "m_flops_even": None if n is None else n / 3, "ratios": ratios,
+            "ratio_n": ratio_n}  # fmt: skip
 
 
 def targets(rows: list[dict], fit_from: int = 1024) -> list[tuple[str, str, str, bool | None]]:
@@ -143,8 +180,8 @@ def targets(rows: list[dict], fit_from: int = 1024) -> list[tuple[str, str, str,
     add("full-sdpa / latent-fast at N=16,384", ratio, "{:.1f}×", "≥ 60×", lambda v: v >= 60)
     add("latent-fast time(65,536) / time(16,384)", f64 / f16 if f64 and f16 else None, "{:.2f}", "≤ 4.5",
         lambda v: v <= 4.5)  # fmt: skip
-    roof = fast[65_536]["flops"] / f64 / rate if f64 else None
-    add("latent-fast FLOP/s / matmul FLOP/s at N=65,536", roof, "{:.0%}", "≥ 50 %", lambda v: v >= 0.5)
+    share = fast[65_536]["flops"] / f64 / rate if f64 else None
+    add("latent-fast FLOP/s / matmul FLOP/s at N=65,536", share, "{:.0%}", "≥ 50 %", lambda v: v >= 0.5)
     common = [n for n in sorted(set(fast) & set(teach)) if n >= fit_from]
     worst = max((teach[n]["seconds"] / fast[n]["seconds"] for n in common), default=None)
     add(f"latent-teaching / latent-fast, worst N ≥ {fit_from:,}", worst, "{:.2f}×", "≤ 2×", lambda v: v <= 2)
@@ -155,15 +192,6 @@ def _ms(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1e3:,.{1 if seconds >= 0.01 else 2}f}"
 
 
-def human_bytes(n: float) -> str:
-    """1536 → '1.5 KiB'; binary units, three significant digits."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def _mem(row: dict | None) -> str:
     if row is None or row["seconds"] is None:
         return "—"
@@ -171,7 +199,8 @@ def _mem(row: dict | None) -> str:
 
 
 def _n_grid_lines(rows: list[dict], rate: float, fit_from: int) -> list[str]:
-    """Times, ratios and roofline per N; the fitted slopes; measured vs formula memory; notes on skipped points."""
+    """Times, ratios and share of the matmul peak per N; the fitted slopes; measured vs formula memory (what the
+    core creates); notes on skipped points."""
     grid = {m: {r["n"]: r for r in rows if r["section"] == "n-grid" and r["method"] == m} for m in CORE_METHODS}
     ns = sorted({r["n"] for r in rows if r["section"] == "n-grid"})
     lines = [
@@ -190,17 +219,17 @@ def _n_grid_lines(rows: list[dict], rate: float, fit_from: int) -> list[str]:
         sd, lf, lt = (grid[k][n]["seconds"] for k in ("full-sdpa", "latent-fast", "latent-teaching"))
         ratio = f"{sd / lf:,.1f}×" if sd and lf else "—"
         teach = f"{lt / lf:.2f}×" if lt and lf else "—"
-        roof = f"{grid['latent-fast'][n]['flops'] / lf / rate:.0%}" if lf else "—"
+        share = f"{grid['latent-fast'][n]['flops'] / lf / rate:.0%}" if lf else "—"
         lines.append(
             f"{n:>7,} | {cells['full-sdpa']:>10} | {cells['full-explicit']:>13} | {cells['latent-fast']:>11} | "
-            f"{cells['latent-teaching']:>15} | {ratio:>11} | {teach:>10} | {roof:>18}"
+            f"{cells['latent-teaching']:>15} | {ratio:>11} | {teach:>10} | {share:>18}"
         )
     fitted = slopes(rows, fit_from)
     cells = (
         f"{('—' if fitted[k] is None else f'{fitted[k]:.2f}'):>{w}}" for k, w in zip(CORE_METHODS, (10, 13, 11, 15))
     )
     lines.append(f"{'slope':>7} | " + " | ".join(cells) + f"   (log-log fit over N ≥ {fit_from:,})")
-    lines += ["", "peak memory held by the core (measured / formula: the bytes that must exist):"]
+    lines += ["", "peak memory the core creates, measured / formula (output and maps; q, k, v are its inputs):"]
     lines.append(" | ".join([f"{'N':>7}", *(f"{k:>21}" for k in CORE_METHODS)]))
     lines += [" | ".join([f"{n:>7,}", *(f"{_mem(grid[k][n]):>21}" for k in CORE_METHODS)]) for n in ns]
     return lines + list(skipped.values())
@@ -240,17 +269,17 @@ def _module_lines(rows: list[dict], rate: float) -> list[str]:
 
 
 def format_table(rows: list[dict], fit_from: int = 1024) -> str:
-    """The printed report: config, matmul rate, N grid (times, ratios, roofline, memory), slopes, M grid, whole
-    modules, notes on skipped points, targets."""
+    """The printed report: config, matmul rate, N grid (times, ratios, share of the matmul peak, memory), slopes,
+    M grid, whole modules, notes on skipped points, targets."""
     r0 = rows[0]
     rate = _matmul_rate(rows)
     mat = [f"{r['flops'] / r['seconds'] / 1e9:.1f}" for r in rows if r["section"] == "matmul"]
     m = next((r["m"] for r in rows if r["section"] == "n-grid"), 0)
     lines = [
-        f"complexity benchmark: B={r0['batch']}, H={r0['heads']}, d_head={r0['dim_head']}, M={m}, float32, "
+        f"complexity benchmark: B={r0['batch']}, H={r0['heads']}, d_head={r0['d_head']}, M={m}, float32, "
         f"{r0['threads']} threads, torch {r0['torch']}",
         f"fp32 matmul throughput: {' → '.join(mat)} GFLOP/s before → after the run; best of all its measurements "
-        f"(also taken next to each latent-fast point): {rate / 1e9:.1f}, the roofline's reference",
+        f"(also taken next to each latent-fast point): {rate / 1e9:.1f}, the matmul peak",
         f"allocator: {r0.get('allocator') or 'default'}",
         "",
         *_n_grid_lines(rows, rate, fit_from),
@@ -281,7 +310,9 @@ def read_csv(path: str | Path | None = None) -> list[dict]:
     text = resources.files("lattn").joinpath("data", STORED_CSV).read_text() if path is None else Path(path).read_text()
     rows = list(csv.DictReader(text.splitlines()))
     for row in rows:
-        for key in ("n", "m", "batch", "heads", "dim_head", "threads", "flops"):
+        if "dim_head" in row:  # runs written before the head width was named d_head everywhere
+            row["d_head"] = row.pop("dim_head")
+        for key in ("n", "m", "batch", "heads", "d_head", "threads", "flops"):
             row[key] = int(row[key])
         for key in ("seconds", "matmul_rate"):
             row[key] = float(row[key]) if row.get(key) else None

@@ -13,12 +13,21 @@ import torch
 
 from ...attention import MultiHeadAttention
 from ...checks import check_int
-from ...complexity import CORE_METHODS, MODULE_METHODS, Cost, Shape, method_cost, peak_bytes, without_projections
-from ...latent import LatentAttention
+from ...complexity import (
+    CORE_METHODS,
+    MODULE_METHODS,
+    Cost,
+    Shape,
+    created_bytes,
+    human_bytes,
+    method_cost,
+    peak_bytes,
+    without_projections,
+)
+from ...latent import STAGES, LatentAttention
 from .. import matmul_flops_per_s, median_seconds
-from .report import human_bytes
 
-__all__ = ["GIB", "METHODS", "MODULES", "BenchConfig", "reuse_freed_memory", "run_benchmark"]
+__all__ = ["GIB", "METHODS", "MODULES", "BenchConfig", "reuse_freed_memory", "run_benchmark", "stage_peaks"]
 
 METHODS = dict(zip(CORE_METHODS, (
     "full attention, torch SDPA (fused)",
@@ -62,7 +71,7 @@ class BenchConfig:
     # at which full-sdpa runs)
     batch: int = 1
     heads: int = 4
-    dim_head: int = 64
+    d_head: int = 64
     memory_budget: int = 2 * GIB  # skip a point whose attention core must hold more bytes than this
     time_budget: float = 15.0  # skip a core point predicted to take longer than this (seconds per call)
     min_run_time: float = 0.5  # seconds per measurement (lattn.bench.median_seconds)
@@ -87,7 +96,7 @@ class BenchConfig:
         )
 
     def __post_init__(self) -> None:
-        check_int(m=self.m, m_grid_n=self.m_grid_n, batch=self.batch, heads=self.heads, dim_head=self.dim_head,
+        check_int(m=self.m, m_grid_n=self.m_grid_n, batch=self.batch, heads=self.heads, d_head=self.d_head,
                   repeats=self.repeats, matmul_n=self.matmul_n)  # fmt: skip
         for name in ("ns", "ms", "module_ns"):
             values = getattr(self, name)
@@ -99,12 +108,12 @@ class BenchConfig:
 
     def shape(self, n: int, m: int) -> Shape:
         """The :class:`~lattn.complexity.Shape` of one point (float32)."""
-        return Shape(batch=self.batch, seq_len=n, num_latents=m, heads=self.heads, dim_head=self.dim_head)
+        return Shape(batch=self.batch, seq_len=n, num_latents=m, heads=self.heads, d_head=self.d_head)
 
 
 def _skip_reason(cost: Cost, seconds_predicted: float, config: BenchConfig, method: str) -> str:
-    if cost.core_bytes > config.memory_budget:
-        return f"skipped: must hold {human_bytes(cost.core_bytes)} > {human_bytes(config.memory_budget)} memory budget"
+    if cost.peak_bytes > config.memory_budget:
+        return f"skipped: must hold {human_bytes(cost.peak_bytes)} > {human_bytes(config.memory_budget)} memory budget"
     if seconds_predicted > config.time_budget:
         why = " (its N×N is never stored: time, not memory, is the limit)" if method == "full-sdpa" else ""
         return f"skipped: predicted {seconds_predicted:.2g} s > {config.time_budget:g} s time budget{why}"
@@ -143,8 +152,8 @@ def run_benchmark(config: BenchConfig | None = None, progress: Callable[[str], N
     """
     config = config or BenchConfig()
     say = progress or (lambda _text: None)
-    B, D = config.batch, config.heads * config.dim_head
-    base = {"batch": B, "heads": config.heads, "dim_head": config.dim_head, "threads": torch.get_num_threads(),
+    B, D = config.batch, config.heads * config.d_head
+    base = {"batch": B, "heads": config.heads, "d_head": config.d_head, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "allocator": _allocator, "matmul_rate": ""}  # fmt: skip
     rows: list[dict] = []
 
@@ -197,16 +206,32 @@ def run_benchmark(config: BenchConfig | None = None, progress: Callable[[str], N
                     p["first"], p["seconds"] = time.perf_counter() - start, math.inf
                 # min_run_time worth of runs, or — for a call slower than that — about two runs
                 p["seconds"] = min(p["seconds"], median_seconds(fn, max(config.min_run_time, p["first"])))
-                if (
-                    p["method"] == "latent-fast" and p["section"] == "n-grid"
-                ):  # more samples of the roofline's reference
+                if p["method"] == "latent-fast" and p["section"] == "n-grid":  # more samples of the matmul peak
                     p["matmul_rate"] = max(p.get("matmul_rate", 0.0), matmul_rate(max(0.1, config.min_run_time)))
 
     for p in planned:
-        flops, formula_bytes = p["cost"].totals(whole_module=p["section"] == "module")
+        module = p["section"] == "module"  # a module makes its own q, k, v: the tracker sees them
+        flops, held = p["cost"].totals(whole_module=module)
+        formula_bytes = held if module else created_bytes(p["method"], config.shape(p["n"], p["m"]))
         rows.append({**base, "section": p["section"], "method": p["method"], "n": p["n"], "m": p["m"],
                      "note": p["note"], "flops": flops, "formula_bytes": formula_bytes, "seconds": p.get("seconds"),
                      "peak_bytes": p.get("peak_bytes", ""), "matmul_rate": p.get("matmul_rate", "")})  # fmt: skip
     say("matmul throughput (again)")
     matmul_row()
     return rows
+
+
+def stage_peaks(n: int, m: int = 64, *, heads: int = 4, d_head: int = 64, seed: int = 0) -> dict[str, int]:
+    """Peak bytes each stage of the latent fast path's core creates on its own (:func:`peak_bytes`; projections
+    removed, so q, k, v are views of the input), B = 1, float32: ``{"write", "gather", "broadcast", "all three"}``.
+    Shows which stage sets the core's measured peak at a given N."""
+    check_int(n=n, m=m, heads=heads, d_head=d_head)
+    D = heads * d_head
+    x = torch.randn(1, n, D, generator=torch.Generator().manual_seed(seed))
+    out = {}
+    for name, stages in [*((s, (s,)) for s in STAGES), ("all three", STAGES)]:
+        torch.manual_seed(seed)
+        core = without_projections(LatentAttention(D, m, heads, stages=stages))
+        with torch.inference_mode():
+            out[name] = peak_bytes(lambda c=core: c(x))
+    return out
