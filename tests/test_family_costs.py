@@ -33,7 +33,7 @@ def test_flop_formula_equals_counter_on_both_paths(key, sizes):
     teaching = cx.count_flops(lambda: mech.run(module, x, return_maps=True))
     assert fast == mech.cost(N, sizes.num_latents, sizes, batch=B).flops, "fast path"
     if key in ("luna_causal", "nystrom"):  # the members whose teaching path does more work (explicit N×N)
-        sz = {"batch": B, "heads": sizes.heads, "dim_head": sizes.dim_head}
+        sz = {"batch": B, "heads": sizes.heads, "d_head": sizes.d_head}
         price = cx.luna_causal_cost if key == "luna_causal" else cx.nystrom_cost
         assert teaching == price(N, sizes.num_latents, path="teaching", **sz).flops > fast
     else:
@@ -43,13 +43,13 @@ def test_flop_formula_equals_counter_on_both_paths(key, sizes):
 @pytest.mark.parametrize(
     "module, price",
     [
-        (Luna(8, 3, heads=2), lambda p: cx.luna_cost(7, 3, batch=2, heads=2, dim_head=4, path=p)),
-        (LunaCausal(8, 3, heads=2), lambda p: cx.luna_causal_cost(7, 3, batch=2, heads=2, dim_head=4, path=p)),
-        (Linformer(8, 7, 3, heads=2), lambda p: cx.linformer_cost(7, 3, batch=2, heads=2, dim_head=4, path=p)),
-        (Nystromformer(8, 3, heads=2), lambda p: cx.nystrom_cost(7, 3, batch=2, heads=2, dim_head=4, path=p)),
+        (Luna(8, 3, heads=2), lambda p: cx.luna_cost(7, 3, batch=2, heads=2, d_head=4, path=p)),
+        (LunaCausal(8, 3, heads=2), lambda p: cx.luna_causal_cost(7, 3, batch=2, heads=2, d_head=4, path=p)),
+        (Linformer(8, 7, 3, heads=2), lambda p: cx.linformer_cost(7, 3, batch=2, heads=2, d_head=4, path=p)),
+        (Nystromformer(8, 3, heads=2), lambda p: cx.nystrom_cost(7, 3, batch=2, heads=2, d_head=4, path=p)),
         (
             ISAB(8, 3, heads=2, feedforward=False),
-            lambda p: cx.isab_cost(7, 3, feedforward=False, batch=2, heads=2, dim_head=4, path=p),
+            lambda p: cx.isab_cost(7, 3, feedforward=False, batch=2, heads=2, d_head=4, path=p),
         ),
     ],
     ids=["luna", "luna_causal", "linformer", "nystrom", "isab"],
@@ -163,7 +163,7 @@ def test_the_table_takes_any_mechanism_of_the_convention():
         key="perceiver_ar_0",
         title="Perceiver AR, depth 0",
         make=lambda s: PerceiverAR(s.dim, s.num_latents, heads=s.heads, cross_heads=s.heads, depth=0),
-        price=lambda n, m, s, b: cx.perceiver_ar_cost(n, m, depth=0, batch=b, heads=s.heads, dim_head=s.dim_head),
+        price=lambda n, m, s, b: cx.perceiver_ar_cost(n, m, depth=0, batch=b, heads=s.heads, d_head=s.d_head),
     )
     table = comparison_table(n=16, m=4, dim=8, heads=2, keys=[mech, "luna"])
     (mine, luna) = table.rows

@@ -89,7 +89,7 @@ def test_check_head_capacity(answer, ok, hint, capsys):
 
 
 def test_paths_figure_draws_every_path():
-    fig = paths_figure(Shape(seq_len=256, num_latents=16, heads=2, dim_head=8))
+    fig = paths_figure(Shape(seq_len=256, num_latents=16, heads=2, d_head=8))
     ax, ax_text = fig.axes
     assert len(ax.get_yticklabels()) == len(PATH_STEPS) and len(ax_text.texts) == len(PATH_STEPS)
     totals = [0.0] * len(PATH_STEPS)  # MiB per row (row 0: full attention with its explicit N×N map)

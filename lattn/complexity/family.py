@@ -6,11 +6,11 @@ module is priced as a gather stage of nq latents over nk tokens (core = scores +
 v, out); the feed-forward MLPs and Slot Attention's GRU are Costs of their own whose FLOPs count as
 projection_flops (all other nn.Linear-type work) and whose hidden activations are not listed in ``tensors``.
 :func:`~lattn.complexity.total_cost` adds the parts up, so a module's peak_bytes is that of its largest attention.
-D = heads·dim_head; the FLOPs depend on D only, not on how it is split into heads — except Luna causal's teaching
+D = heads·d_head; the FLOPs depend on D only, not on how it is split into heads — except Luna causal's teaching
 path, whose N×N×l products are per head, and Nyströmformer's m × m pseudo-inverse, computed per head.
 
 Every formula takes the two lengths of its mechanism (N and its M, l, k or seeds) and ``**sizes``: the other
-fields of :class:`~lattn.complexity.Shape` (``batch``, ``heads``, ``dim_head``, ``dtype``), validated there.
+fields of :class:`~lattn.complexity.Shape` (``batch``, ``heads``, ``d_head``, ``dtype``), validated there.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def slot_attention_cost(n: int, m: int, *, iters: int = 3, mlp_mult: int = 2, di
     ``sizes``: ``batch`` and ``dtype``.
     """
     check_int(iters=iters)
-    shape = _shape({**sizes, "dim_head": dim}, n=n, m=m)
+    shape = _shape({**sizes, "d_head": dim}, n=n, m=m)
     B, s = shape.batch, shape.itemsize
     inputs = Cost(core_flops=0, projection_flops=2 * 2 * B * n * dim * dim)  # to_k, to_v
     one_round = Cost(

@@ -40,7 +40,7 @@ class Sizes:
     seq_len: int = 12  # N: needed up front by Linformer only
 
     @property
-    def dim_head(self) -> int:
+    def d_head(self) -> int:
         return self.dim // self.heads
 
 
@@ -108,7 +108,7 @@ class Mechanism:
 
 
 def _hs(s: Sizes, b: int) -> dict:
-    return {"batch": b, "heads": s.heads, "dim_head": s.dim_head}
+    return {"batch": b, "heads": s.heads, "d_head": s.d_head}
 
 
 def _shape(n: int, m: int, s: Sizes, b: int) -> cx.Shape:
