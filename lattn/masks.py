@@ -21,7 +21,16 @@ from torch import Tensor
 
 from .checks import check_int
 
-__all__ = ["HALF_DTYPES", "band_mask", "causal_mask", "key_padding", "local_global_mask", "masked_softmax", "upcast"]
+__all__ = [
+    "HALF_DTYPES",
+    "band_mask",
+    "causal_mask",
+    "key_padding",
+    "local_global_mask",
+    "map_itemsize",
+    "masked_softmax",
+    "upcast",
+]
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -29,6 +38,11 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 def upcast(t: Tensor) -> Tensor:
     """Half-precision tensors → float32 (where softmax and its sums happen); other dtypes unchanged."""
     return t.float() if t.dtype in HALF_DTYPES else t
+
+
+def map_itemsize(dtype: torch.dtype) -> int:
+    """Bytes per entry of an attention map computed from ``dtype`` inputs: 4 for half and float32, 8 for float64."""
+    return torch.empty((), dtype=torch.float32 if dtype in HALF_DTYPES else dtype).element_size()
 
 
 def causal_mask(

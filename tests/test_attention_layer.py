@@ -8,9 +8,19 @@ import math
 import pytest
 import torch
 from conftest import assert_close
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lattn import LatentAttention, checks
-from lattn.attention import Attention, KVCache, MultiHeadAttention, attend, fused_attention, project, scaled_dot_product
+from lattn.attention import (
+    Attention,
+    KVCache,
+    MultiHeadAttention,
+    attend,
+    fused_attention,
+    fused_linear,
+    scaled_dot_product,
+    worth_fusing,
+)
 from lattn.checks import check_int
 
 
@@ -125,11 +135,29 @@ def test_kv_cache_rewind_and_bad_positions():
     assert isinstance(cache, KVCache)
 
 
-def test_project_is_each_linear_exactly():
-    x = torch.randn(3, 20, 32)
+def test_fused_linear_is_one_matmul_and_each_linear_to_rounding():
+    x = torch.randn(3, 60, 32)  # 180 rows ≥ 5 × 32 weight rows: fusing pays
     linears = [torch.nn.Linear(32, 32) for _ in range(5)]
-    for got, lin in zip(project(x, linears), linears):
-        assert torch.equal(got, lin(x))
+    assert worth_fusing(x, linears)
+
+    class Matmuls(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.addmm, torch.ops.aten.mm, torch.ops.aten.bmm):
+                self.calls.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Matmuls() as rec:
+        outs = fused_linear(x, linears)
+    assert len(rec.calls) == 1, f"one matmul for all five layers, got {len(rec.calls)}"
+    for got, lin in zip(outs, linears):
+        want = x.double() @ lin.weight.double().T + lin.bias.double()  # float64, from the weights
+        assert_close(got, want, 1e-5, "fused output vs float64")
+        assert_close(got, lin(x), 1e-5, "fused output vs the layer itself")
+    assert not worth_fusing(x[:, :10], linears)  # 30 rows < 160 weight rows: each layer on its own
 
 
 def test_attend_is_the_fast_or_the_teaching_core():
@@ -190,11 +218,14 @@ def test_fused_attention_validates_its_inputs():
 def test_huge_maps_are_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 1000)
     layer = MultiHeadAttention(8, 2)
-    x = torch.randn(1, 20, 8)  # 2 heads × 20 × 20 × 4 B = 3,200 B of maps
-    with pytest.raises(MemoryError, match="use the fast path"):
+    x = torch.randn(1, 20, 8)  # scores and weights: 2 × (2 heads × 20 × 20 × 4 B) = 6,400 B
+    with pytest.raises(MemoryError, match=r"would hold 6.2 KiB .*\(scores and weights\).*use the fast path"):
         layer(x, return_maps=True)
     assert layer(x).shape == (1, 20, 8)  # the fast path keeps no map
-    la = LatentAttention(8, 2, heads=2)
-    _, maps = la(x, return_maps=True)  # 2 × 20 × 2 maps are small
+    la = LatentAttention(8, 2, heads=2)  # maps of 2 × 20 × 2 × 4 B = 320 B; at most 4 held at once (1,280 B)
+    with pytest.raises(MemoryError, match=r"would hold 1.2 KiB .*\(4 maps of 320 bytes"):
+        la(x, return_maps=True)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 1280)
+    _, maps = la(x, return_maps=True)
     with pytest.raises(MemoryError, match=r"effective\(\) at N = 20 would hold"):
         maps.effective()
