@@ -344,7 +344,6 @@ class Attention(nn.Module):
             T = q.shape[2]
             allowed, causal = (None if T == 1 else causal_mask(T, start_pos=start_pos, device=x.device)), False
         read, maps = attend(q, k, v, allowed, causal=causal, return_maps=return_maps)  # (B, H, Nq, d_head)
-        del q, k, v  # NOTE: freed before the output projection
         out = self.merge(read)  # (B, Nq, dim)
         if query_mask is not None:
             out = out.masked_fill(~query_mask[..., None], 0)  # padded queries output zeros

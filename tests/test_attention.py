@@ -79,7 +79,7 @@ def test_mha_matches_torch_sdpa_on_same_projections(heads, causal):
     x = torch.randn(2, 11, 16)
     out, maps = mha(x, causal=causal, return_maps=True)
     q, k, v = mha.project(x)
-    ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (B, H, N, dh)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (B, H, N, d_head)
     ref = mha.to_out(ref.transpose(1, 2).reshape(2, 11, 16))
     assert_close(out, ref, 1e-5, "MHA vs torch SDPA")
     assert_close(mha(x, causal=causal), out, 1e-5, "fast vs teaching")

@@ -25,7 +25,7 @@ from lattn.checks import check_int
 
 
 def hand_attention(layer: Attention, x, context=None, allowed=None):
-    """float64 multi-head attention from the definition: projections, per-head softmax(q·kᵀ/√dh)·v, output projection.
+    """float64 multi-head attention from the definition: projections, per-head softmax(q·kᵀ/√d_head)·v, output projection.
 
     allowed: bool (B, Nq, Nk) or None. Queries with nothing allowed give zeros before the output projection.
     """
@@ -36,14 +36,14 @@ def hand_attention(layer: Attention, x, context=None, allowed=None):
     x = x.double()
     c = x if context is None else context.double()
     B, Nq, D = x.shape
-    H, dh = layer.heads, D // layer.heads
-    q = (x @ p["to_q"][0].T + p["to_q"][1]).view(B, Nq, H, dh)
-    k = (c @ p["to_k"][0].T + p["to_k"][1]).view(B, c.shape[1], H, dh)
-    v = (c @ p["to_v"][0].T + p["to_v"][1]).view(B, c.shape[1], H, dh)
-    out = torch.zeros(B, Nq, H, dh, dtype=torch.float64)
+    H, d_head = layer.heads, D // layer.heads
+    q = (x @ p["to_q"][0].T + p["to_q"][1]).view(B, Nq, H, d_head)
+    k = (c @ p["to_k"][0].T + p["to_k"][1]).view(B, c.shape[1], H, d_head)
+    v = (c @ p["to_v"][0].T + p["to_v"][1]).view(B, c.shape[1], H, d_head)
+    out = torch.zeros(B, Nq, H, d_head, dtype=torch.float64)
     for b in range(B):
         for h in range(H):
-            s = q[b, :, h] @ k[b, :, h].T / math.sqrt(dh)  # (Nq, Nk)
+            s = q[b, :, h] @ k[b, :, h].T / math.sqrt(d_head)  # (Nq, Nk)
             if allowed is not None:
                 s = s.masked_fill(~allowed[b], float("-inf"))
             w = torch.nan_to_num(s.softmax(-1))  # a row with nothing allowed → zeros

@@ -341,7 +341,7 @@ def test_luna_causal_decoding_equals_the_parallel_form():
     x = torch.randn(2, 9, 8)
     full = m(x)
     state = m.new_cache(2, 9)
-    assert state.length == 0 and state.numel() == 3 * (2 * 2 * 3 * 4) + 1  # 3 tensors (B, H, l, dh) + t
+    assert state.length == 0 and state.numel() == 3 * (2 * 2 * 3 * 4) + 1  # 3 tensors (B, H, l, d_head) + t
     assert state.nbytes == 3 * (2 * 2 * 3 * 4) * 4  # float32
     nbytes = state.nbytes
     outs = [m(x[:, t : t + 1], cache=state) for t in range(9)]  # the state is updated in place

@@ -71,11 +71,11 @@ def attention(layer, queries, context, allowed=None):
     """
     b, nq, d = queries.shape
     h = layer.heads
-    dh = d // h
-    q = lin(layer.to_q, queries).view(b, nq, h, dh)
-    k = lin(layer.to_k, context).view(b, -1, h, dh)
-    v = lin(layer.to_v, context).view(b, -1, h, dh)
-    w = softmax(torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(dh), allowed)  # (B, H, Nq, Nk)
+    d_head = d // h
+    q = lin(layer.to_q, queries).view(b, nq, h, d_head)
+    k = lin(layer.to_k, context).view(b, -1, h, d_head)
+    v = lin(layer.to_v, context).view(b, -1, h, d_head)
+    w = softmax(torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d_head), allowed)  # (B, H, Nq, Nk)
     return lin(layer.to_out, torch.einsum("bhqk,bkhd->bqhd", w, v).reshape(b, nq, d))
 
 
@@ -166,7 +166,7 @@ def luna_reference(m, x, mask=None):
 def luna_causal_reference(m, x, mask=None, packed=None):
     """From the definition, one position at a time, packing each prefix of *real* tokens from scratch."""
     b_, n, d = x.shape
-    h, dh = m.heads, d // m.heads
+    h, d_head = m.heads, d // m.heads
     packed = m.packed.double() if packed is None else packed
     pq = lin(m.to_pq, packed).expand(b_, -1, -1)  # (B, l, D)
     pk, q, k, v = (lin(f, x) for f in (m.to_pk, m.to_q, m.to_k, m.to_v))  # (B, N, D)
@@ -178,15 +178,15 @@ def luna_causal_reference(m, x, mask=None, packed=None):
             js = [j for j in range(t + 1) if mask is None or mask[b, j]]  # the real tokens ≤ t
             heads = []
             for i in range(h):
-                sl = slice(i * dh, (i + 1) * dh)
-                score = pk[b, js, sl] @ pq[b, :, sl].T / math.sqrt(dh)  # (t', l)
+                sl = slice(i * d_head, (i + 1) * d_head)
+                score = pk[b, js, sl] @ pq[b, :, sl].T / math.sqrt(d_head)  # (t', l)
                 if m.packing == "elu":
                     phi = torch.nn.functional.elu(score) + 1
                 else:  # softplus with β = ln 2: log2(1 + 2^score)
                     phi = torch.log2(1 + torch.exp2(score))
-                packed_k = phi.T @ k[b, js, sl] / len(js)  # (l, dh): mean over the prefix
+                packed_k = phi.T @ k[b, js, sl] / len(js)  # (l, d_head): mean over the prefix
                 packed_v = phi.T @ v[b, js, sl] / len(js)
-                a = softmax(q[b, t, sl] @ packed_k.T / math.sqrt(dh))  # (l,): over the packed slots
+                a = softmax(q[b, t, sl] @ packed_k.T / math.sqrt(d_head))  # (l,): over the packed slots
                 heads.append(a @ packed_v)
             out[b, t] = lin(m.to_out, torch.cat(heads))
     return out
@@ -220,14 +220,14 @@ def slot_attention_reference(m, x, slots, mask=None):
 def linformer_reference(m, x, mask=None):
     """K' = E·K, V' = F·V along the sequence axis, then attention of every query over the k projected keys."""
     b, n, d = x.shape
-    h, dh = m.heads, d // m.heads
+    h, d_head = m.heads, d // m.heads
     E = m.proj_k.double()
     F = E if m.proj_v is None else m.proj_v.double()
-    q = lin(m.to_q, x).view(b, n, h, dh)
-    k = zero_padded(lin(m.to_k, x), mask).view(b, n, h, dh)  # padded tokens add nothing to K', V'
-    v = zero_padded(lin(m.to_v, x), mask).view(b, n, h, dh)
-    kp, vp = torch.einsum("sn,bnhd->bshd", E, k), torch.einsum("sn,bnhd->bshd", F, v)  # (B, k, H, dh)
-    w = softmax(torch.einsum("bnhd,bshd->bhns", q, kp) / math.sqrt(dh))  # (B, H, N, k)
+    q = lin(m.to_q, x).view(b, n, h, d_head)
+    k = zero_padded(lin(m.to_k, x), mask).view(b, n, h, d_head)  # padded tokens add nothing to K', V'
+    v = zero_padded(lin(m.to_v, x), mask).view(b, n, h, d_head)
+    kp, vp = torch.einsum("sn,bnhd->bshd", E, k), torch.einsum("sn,bnhd->bshd", F, v)  # (B, k, H, d_head)
+    w = softmax(torch.einsum("bnhd,bshd->bhns", q, kp) / math.sqrt(d_head))  # (B, H, N, k)
     out = lin(m.to_out, torch.einsum("bhns,bshd->bnhd", w, vp).reshape(b, n, d))
     return zero_padded(out, mask)
 
@@ -353,7 +353,7 @@ def test_linformer(mask, share_kv, k):
         _, maps = m(x, mask=mask, return_maps=True)
     eff = maps.effective()
     assert eff.shape == (B, 2, N, N)
-    v_heads = zero_padded(lin(m.to_v, x), mask).view(B, N, 2, D // 2).transpose(1, 2)  # (B, H, N, dh)
+    v_heads = zero_padded(lin(m.to_v, x), mask).view(B, N, 2, D // 2).transpose(1, 2)  # (B, H, N, d_head)
     mixed = (eff @ v_heads).transpose(1, 2).reshape(B, N, D)
     assert_close(zero_padded(lin(m.to_out, mixed), mask), linformer_reference(m, x, mask), ATOL, "effective map")
     assert torch.linalg.matrix_rank(eff[1, 0]).item() <= k  # rank ≤ k

@@ -16,7 +16,7 @@ SUBSETS = [s for r in range(1, 4) for s in __import__("itertools").combinations(
 def reference_forward(la: LatentAttention, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Recompute the three stages in float64 from their definitions, one head and one sequence at a time."""
     B, N, D = x.shape
-    H, dh = la.heads, D // la.heads
+    H, d_head = la.heads, D // la.heads
     x = x.double()
     outs, maps = (
         [],
@@ -37,19 +37,19 @@ def reference_forward(la: LatentAttention, x: torch.Tensor) -> tuple[torch.Tenso
             q, k, v = lin(p.to_q, xb), lin(p.to_k, z), lin(p.to_v, xb)
             upd = []
             for h in range(H):
-                sl = slice(h * dh, (h + 1) * dh)
-                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh), dim=1)  # (N, M): over latents
+                sl = slice(h * d_head, (h + 1) * d_head)
+                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(d_head), dim=1)  # (N, M): over latents
                 maps["write"][b, h] = a
                 wmean = a / (a.sum(0, keepdim=True) + la.eps)  # renormalise each latent's column over tokens
-                upd.append(wmean.T @ v[:, sl])  # (M, dh)
+                upd.append(wmean.T @ v[:, sl])  # (M, d_head)
             z = z + lin(p.to_out, torch.cat(upd, -1))
         if "gather" in la.stages:
             p = la.proj["gather"]
             q, k, v = lin(p.to_q, z), lin(p.to_k, xb), lin(p.to_v, xb)
             reads = []
             for h in range(H):
-                sl = slice(h * dh, (h + 1) * dh)
-                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh), dim=1)  # (M, N): over tokens
+                sl = slice(h * d_head, (h + 1) * d_head)
+                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(d_head), dim=1)  # (M, N): over tokens
                 maps["gather"][b, h] = a
                 reads.append(a @ v[:, sl])
             z = z + lin(p.to_out, torch.cat(reads, -1))
@@ -59,8 +59,8 @@ def reference_forward(la: LatentAttention, x: torch.Tensor) -> tuple[torch.Tenso
             q, k, v = lin(p.to_q, xb), lin(p.to_k, z), lin(p.to_v, z)
             reads = []
             for h in range(H):
-                sl = slice(h * dh, (h + 1) * dh)
-                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(dh), dim=1)  # (N, M): over latents
+                sl = slice(h * d_head, (h + 1) * d_head)
+                a = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(d_head), dim=1)  # (N, M): over latents
                 maps["broadcast"][b, h] = a
                 reads.append(a @ v[:, sl])
             out = lin(p.to_out, torch.cat(reads, -1))
