@@ -260,3 +260,14 @@ def test_size_guard_counts_every_map_the_call_holds(monkeypatch):
     monkeypatch.setattr(checks, "machine_memory", lambda: 2**31)  # a machine with 2 GiB for this process
     with pytest.raises(MemoryError, match=r"over the limit of 2.0 GiB \(this machine's memory\)"):
         la(x, return_maps=True)
+
+
+def test_query_mask_is_checked_like_mask():
+    layer = Attention(16, heads=2)
+    x, ctx = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    with pytest.raises(ValueError, match=r"query_mask must have shape \(B, N\) = \(2, 3\) to match x \(2, 3, 16\)"):
+        layer(x, context=ctx, query_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"query_mask must have dtype torch.bool"):
+        layer(x, context=ctx, query_mask=torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"mask must have shape \(B, N\) = \(2, 5\) to match context \(2, 5, 16\)"):
+        layer(x, context=ctx, mask=torch.ones(2, 3, dtype=torch.bool))
