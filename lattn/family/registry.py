@@ -8,11 +8,13 @@ package's calling convention, so :meth:`Mechanism.run` calls each one the same w
 return_maps=…)``, and returns what the module returns: maps are :class:`~lattn.latent.LatentMaps` for every member,
 the (B, H, N, N) tensor for full attention.
 
-A new member touches these files, and no others: its module ``lattn/family/<name>.py`` (the convention above, maps
-as ``LatentMaps``); one ``Mechanism`` entry appended to ``MECHANISMS`` below (and its import);
-``lattn/family/__init__.py`` (the export and a row of the table in its docstring); its cost formula in
-``lattn/complexity/family.py`` (what the entry's ``price`` calls); and its schematic in ``lattn/viz/diagram_data.py``
-(the family explorer draws one for every key). ``compare.py`` and the tests that walk the registry need no change.
+A new member touches exactly these files: its module ``lattn/family/<name>.py`` (the convention above, maps as
+``LatentMaps``) and its own tests; one ``Mechanism`` entry appended to ``MECHANISMS`` below (and its import);
+``lattn/family/__init__.py`` (the export and a row of the table in its docstring); ``lattn/complexity/family.py``
+(the cost formula the entry's ``price`` calls); ``lattn/viz/diagram_data.py`` (its schematic: the family explorer
+draws one for every key) with that preset's edge count in ``tests/test_diagram.py``; a causal member also joins
+the causal set asserted in ``tests/test_family_costs.py``. ``compare.py``, the explorer and the tests that walk the
+registry pick it up unchanged.
 """
 
 from __future__ import annotations
