@@ -43,7 +43,7 @@ from .checks import (
     check_qkv,
     check_tokens,
 )
-from .masks import HALF_DTYPES, causal_mask, key_padding, map_itemsize, masked_softmax, upcast
+from .masks import HALF_DTYPES, causal_mask, key_padding, map_itemsize, masked_softmax, upcast, zero_padded
 
 __all__ = [
     "Attention",
@@ -61,7 +61,8 @@ __all__ = [
 
 
 def drop_padded(t: Tensor, mask: Tensor) -> Tensor:
-    """Zero the padded tokens (mask False) of heads t (B, H, N, d): whatever they hold (even NaN) reaches no product."""
+    """Zero the padded tokens (mask (B, N) False) of t (B, H, N, …) — heads (B, H, N, d) or the rows of maps
+    (B, H, N, M): whatever they hold (even NaN) reaches no product."""
     return t.masked_fill(~mask[:, None, :, None], 0)
 
 
@@ -346,9 +347,9 @@ class Attention(nn.Module):
         read, maps = attend(q, k, v, allowed, causal=causal, return_maps=return_maps)  # (B, H, Nq, d_head)
         out = self.merge(read)  # (B, Nq, dim)
         if query_mask is not None:
-            out = out.masked_fill(~query_mask[..., None], 0)  # padded queries output zeros
+            out = zero_padded(out, query_mask)  # padded queries output zeros
             if return_maps:
-                maps = maps.masked_fill(~query_mask[:, None, :, None], 0)  # and their rows of the maps are zeros
+                maps = drop_padded(maps, query_mask)  # and their rows of the maps are zeros
         return (out, maps) if return_maps else out
 
     def _check_cache(self, cache: object, x: Tensor, other_inputs: bool) -> None:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..attention import Attention
 from ..checks import check_int
 from ..latent import LatentMaps
-from ..masks import local_global_mask
+from ..masks import local_global_mask, zero_padded
 from ._common import check_input, refuse_causal
 
 __all__ = ["LocalGlobalAttention", "score_counts"]
@@ -84,7 +84,7 @@ class LocalGlobalAttention(nn.Module):
         joint = None  # (B, g + N): the globals, then the tokens' padding mask
         if mask is not None:
             joint = torch.cat([mask.new_ones(B, g), mask], 1)
-            x = x.masked_fill(~mask[..., None], 0)  # whatever padded tokens hold (even NaN) reaches no product
+            x = zero_padded(x, mask)  # whatever padded tokens hold (even NaN) reaches no product
         h = torch.cat([self.globals_.to(x.dtype).expand(B, -1, -1), x], 1)  # (B, g + N, D)
         maps: dict[str, Tensor] = {}
         for i, (norm, attn) in enumerate(zip(self.norms, self.layers)):

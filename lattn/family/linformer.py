@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..attention import Attention, attend, drop_padded
 from ..checks import check_int
 from ..latent import LatentMaps
+from ..masks import zero_padded
 from ._common import check_input, refuse_causal
 
 __all__ = ["Linformer"]
@@ -71,15 +72,14 @@ class Linformer(Attention):
         v_proj = torch.einsum("sn,bhnd->bhsd", proj_f, v)  # V' = F·V (B, H, k, d_head)
         read, bmap = attend(q, k_proj, v_proj, return_maps=return_maps)  # (B, H, N, d_head), (B, H, N, k) | None
         out = self.merge(read)  # (B, N, D)
-        if mask is not None:
-            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
+        out = zero_padded(out, mask)  # padded positions output zeros
         if not return_maps:
             return out
         cols = torch.ones(B, 1, 1, N, dtype=x.dtype, device=x.device) if mask is None else mask[:, None, None, :]
         gather = (proj_f * cols).expand(B, H, -1, -1)  # (B, H, k, N): padded columns zero
         extra = {"key projection E": (proj_e * cols).expand(B, H, -1, -1)}
         if mask is not None:
-            bmap = bmap.masked_fill(~mask[:, None, :, None], 0)  # padded positions' rows are zeros
+            bmap = drop_padded(bmap, mask)  # padded positions' rows are zeros
         return out, LatentMaps(gather=gather, broadcast=bmap, extra=extra)
 
     def extra_repr(self) -> str:

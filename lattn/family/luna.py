@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from ..attention import Attention, merge_heads, split_heads
 from ..checks import check_dim_heads, check_int
 from ..latent import LatentMaps
-from ..masks import causal_mask, masked_softmax, upcast
+from ..masks import causal_mask, masked_softmax, upcast, zero_padded
 from ._common import check_input, check_latents, refuse_causal
 from .linear import running_sums
 
@@ -265,14 +265,12 @@ class LunaCausal(nn.Module):
             return self._advance(x, cache)
         if start_pos is not None:
             raise ValueError("start_pos needs a cache (from new_cache)")
-        if mask is not None:
-            x = x.masked_fill(~mask[..., None], 0)  # whatever padded tokens hold (even NaN) reaches no product
+        x = zero_padded(x, mask)  # whatever padded tokens hold (even NaN) reaches no product
         if return_maps:
             out, maps = self._teaching(x, self._packed_queries(packed, B), mask)
         else:
             out = self._advance(x, self.new_cache(B, x.shape[1], packed=packed), mask)
-        if mask is not None:
-            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
+        out = zero_padded(out, mask)  # padded positions output zeros
         return (out, maps) if return_maps else out
 
     @staticmethod

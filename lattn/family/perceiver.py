@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..attention import Attention, MultiHeadAttention
 from ..checks import check_int, check_tokens
 from ..latent import LatentMaps
-from ..masks import causal_mask
+from ..masks import causal_mask, zero_padded
 from ._common import FeedForward, check_input, refuse_causal
 
 __all__ = ["LatentBlock", "Perceiver", "PerceiverAR", "PerceiverIO"]
@@ -238,8 +238,7 @@ class PerceiverIO(nn.Module):
         read, bmap = dec if return_maps else (dec, None)  # (B, O, D), (B, Hc, O, M)
         out = queries + read
         out = out + self.ff(self.norm_ff(out))  # (B, O, D)
-        if out_mask is not None:
-            out = out.masked_fill(~out_mask[..., None], 0)  # padded positions output zeros
+        out = zero_padded(out, out_mask)  # padded positions output zeros
         if not return_maps:
             return out
         return out, LatentMaps(gather=enc_maps.gather, broadcast=bmap, extra=enc_maps.extra)
@@ -290,6 +289,5 @@ class PerceiverAR(nn.Module):
         extra: dict[str, Tensor] | None = {} if return_maps else None
         xn = self.norm_tokens(x)  # (B, N, D)
         z, gmap = self.block(z, xn, mask, extra, attn_mask=allowed, latent_mask=latent_mask, causal=True)
-        if latent_mask is not None:
-            z = z.masked_fill(~latent_mask[..., None], 0)  # padded latent positions output zeros
+        z = zero_padded(z, latent_mask)  # padded latent positions output zeros
         return (z, LatentMaps(gather=gmap, extra=extra)) if return_maps else z  # (B, M, D), (B, Hc, M, N)

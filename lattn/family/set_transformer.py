@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..attention import Attention
 from ..checks import check_int
 from ..latent import LatentAttention, LatentMaps
+from ..masks import zero_padded
 from ._common import FeedForward, check_input, refuse_causal
 
 __all__ = ["ISAB", "MAB", "PMA"]
@@ -121,8 +122,7 @@ class ISAB(nn.Module):
         h, gmap = g if return_maps else (g, None)  # (B, m, D), (B, H, m, N)
         b = self.mab_broadcast(x, context=h, query_mask=mask, return_maps=return_maps)
         out, bmap = b if return_maps else (b, None)  # (B, N, D), (B, H, N, m)
-        if mask is not None:
-            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
+        out = zero_padded(out, mask)  # padded positions output zeros
         return (out, LatentMaps(gather=gmap, broadcast=bmap)) if return_maps else out
 
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..checks import check_int
 from ..latent import LatentMaps
-from ..masks import masked_softmax
+from ..masks import masked_softmax, zero_padded
 from ._common import check_input, check_latents, refuse_causal
 
 __all__ = ["SlotAttention"]
@@ -95,8 +95,7 @@ class SlotAttention(nn.Module):
                 generator = torch.Generator().manual_seed(self.seed)
             slots = self.initial_slots(B, generator).to(x.dtype)
         check_latents(slots, M, D, B, "slots")
-        if mask is not None:
-            x = x.masked_fill(~mask[..., None], 0)  # whatever padded inputs hold (even NaN) reaches no product
+        x = zero_padded(x, mask)  # whatever padded inputs hold (even NaN) reaches no product
         x = self.norm_inputs(x)
         k, v = self.to_k(x), self.to_v(x)  # (B, N, D)
         rounds: dict[str, Tensor] = {}
