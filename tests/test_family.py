@@ -1,7 +1,7 @@
-"""lattn.family: the invariants each paper promises, maps, padding, exact causality, Luna decoding, bad input.
+"""lattn.family: the invariants each paper promises, padding, exact causality, Luna decoding, bad input.
 
-The hand-written float64 forward of every module is in test_family_reference.py; FLOP formulas, gradcheck and the
-comparison table are in test_family_costs.py.
+The hand-written float64 forward of every module is in test_family_reference.py; the maps protocol over the registry
+in test_family_maps.py; FLOP formulas, gradcheck and the comparison table in test_family_costs.py.
 """
 
 import pytest
