@@ -113,14 +113,15 @@ def byte_size(nbytes: float) -> str:
 
 
 def check_map_bytes(nbytes: int, what: str, held: str = "") -> None:
-    """Raise a clear MemoryError before attention maps of ``nbytes`` bytes in all are allocated, if that is over
-    MAP_BYTES_LIMIT or this machine's memory. ``held`` says what the bytes are (e.g. "3 maps kept + 2 beside one")."""
+    """Raise a clear MemoryError before a call that would hold up to ``nbytes`` bytes (its attention maps and what is
+    computed beside them) starts, if that is over MAP_BYTES_LIMIT or this machine's memory. ``held`` says what the
+    bytes are (e.g. "4 maps of 1.0 GiB")."""
     memory = machine_memory()
     limit = MAP_BYTES_LIMIT if memory is None else min(MAP_BYTES_LIMIT, memory)
     if nbytes > limit:
         which = "MAP_BYTES_LIMIT" if limit == MAP_BYTES_LIMIT else "this machine's memory"
         raise MemoryError(
-            f"{what} would hold {byte_size(nbytes)} of attention maps and their intermediates"
+            f"{what} would hold up to {byte_size(nbytes)} of attention maps and their intermediates"
             f"{f' ({held})' if held else ''}, over the limit of {byte_size(limit)} ({which}): use the fast path"
             " (return_maps=False), which keeps no map, or a shorter sequence / a smaller batch"
         )

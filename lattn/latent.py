@@ -107,12 +107,20 @@ def _column_normalise(write: Tensor, eps: float = 1e-6) -> Tensor:
     return write / (write.sum(-2, keepdim=True) + eps)
 
 
-def _teaching_maps(stages: tuple[str, ...], masked: bool) -> int:
-    """How many (B, H, N, M)-sized maps a ``return_maps=True`` call holds at its peak: the maps already kept (one per
-    finished stage) plus what the running stage holds beside them — its scores and weights (2), or with a padding
-    mask in gather the masked scores and masked weights too (4). Write and broadcast zero their padded rows once
-    the scores are freed (2 at most)."""
-    return max(kept + (4 if masked and stage == "gather" else 2) for kept, stage in enumerate(stages))
+def _teaching_bytes(la: LatentAttention, x: Tensor, masked: bool) -> tuple[int, str]:
+    """Bytes a ``return_maps=True`` call holds at most (x and the weights aside), and what they are: the
+    (B, H, N, M)-sized maps — those kept (one per finished stage) plus the running stage's scores and weights (2), or
+    with a padding mask in gather its masked scores and masked weights too (4) — and four (B, N, D)-sized token
+    tensors (broadcast's queries, the heads' read, merged, the output). Measured by lattn.complexity.peak_bytes: 50
+    to 100 % of this (test_latent.py)."""
+    B, N, D = x.shape
+    size, tokens = (n * map_itemsize(x.dtype) for n in (B * la.heads * N * la.num_latents, B * N * D))
+    maps = max(kept + (4 if masked and stage == "gather" else 2) for kept, stage in enumerate(la.stages))
+    held = (
+        f"{maps} maps of {byte_size(size)}: one kept per stage, and the scores and weights beside them; 4 token"
+        f" tensors of {byte_size(tokens)}"
+    )
+    return maps * size + 4 * tokens, held
 
 
 # Fast path: bytes of the float32 score block the write stage handles per step. Below glibc's 32 MiB mmap ceiling,
@@ -212,11 +220,9 @@ class LatentAttention(nn.Module):
         check_dtype(x, self)
         check_mask(mask, x)
         B, N, _ = x.shape
-        if return_maps:  # every map it keeps and what is computed beside them, refused up front if too big
-            size = B * self.heads * N * self.num_latents * map_itemsize(x.dtype)
-            n = _teaching_maps(self.stages, mask is not None)
-            held = f"{n} maps of {byte_size(size)}: one kept per stage, and the scores and weights beside them"
-            check_map_bytes(n * size, f"LatentAttention(return_maps=True) at N = {N:,}", held)
+        if return_maps:  # everything the call holds, every map and what is computed beside it: refused if too big
+            nbytes, held = _teaching_bytes(self, x, mask is not None)
+            check_map_bytes(nbytes, f"LatentAttention(return_maps=True) at N = {N:,}", held)
         z = self.latents.expand(B, -1, -1)  # (B, M, D)
         maps: dict[str, Tensor | None] = {}
 

@@ -219,13 +219,14 @@ def test_huge_maps_are_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 1000)
     layer = MultiHeadAttention(8, 2)
     x = torch.randn(1, 20, 8)  # scores and weights: 2 × (2 heads × 20 × 20 × 4 B) = 6,400 B
-    with pytest.raises(MemoryError, match=r"would hold 6.2 KiB .*\(scores and weights\).*use the fast path"):
+    with pytest.raises(MemoryError, match=r"would hold up to 6.2 KiB .*\(scores and weights\).*use the fast path"):
         layer(x, return_maps=True)
     assert layer(x).shape == (1, 20, 8)  # the fast path keeps no map
-    la = LatentAttention(8, 2, heads=2)  # maps of 2 × 20 × 2 × 4 B = 320 B; at most 4 held at once (1,280 B)
-    with pytest.raises(MemoryError, match=r"would hold 1.2 KiB .*\(4 maps of 320 bytes"):
+    la = LatentAttention(8, 2, heads=2)  # 4 maps of 2 × 20 × 2 × 4 B = 320 B and 4 tokens of 20 × 8 × 4 B = 640 B
+    with pytest.raises(MemoryError, match=r"would hold up to 3.8 KiB .*\(4 maps of 320 bytes.*4 token tensors of 640"):
         la(x, return_maps=True)
-    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 1280)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 4 * 320 + 4 * 640)
     _, maps = la(x, return_maps=True)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 1000)  # effective(): 2 × 20 × 20 × 4 B = 3,200 B
     with pytest.raises(MemoryError, match=r"effective\(\) at N = 20 would hold"):
         maps.effective()

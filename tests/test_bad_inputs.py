@@ -149,7 +149,7 @@ def test_caches_know_their_length():
 
 
 def test_huge_maps_are_refused_with_the_bytes_and_the_fix(monkeypatch):
-    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 10_000)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 30_000)  # MHA 65,536 B refused; LatentAttention 24,576 B not
     x = torch.randn(1, 64, 16)
     with pytest.raises(
         MemoryError, match=r"would hold .* of attention maps and their intermediates.*use the fast path"
@@ -238,27 +238,29 @@ def test_nan_in_a_padded_token_leaves_the_maps_clean():
     assert (mha_maps[0, ..., 4:] == 0).all() and (la_maps.gather[0, ..., 4:] == 0).all(), "padded columns"
 
 
-def test_size_guard_counts_every_map_the_call_holds(monkeypatch):
+def test_size_guard_counts_everything_the_call_holds(monkeypatch):
     """LatentAttention(64, 16, heads=4) at N = 3,000,000 (x on the meta device: nothing is allocated). Each map is
-    B·H·N·M·4 = 4 × 3,000,000 × 16 × 4 B = 768,000,000 B (732.4 MiB); the call holds at most 4 at once without a
-    mask (write and gather kept, broadcast's scores and weights) = 3,072,000,000 B (2.9 GiB), 5 with one (gather's
-    masked softmax: scores, masked scores, weights, masked weights, beside the kept write map) = 3.6 GiB. Each map
-    alone is under the limit — the guard that looked at one map at a time let this through."""
+    B·H·N·M·4 = 4 × 3,000,000 × 16 × 4 B = 768,000,000 B (732.4 MiB), and so is each token tensor (B·N·D·4). The
+    call holds at most 4 maps at once without a mask (write and gather kept, broadcast's scores and weights), 5 with
+    one (gather's masked softmax beside the kept write map), and 4 token tensors: 8 × 768,000,000 B = 5.7 GiB, or
+    9 × … = 6.4 GiB. Each map alone (0.7 GiB) is far under any limit — the guard that looked at one map at a time let
+    this through, and the call then failed in the allocator of a machine with 6 GB."""
     monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 2 * 2**30)
     la = LatentAttention(64, 16, heads=4)
     x = torch.empty(1, 3_000_000, 64, device="meta")
     with pytest.raises(
         MemoryError,
-        match=r"LatentAttention\(return_maps=True\) at N = 3,000,000 would hold 2.9 GiB of attention maps and their"
-        r" intermediates \(4 maps of 732.4 MiB: one kept per stage, and the scores and weights beside them\), over"
-        r" the limit of 2.0 GiB \(MAP_BYTES_LIMIT\): use the fast path \(return_maps=False\)",
+        match=r"LatentAttention\(return_maps=True\) at N = 3,000,000 would hold up to 5.7 GiB of attention maps and"
+        r" their intermediates \(4 maps of 732.4 MiB: one kept per stage, and the scores and weights beside them; 4"
+        r" token tensors of 732.4 MiB\), over the limit of 2.0 GiB \(MAP_BYTES_LIMIT\): use the fast path"
+        r" \(return_maps=False\)",
     ):
         la(x, return_maps=True)
-    with pytest.raises(MemoryError, match=r"would hold 3.6 GiB .*\(5 maps of 732.4 MiB"):
+    with pytest.raises(MemoryError, match=r"would hold up to 6.4 GiB .*\(5 maps of 732.4 MiB"):
         la(x, mask=torch.ones(1, 3_000_000, dtype=torch.bool, device="meta"), return_maps=True)
     monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 8 * 2**30)
-    monkeypatch.setattr(checks, "machine_memory", lambda: 2**31)  # a machine with 2 GiB for this process
-    with pytest.raises(MemoryError, match=r"over the limit of 2.0 GiB \(this machine's memory\)"):
+    monkeypatch.setattr(checks, "machine_memory", lambda: 6 * 10**9)  # the machine of the report: 6 GB
+    with pytest.raises(MemoryError, match=r"over the limit of 5.6 GiB \(this machine's memory\)"):
         la(x, return_maps=True)
 
 

@@ -8,6 +8,8 @@ import torch
 from conftest import assert_close
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from lattn import latent
+from lattn.complexity import peak_bytes
 from lattn.latent import STAGES, LatentAttention, LatentMaps
 
 SUBSETS = [s for r in range(1, 4) for s in __import__("itertools").combinations(STAGES, r)]
@@ -203,6 +205,22 @@ def test_never_builds_an_n_by_n_tensor():
             (out[0] if rm else out).sum().backward()
     assert rec.seen, "the recorder saw nothing"
     assert not [s for s in rec.seen if list(s).count(N) >= 2], "an N×N tensor was built"
+
+
+@pytest.mark.parametrize(("dim", "heads", "m"), [(64, 4, 16), (8, 2, 64), (64, 1, 1)])
+@pytest.mark.parametrize("stages", [STAGES, ("gather", "broadcast"), ("write",)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_teaching_size_estimate_bounds_what_the_call_holds(dim, heads, m, stages, masked):
+    """The up-front guard's count (every map and what is computed beside it, and 4 token tensors) against the peak
+    measured by lattn.complexity.peak_bytes: never below it, and at most twice it."""
+    la = LatentAttention(dim, m, heads=heads, stages=stages)
+    x, mask = torch.randn(1, 512, dim), torch.ones(1, 512, dtype=torch.bool)
+    mask[:, -3:] = False
+    kwargs = {"mask": mask} if masked else {}
+    estimate, _ = latent._teaching_bytes(la, x, masked)
+    with torch.no_grad():
+        measured = peak_bytes(lambda: la(x, return_maps=True, **kwargs))
+    assert measured <= estimate <= 2 * measured, (measured, estimate)
 
 
 def test_gradcheck_float64():
