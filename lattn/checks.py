@@ -3,11 +3,15 @@ was expected and what came — never a deep torch traceback, a silent NaN or a s
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
 __all__ = [
     "MAP_BYTES_LIMIT",
+    "byte_size",
     "check_dim_heads",
     "check_dtype",
     "check_int",
@@ -15,6 +19,7 @@ __all__ = [
     "check_mask",
     "check_qkv",
     "check_tokens",
+    "machine_memory",
 ]
 
 
@@ -34,19 +39,19 @@ def check_tokens(x: Tensor, dim: int, name: str = "x") -> None:
         raise ValueError(f"{name} last dimension must be dim={dim}, got shape {_shape(x)}")
 
 
-def check_mask(mask: Tensor | None, x: Tensor) -> None:
+def check_mask(mask: Tensor | None, x: Tensor, name: str = "mask", tokens: str = "x") -> None:
     """Raise a clear error unless ``mask`` is None or a boolean (B, N) tensor matching ``x`` (B, N, D)."""
     if mask is None:
         return
     if not isinstance(mask, Tensor):
         raise TypeError(
-            f"mask must be a bool torch.Tensor of shape (B, N) = {tuple(x.shape[:2])}, got {type(mask).__name__}"
+            f"{name} must be a bool torch.Tensor of shape (B, N) = {tuple(x.shape[:2])}, got {type(mask).__name__}"
         )
     if mask.dtype != torch.bool:
-        raise ValueError(f"mask must have dtype torch.bool (True = real token), got {mask.dtype}")
+        raise ValueError(f"{name} must have dtype torch.bool (True = real token), got {mask.dtype}")
     if mask.shape != x.shape[:2]:
         raise ValueError(
-            f"mask must have shape (B, N) = {tuple(x.shape[:2])} to match x {_shape(x)}, got {_shape(mask)}"
+            f"{name} must have shape (B, N) = {tuple(x.shape[:2])} to match {tokens} {_shape(x)}, got {_shape(mask)}"
         )
 
 
@@ -76,17 +81,49 @@ def check_dtype(x: Tensor, module: nn.Module, name: str = "x") -> None:
         )
 
 
-# The teaching path and the effective map hold whole (…, Nq, Nk) maps; above this many bytes they refuse up front.
+# The teaching path and the effective map hold whole (…, Nq, Nk) maps; above this many bytes (or above the memory of
+# this machine, whichever is less) they refuse up front.
 MAP_BYTES_LIMIT = 8 * 2**30
 
 
-def check_map_bytes(nbytes: int, what: str) -> None:
-    """Raise a clear MemoryError before an attention map of ``nbytes`` bytes is allocated, if over MAP_BYTES_LIMIT."""
-    if nbytes > MAP_BYTES_LIMIT:
+def machine_memory() -> int | None:
+    """Bytes of memory this process may use: the least of the machine's RAM and a cgroup's limit (containers);
+    None when neither can be read (e.g. on Windows)."""
+    sizes = []
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # cgroup v2, v1
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            sizes.append(int(text))
+    try:
+        sizes.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    return min(sizes) if sizes else None
+
+
+def byte_size(nbytes: float) -> str:
+    """``"1.5 GiB"``, ``"320 bytes"``: a byte count in the largest binary unit that keeps it ≥ 1."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes:,.0f} bytes"
+
+
+def check_map_bytes(nbytes: int, what: str, held: str = "") -> None:
+    """Raise a clear MemoryError before a call that would hold up to ``nbytes`` bytes (its attention maps and what is
+    computed beside them) starts, if that is over MAP_BYTES_LIMIT or this machine's memory. ``held`` says what the
+    bytes are (e.g. "4 maps of 1.0 GiB")."""
+    memory = machine_memory()
+    limit = MAP_BYTES_LIMIT if memory is None else min(MAP_BYTES_LIMIT, memory)
+    if nbytes > limit:
+        which = "MAP_BYTES_LIMIT" if limit == MAP_BYTES_LIMIT else "this machine's memory"
         raise MemoryError(
-            f"{what} would hold {nbytes / 2**30:,.1f} GiB of attention weights (limit MAP_BYTES_LIMIT ="
-            f" {MAP_BYTES_LIMIT / 2**30:.0f} GiB): use the fast path (return_maps=False), which keeps no map,"
-            " or a shorter sequence / a smaller batch"
+            f"{what} would hold up to {byte_size(nbytes)} of attention maps and their intermediates"
+            f"{f' ({held})' if held else ''}, over the limit of {byte_size(limit)} ({which}): use the fast path"
+            " (return_maps=False), which keeps no map, or a shorter sequence / a smaller batch"
         )
 
 

@@ -14,6 +14,10 @@ published architecture; published designs use subsets: Perceiver = gather, Set T
 ("gather", "broadcast"), Slot Attention = write. Any non-empty subset, in this order, is a valid module; without
 broadcast it ends at the latents and returns them (B, M, D) instead of tokens.
 
+Each stage is one :class:`~lattn.attention.Attention` layer. Gather and broadcast run its ``forward`` (fast or
+teaching path); the write stage keeps its own core, because its values come from the tokens — the query side — and
+each latent takes a column-renormalised weighted mean of them, not a softmax over keys.
+
 Example::
 
     >>> la = LatentAttention(dim=32, num_latents=4, heads=2)
@@ -24,19 +28,18 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from .attention import Attention, attend, drop_padded, project
-from .checks import check_dim_heads, check_dtype, check_int, check_map_bytes, check_mask, check_tokens
-from .masks import key_padding, masked_softmax, upcast
+from .attention import Attention, drop_padded, fused_linear
+from .checks import byte_size, check_dim_heads, check_dtype, check_int, check_map_bytes, check_mask, check_tokens
+from .masks import map_itemsize, masked_softmax, upcast
 
 __all__ = ["STAGES", "LatentAttention", "LatentMaps", "check_stages"]
 
 STAGES = ("write", "gather", "broadcast")
-_TOKEN_SIDE = {"write": ("q", "v"), "gather": ("k", "v"), "broadcast": ("q",)}  # what each stage takes from x
 
 
 def check_stages(stages: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
@@ -56,19 +59,27 @@ def check_stages(stages: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class LatentMaps:
-    """The attention maps of one forward pass (float32 for half inputs; an absent stage is ``None``).
+    """The maps of one forward pass of a latent mechanism — every member of :mod:`lattn.family` returns this type —
+    the three stages by name (float32 for half inputs; an absent stage is ``None``; padded tokens' rows are zeros).
 
-    write (B, H, N, M): rows sum to 1 over latents (0 for padding).
-    gather (B, H, M, N): rows sum to 1 over tokens.
-    broadcast (B, H, N, M): rows sum to 1 over latents.
+    write (B, H, N, M): rows sum to 1 over latents.
+    gather (B, H, M, N): rows sum to 1 over tokens (Linformer: its fixed projection F; causal Luna: the packing
+    weights, positive but not a softmax).
+    broadcast (B, H, N, M): rows sum to 1 over latents (Perceiver IO: one row per output query).
+    effective_map (B, H, N, N): the token→token map where it is *not* broadcast @ gather (causal Luna: each position
+    has its own packed context, and the map is lower-triangular).
+    extra: other named maps, e.g. ``"latent self-attention 1"`` (B, H, M, M) or ``"iteration 2"`` (B, 1, N, M).
     """
 
     write: Tensor | None = None
     gather: Tensor | None = None
     broadcast: Tensor | None = None
+    effective_map: Tensor | None = None
+    extra: dict[str, Tensor] = field(default_factory=dict)
 
     def effective(self) -> Tensor:
-        """Per-head effective map broadcast @ gather, (B, H, N, N): the gather→broadcast path of each head, rank ≤ M.
+        """Per-head effective map (B, H, N, N): ``effective_map`` when stored, else broadcast @ gather, the
+        gather→broadcast path of each head, rank ≤ M.
 
         Entry (i, j): the weight with which token j's value, read by the latents in gather, reaches token i in
         broadcast, within one head. A diagnostic, not the layer's whole token→token dependence: it leaves out the
@@ -78,21 +89,38 @@ class LatentMaps:
         through M latent vectors. Without a gather stage the write map, its columns renormalised over tokens (the
         weighted-mean weights), takes gather's place: then it is the write→broadcast path.
         """
+        if self.effective_map is not None:
+            return self.effective_map
         if self.broadcast is None:
-            raise ValueError("the effective token→token map needs a broadcast stage")
-        into_latents = self.gather if self.gather is not None else _column_normalise(self.write).transpose(-1, -2)
-        if into_latents is None:
+            raise ValueError("the effective token→token map needs a broadcast stage (or a stored effective_map)")
+        if self.gather is None and self.write is None:
             raise ValueError("the effective token→token map needs a gather or write stage")
+        into_latents = self.gather if self.gather is not None else _column_normalise(self.write).transpose(-1, -2)
         B, H, N, _ = self.broadcast.shape
-        check_map_bytes(B * H * N * into_latents.shape[-1] * 4, f"effective() at N = {N:,}")
+        nbytes = B * H * N * into_latents.shape[-1] * self.broadcast.element_size()
+        check_map_bytes(nbytes, f"effective() at N = {N:,}", "the (B, H, N, N) result")
         return self.broadcast @ into_latents  # (B, H, N, N)
 
 
-def _column_normalise(write: Tensor | None, eps: float = 1e-6) -> Tensor | None:
+def _column_normalise(write: Tensor, eps: float = 1e-6) -> Tensor:
     """Write map (B, H, N, M) → each latent's column renormalised over tokens (weighted-mean weights)."""
-    if write is None:
-        return None
     return write / (write.sum(-2, keepdim=True) + eps)
+
+
+def _teaching_bytes(la: LatentAttention, x: Tensor, masked: bool) -> tuple[int, str]:
+    """Bytes a ``return_maps=True`` call holds at most (x and the weights aside), and what they are: the
+    (B, H, N, M)-sized maps — those kept (one per finished stage) plus the running stage's scores and weights (2), or
+    with a padding mask in gather its masked scores and masked weights too (4) — and four (B, N, D)-sized token
+    tensors (broadcast's queries, the heads' read, merged, the output). Measured by lattn.complexity.peak_bytes: 50
+    to 100 % of this (test_latent.py)."""
+    B, N, D = x.shape
+    size, tokens = (n * map_itemsize(x.dtype) for n in (B * la.heads * N * la.num_latents, B * N * D))
+    maps = max(kept + (4 if masked and stage == "gather" else 2) for kept, stage in enumerate(la.stages))
+    held = (
+        f"{maps} maps of {byte_size(size)}: one kept per stage, and the scores and weights beside them; 4 token"
+        f" tensors of {byte_size(tokens)}"
+    )
+    return maps * size + 4 * tokens, held
 
 
 # Fast path: bytes of the float32 score block the write stage handles per step. Below glibc's 32 MiB mmap ceiling,
@@ -104,12 +132,12 @@ _WRITE_BLOCK_BYTES = 16 * 2**20
 def _write_update(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, eps: float, keep_map: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """The write stage on heads: tokens q (B, H, N, dh) query latents k (B, H, M, dh); values v (B, H, N, dh).
+    """The write stage on heads: tokens q (B, H, N, d_head) query latents k (B, H, M, d_head); values v (B, H, N, d_head).
 
-    Returns each latent's weighted mean of the token values (B, H, M, dh), float32 (or wider), and — with
+    Returns each latent's weighted mean of the token values (B, H, M, d_head), float32 (or wider), and — with
     ``keep_map`` — the write map (B, H, N, M). Without it, the tokens are streamed in blocks: each block adds its
     weighted values and weights to running sums, so the (B, H, N, M) map never exists whole. Same result: the
-    weighted mean is _column_normalise(w)ᵀ·v, here with the division done on the (M, dh) sums, not the map.
+    weighted mean is _column_normalise(w)ᵀ·v, here with the division done on the (M, d_head) sums, not the map.
     """
     B, H, N, _ = q.shape
     M = k.shape[-2]
@@ -123,7 +151,7 @@ def _write_update(
         del scores  # frees the block before the next one is made
         if mask is not None:
             w = w.masked_fill(~mask[:, None, rows, None], 0)  # padded tokens write nothing (even a NaN one)
-        part = torch.einsum("bhnm,bhnd->bhmd", w, upcast(v[:, :, rows]))  # (B, H, M, dh)
+        part = torch.einsum("bhnm,bhnd->bhmd", w, upcast(v[:, :, rows]))  # (B, H, M, d_head)
         num = part if num is None else num + part
         den = w.sum(-2) if den is None else den + w.sum(-2)  # (B, H, M): each latent's total weight
     return num / (den.unsqueeze(-1) + eps), (w if keep_map else None)
@@ -141,9 +169,11 @@ class LatentAttention(nn.Module):
     ``to_out``). ``forward(x (B, N, D), *, mask (B, N) bool = real token, causal=False, return_maps=False)``
     returns tokens (B, N, D) when the broadcast stage is present, else the updated latents (B, M, D); with
     ``return_maps=True`` also :class:`LatentMaps`. Padded tokens take no part in write and gather, and their
-    outputs are zero. Not causal: every output reads latents that every token wrote to (``causal=True`` is an error).
+    outputs (and rows of the maps) are zero. Not causal: every output reads latents that every token wrote to
+    (``causal=True`` is an error).
     """
 
+    stages: tuple[str, ...] = STAGES  # the class's default; each instance holds its own selection
     is_causal = False
     causal_note = "the latents gather from every token, so every output reads the future (the naive decoder)."
 
@@ -162,20 +192,24 @@ class LatentAttention(nn.Module):
         self.stages = check_stages(stages)
         self.dim, self.num_latents, self.heads, self.eps = dim, num_latents, heads, eps
         self.latents = nn.Parameter(torch.randn(num_latents, dim))  # (M, D), learned
-        self.proj = nn.ModuleDict({s: Attention(dim, heads=heads) for s in self.stages})
+        # gather reads the N tokens as its context: its keys and values take one matmul where that pays
+        self.proj = nn.ModuleDict({s: Attention(dim, heads=heads, fuse_kv=s == "gather") for s in self.stages})
 
     @property
     def returns_tokens(self) -> bool:
         """True when forward returns tokens (B, N, D); False when it returns latents (B, M, D)."""
         return "broadcast" in self.stages
 
-    def _tokens(self, stage: str, x: Tensor, mask: Tensor | None) -> list[Tensor]:
-        """What ``stage`` takes from the tokens x (B, N, D), in heads (B, H, N, dh): write → [q, v], gather → [k, v],
-        broadcast → [q]. One matmul for a stage's projections where that pays (:func:`~lattn.attention.project`);
-        padded tokens' keys and values are zeroed, so they reach no product."""
-        p, sides = self.proj[stage], _TOKEN_SIDE[stage]
-        heads = [p.split(t) for t in project(x, [getattr(p, f"to_{side}") for side in sides])]
-        return [t if side == "q" or mask is None else drop_padded(t, mask) for side, t in zip(sides, heads)]
+    def _write(self, x: Tensor, z: Tensor, mask: Tensor | None, keep_map: bool) -> tuple[Tensor, Tensor | None]:
+        """The write stage's own core: tokens x (B, N, D) query latents z (B, M, D), and each latent takes the
+        weighted mean of the token values. Returns the latents' update (B, M, D) and the map (B, H, N, M) or None."""
+        p = self.proj["write"]
+        k = p.split(p.to_k(z))  # (B, H, M, d_head)
+        q, v = (p.split(t) for t in fused_linear(x, [p.to_q, p.to_v]))  # (B, H, N, d_head) each, one matmul
+        if mask is not None:
+            v = drop_padded(v, mask)  # padded tokens' values reach no product
+        upd, w = _write_update(q, k, v, mask, 1.0 / math.sqrt(p.d_head), self.eps, keep_map)
+        return p.merge(upd.to(x.dtype)), w  # NOTE: q, k, v are freed on return, before the next stage projects
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
@@ -185,42 +219,26 @@ class LatentAttention(nn.Module):
         check_tokens(x, self.dim)
         check_dtype(x, self)
         check_mask(mask, x)
-        B, N, D = x.shape
-        H = self.heads
-        scale = 1.0 / math.sqrt(D // H)
+        B, N, _ = x.shape
+        if return_maps:  # everything the call holds, every map and what is computed beside it: refused if too big
+            nbytes, held = _teaching_bytes(self, x, mask is not None)
+            check_map_bytes(nbytes, f"LatentAttention(return_maps=True) at N = {N:,}", held)
         z = self.latents.expand(B, -1, -1)  # (B, M, D)
-        key_mask = None if mask is None else key_padding(mask)  # (B, 1, 1, N)
-        maps: dict[str, Tensor] = {}
+        maps: dict[str, Tensor | None] = {}
 
         if "write" in self.stages:  # tokens query the latents; each latent takes a weighted mean of token values
-            p = self.proj["write"]
-            k = p.split(p.to_k(z))  # (B, H, M, dh)
-            q, v = self._tokens("write", x, mask)  # (B, H, N, dh) each
-            upd, w = _write_update(q, k, v, mask, scale, self.eps, keep_map=return_maps)
-            del q, k, v  # NOTE: freed before the next stage projects: one stage's projections exist at a time
-            z = z + p.merge(upd.to(x.dtype))  # (B, M, D)
-            if return_maps:
-                maps["write"] = w  # (B, H, N, M)
+            upd, maps["write"] = self._write(x, z, mask, keep_map=return_maps)  # (B, M, D), (B, H, N, M)
+            z = z + upd
 
         if "gather" in self.stages:  # latents query the tokens; softmax over tokens
-            p = self.proj["gather"]
-            k, v = self._tokens("gather", x, mask)
-            read, gather = attend(p.split(p.to_q(z)), k, v, key_mask, return_maps=return_maps)
-            del k, v
-            z = z + p.merge(read)  # (B, M, D)
-            if return_maps:
-                maps["gather"] = gather  # (B, H, M, N)
+            g = self.proj["gather"](z, context=x, mask=mask, return_maps=return_maps)
+            read, maps["gather"] = g if return_maps else (g, None)  # (B, M, D), (B, H, M, N)
+            z = z + read
 
         out = z
         if "broadcast" in self.stages:  # tokens query the latents; softmax over latents
-            p = self.proj["broadcast"]
-            (q,) = self._tokens("broadcast", x, mask)
-            read, broadcast = attend(q, p.split(p.to_k(z)), p.split(p.to_v(z)), return_maps=return_maps)
-            out = p.merge(read)  # (B, N, D)
-            if mask is not None:
-                out = out.masked_fill(~mask[..., None], 0)
-            if return_maps:
-                maps["broadcast"] = broadcast  # (B, H, N, M)
+            b = self.proj["broadcast"](x, context=z, query_mask=mask, return_maps=return_maps)
+            out, maps["broadcast"] = b if return_maps else (b, None)  # (B, N, D), (B, H, N, M)
 
         return (out, LatentMaps(**maps)) if return_maps else out
 

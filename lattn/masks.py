@@ -8,7 +8,8 @@ and nowhere else:
   positions of N);
 * :func:`band_mask` — a window: token i sees tokens j with |i − j| ≤ w;
 * :func:`local_global_mask` — a window over the tokens plus g global tokens that see and are seen by everything;
-* :func:`key_padding` — a padding mask (B, N) as a key mask broadcastable against (B, H, Nq, N) scores.
+* :func:`key_padding` — a padding mask (B, N) as a key mask broadcastable against (B, H, Nq, N) scores;
+  :func:`zero_padded` — padded tokens set to 0 (inputs that must reach no product, outputs at padded positions).
 
 :func:`masked_softmax` is the package's softmax: float32 for half inputs (:func:`upcast`; float64 stays float64),
 masked entries get weight 0, and a row with nothing to see gets zeros, never NaN.
@@ -21,7 +22,17 @@ from torch import Tensor
 
 from .checks import check_int
 
-__all__ = ["HALF_DTYPES", "band_mask", "causal_mask", "key_padding", "local_global_mask", "masked_softmax", "upcast"]
+__all__ = [
+    "HALF_DTYPES",
+    "band_mask",
+    "causal_mask",
+    "key_padding",
+    "local_global_mask",
+    "map_itemsize",
+    "masked_softmax",
+    "upcast",
+    "zero_padded",
+]
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -29,6 +40,11 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 def upcast(t: Tensor) -> Tensor:
     """Half-precision tensors → float32 (where softmax and its sums happen); other dtypes unchanged."""
     return t.float() if t.dtype in HALF_DTYPES else t
+
+
+def map_itemsize(dtype: torch.dtype) -> int:
+    """Bytes per entry of an attention map computed from ``dtype`` inputs: 4 for half and float32, 8 for float64."""
+    return torch.empty((), dtype=torch.float32 if dtype in HALF_DTYPES else dtype).element_size()
 
 
 def causal_mask(
@@ -61,6 +77,12 @@ def local_global_mask(n: int, window: int, num_global: int) -> Tensor:
     allowed = torch.ones(g + n, g + n, dtype=torch.bool)
     allowed[g:, g:] = band_mask(n, window)  # (N, N) band
     return allowed
+
+
+def zero_padded(t: Tensor, mask: Tensor | None) -> Tensor:
+    """Tokens t (B, N, …) with the padded ones (``mask`` (B, N) False) set to 0, whatever they held (even NaN); t
+    itself when ``mask`` is None. For heads (B, H, N, d) see :func:`lattn.attention.drop_padded`."""
+    return t if mask is None else t.masked_fill(~mask.view(*mask.shape, *[1] * (t.dim() - 2)), 0)
 
 
 def key_padding(mask: Tensor) -> Tensor:

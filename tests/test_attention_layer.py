@@ -8,14 +8,24 @@ import math
 import pytest
 import torch
 from conftest import assert_close
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lattn import LatentAttention, checks
-from lattn.attention import Attention, KVCache, MultiHeadAttention, attend, fused_attention, project, scaled_dot_product
+from lattn.attention import (
+    Attention,
+    KVCache,
+    MultiHeadAttention,
+    attend,
+    fused_attention,
+    fused_linear,
+    scaled_dot_product,
+    worth_fusing,
+)
 from lattn.checks import check_int
 
 
 def hand_attention(layer: Attention, x, context=None, allowed=None):
-    """float64 multi-head attention from the definition: projections, per-head softmax(q·kᵀ/√dh)·v, output projection.
+    """float64 multi-head attention from the definition: projections, per-head softmax(q·kᵀ/√d_head)·v, output projection.
 
     allowed: bool (B, Nq, Nk) or None. Queries with nothing allowed give zeros before the output projection.
     """
@@ -26,14 +36,14 @@ def hand_attention(layer: Attention, x, context=None, allowed=None):
     x = x.double()
     c = x if context is None else context.double()
     B, Nq, D = x.shape
-    H, dh = layer.heads, D // layer.heads
-    q = (x @ p["to_q"][0].T + p["to_q"][1]).view(B, Nq, H, dh)
-    k = (c @ p["to_k"][0].T + p["to_k"][1]).view(B, c.shape[1], H, dh)
-    v = (c @ p["to_v"][0].T + p["to_v"][1]).view(B, c.shape[1], H, dh)
-    out = torch.zeros(B, Nq, H, dh, dtype=torch.float64)
+    H, d_head = layer.heads, D // layer.heads
+    q = (x @ p["to_q"][0].T + p["to_q"][1]).view(B, Nq, H, d_head)
+    k = (c @ p["to_k"][0].T + p["to_k"][1]).view(B, c.shape[1], H, d_head)
+    v = (c @ p["to_v"][0].T + p["to_v"][1]).view(B, c.shape[1], H, d_head)
+    out = torch.zeros(B, Nq, H, d_head, dtype=torch.float64)
     for b in range(B):
         for h in range(H):
-            s = q[b, :, h] @ k[b, :, h].T / math.sqrt(dh)  # (Nq, Nk)
+            s = q[b, :, h] @ k[b, :, h].T / math.sqrt(d_head)  # (Nq, Nk)
             if allowed is not None:
                 s = s.masked_fill(~allowed[b], float("-inf"))
             w = torch.nan_to_num(s.softmax(-1))  # a row with nothing allowed → zeros
@@ -125,11 +135,29 @@ def test_kv_cache_rewind_and_bad_positions():
     assert isinstance(cache, KVCache)
 
 
-def test_project_is_each_linear_exactly():
-    x = torch.randn(3, 20, 32)
+def test_fused_linear_is_one_matmul_and_each_linear_to_rounding():
+    x = torch.randn(3, 60, 32)  # 180 rows ≥ 5 × 32 weight rows: fusing pays
     linears = [torch.nn.Linear(32, 32) for _ in range(5)]
-    for got, lin in zip(project(x, linears), linears):
-        assert torch.equal(got, lin(x))
+    assert worth_fusing(x, linears)
+
+    class Matmuls(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.addmm, torch.ops.aten.mm, torch.ops.aten.bmm):
+                self.calls.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Matmuls() as rec:
+        outs = fused_linear(x, linears)
+    assert len(rec.calls) == 1, f"one matmul for all five layers, got {len(rec.calls)}"
+    for got, lin in zip(outs, linears):
+        want = x.double() @ lin.weight.double().T + lin.bias.double()  # float64, from the weights
+        assert_close(got, want, 1e-5, "fused output vs float64")
+        assert_close(got, lin(x), 1e-5, "fused output vs the layer itself")
+    assert not worth_fusing(x[:, :10], linears)  # 30 rows < 160 weight rows: each layer on its own
 
 
 def test_attend_is_the_fast_or_the_teaching_core():
@@ -190,11 +218,15 @@ def test_fused_attention_validates_its_inputs():
 def test_huge_maps_are_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 1000)
     layer = MultiHeadAttention(8, 2)
-    x = torch.randn(1, 20, 8)  # 2 heads × 20 × 20 × 4 B = 3,200 B of maps
-    with pytest.raises(MemoryError, match="use the fast path"):
+    x = torch.randn(1, 20, 8)  # scores and weights: 2 × (2 heads × 20 × 20 × 4 B) = 6,400 B
+    with pytest.raises(MemoryError, match=r"would hold up to 6.2 KiB .*\(scores and weights\).*use the fast path"):
         layer(x, return_maps=True)
     assert layer(x).shape == (1, 20, 8)  # the fast path keeps no map
-    la = LatentAttention(8, 2, heads=2)
-    _, maps = la(x, return_maps=True)  # 2 × 20 × 2 maps are small
+    la = LatentAttention(8, 2, heads=2)  # 4 maps of 2 × 20 × 2 × 4 B = 320 B and 4 tokens of 20 × 8 × 4 B = 640 B
+    with pytest.raises(MemoryError, match=r"would hold up to 3.8 KiB .*\(4 maps of 320 bytes.*4 token tensors of 640"):
+        la(x, return_maps=True)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 4 * 320 + 4 * 640)
+    _, maps = la(x, return_maps=True)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 1000)  # effective(): 2 × 20 × 20 × 4 B = 3,200 B
     with pytest.raises(MemoryError, match=r"effective\(\) at N = 20 would hold"):
         maps.effective()

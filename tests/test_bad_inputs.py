@@ -149,9 +149,11 @@ def test_caches_know_their_length():
 
 
 def test_huge_maps_are_refused_with_the_bytes_and_the_fix(monkeypatch):
-    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 10_000)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 30_000)  # MHA 65,536 B refused; LatentAttention 24,576 B not
     x = torch.randn(1, 64, 16)
-    with pytest.raises(MemoryError, match=r"would hold .* GiB of attention weights.*use the fast path"):
+    with pytest.raises(
+        MemoryError, match=r"would hold .* of attention maps and their intermediates.*use the fast path"
+    ):
         MultiHeadAttention(16, 2)(x, return_maps=True)
     _, maps = LatentAttention(16, 4, 2)(x, return_maps=True)
     with pytest.raises(MemoryError, match=r"effective\(\) at N = 64"):
@@ -246,3 +248,107 @@ def test_latent_attention_checker_asks_for_the_class(capsys):
     assert not check_latent_attention(LatentAttention(8, 3, 2))
     out = capsys.readouterr().out
     assert "pass the class itself, check_latent_attention(MyLatentAttention), not an instance" in out
+
+
+# --- core: MHA's KV cache, NaN in padded tokens and the maps, the size guard counting every map ----------------------
+
+
+@pytest.mark.parametrize(
+    "cache, x, error, match",
+    [
+        (
+            lambda: True,
+            torch.randn(1, 1, 16),
+            TypeError,
+            r"cache must be a KVCache from this layer's new_cache\(batch, max_len\), got True \(bool\)",
+        ),
+        (
+            lambda: MultiHeadAttention(16, 2).new_cache(2, 8),  # a cache for batch 2, decoding batch 1
+            torch.randn(1, 1, 16),
+            ValueError,
+            r"x has batch size 1 but this cache was made for batch 2: make one with new_cache\(1, max_len\)",
+        ),
+        (
+            lambda: MultiHeadAttention(16, 2).new_cache(1, 8),  # batch 1 → 2
+            torch.randn(2, 1, 16),
+            ValueError,
+            r"x has batch size 2 but this cache was made for batch 1: make one with new_cache\(2, max_len\)",
+        ),
+        (
+            lambda: MultiHeadAttention(16, 4).new_cache(1, 8),  # from a module with other heads
+            torch.randn(1, 1, 16),
+            ValueError,
+            r"this cache holds 4 heads of d_head=4 but the layer has 2 heads of d_head=8: make the cache with this"
+            r" layer's new_cache\(batch, max_len\)",
+        ),
+        (
+            lambda: MultiHeadAttention(16, 2).double().new_cache(1, 8),  # another dtype
+            torch.randn(1, 1, 16),
+            TypeError,
+            r"x has dtype torch.float32 but this cache holds torch.float64: make the cache with new_cache after"
+            r" module.to\(torch.float32\)",
+        ),
+    ],
+    ids=["cache=True", "batch 2 cache, batch 1", "batch 1 cache, batch 2", "other heads", "other dtype"],
+)
+def test_mha_kv_cache_is_checked_like_mla_s(cache, x, error, match):
+    """Each of these used to decode silently wrong (batch 2 → 1 returned (2, 1, D) and overwrote both rows) or fail
+    deep in torch ("expanded size", "'bool' object has no attribute 'append'")."""
+    mha = MultiHeadAttention(16, 2)
+    with pytest.raises(error, match=match):
+        mha(x, cache=cache())
+
+
+def test_mha_start_pos_needs_a_cache():
+    with pytest.raises(ValueError, match=r"start_pos=3 needs a cache \(from new_cache\); without one x starts at 0"):
+        MultiHeadAttention(16, 2)(torch.randn(1, 4, 16), start_pos=3)
+
+
+def test_nan_in_a_padded_token_leaves_the_maps_clean():
+    """The maps too: padded query rows are zeros (MHA's teaching maps, LatentAttention's broadcast map and
+    effective()), never NaN; padded key columns are zeros."""
+    x = torch.randn(1, 6, 16)
+    mask = torch.tensor([[True] * 4 + [False] * 2])
+    bad = x.masked_fill(~mask[..., None], float("nan"))
+    _, mha_maps = MultiHeadAttention(16, 2)(bad, mask=mask, return_maps=True)  # (1, 2, 6, 6)
+    _, la_maps = LatentAttention(16, 4, 2)(bad, mask=mask, return_maps=True)
+    for name, m in [("MHA", mha_maps), ("broadcast", la_maps.broadcast), ("effective()", la_maps.effective())]:
+        assert torch.isfinite(m).all() and (m[0, :, 4:] == 0).all(), f"{name}: padded rows"
+    assert (mha_maps[0, ..., 4:] == 0).all() and (la_maps.gather[0, ..., 4:] == 0).all(), "padded columns"
+
+
+def test_size_guard_counts_everything_the_call_holds(monkeypatch):
+    """LatentAttention(64, 16, heads=4) at N = 3,000,000 (x on the meta device: nothing is allocated). Each map is
+    B·H·N·M·4 = 4 × 3,000,000 × 16 × 4 B = 768,000,000 B (732.4 MiB), and so is each token tensor (B·N·D·4). The
+    call holds at most 4 maps at once without a mask (write and gather kept, broadcast's scores and weights), 5 with
+    one (gather's masked softmax beside the kept write map), and 4 token tensors: 8 × 768,000,000 B = 5.7 GiB, or
+    9 × … = 6.4 GiB. Each map alone (0.7 GiB) is far under any limit — the guard that looked at one map at a time let
+    this through, and the call then failed in the allocator of a machine with 6 GB."""
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 2 * 2**30)
+    la = LatentAttention(64, 16, heads=4)
+    x = torch.empty(1, 3_000_000, 64, device="meta")
+    with pytest.raises(
+        MemoryError,
+        match=r"LatentAttention\(return_maps=True\) at N = 3,000,000 would hold up to 5.7 GiB of attention maps and"
+        r" their intermediates \(4 maps of 732.4 MiB: one kept per stage, and the scores and weights beside them; 4"
+        r" token tensors of 732.4 MiB\), over the limit of 2.0 GiB \(MAP_BYTES_LIMIT\): use the fast path"
+        r" \(return_maps=False\)",
+    ):
+        la(x, return_maps=True)
+    with pytest.raises(MemoryError, match=r"would hold up to 6.4 GiB .*\(5 maps of 732.4 MiB"):
+        la(x, mask=torch.ones(1, 3_000_000, dtype=torch.bool, device="meta"), return_maps=True)
+    monkeypatch.setattr(checks, "MAP_BYTES_LIMIT", 8 * 2**30)
+    monkeypatch.setattr(checks, "machine_memory", lambda: 6 * 10**9)  # the machine of the report: 6 GB
+    with pytest.raises(MemoryError, match=r"over the limit of 5.6 GiB \(this machine's memory\)"):
+        la(x, return_maps=True)
+
+
+def test_query_mask_is_checked_like_mask():
+    layer = Attention(16, heads=2)
+    x, ctx = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    with pytest.raises(ValueError, match=r"query_mask must have shape \(B, N\) = \(2, 3\) to match x \(2, 3, 16\)"):
+        layer(x, context=ctx, query_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"query_mask must have dtype torch.bool"):
+        layer(x, context=ctx, query_mask=torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"mask must have shape \(B, N\) = \(2, 5\) to match context \(2, 5, 16\)"):
+        layer(x, context=ctx, mask=torch.ones(2, 3, dtype=torch.bool))

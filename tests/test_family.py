@@ -1,7 +1,7 @@
-"""lattn.family: the invariants each paper promises, maps, padding, exact causality, Luna decoding, bad input.
+"""lattn.family: the invariants each paper promises, padding, exact causality, Luna decoding, bad input.
 
-The hand-written float64 forward of every module is in test_family_reference.py; FLOP formulas, gradcheck and the
-comparison table are in test_family_costs.py.
+The hand-written float64 forward of every module is in test_family_reference.py; the maps protocol over the registry
+in test_family_maps.py; FLOP formulas, gradcheck and the comparison table in test_family_costs.py.
 """
 
 import pytest
@@ -23,8 +23,7 @@ from lattn.family import (
     PerceiverIO,
     SlotAttention,
 )
-from lattn.family.compare import MECHANISMS, Sizes
-from lattn.latent import STAGES, LatentAttention
+from lattn.latent import LatentAttention, LatentMaps
 
 
 @pytest.mark.parametrize("heads", [1, 2])
@@ -94,7 +93,8 @@ def test_mab_is_residual_attention_plus_feedforward():
 def test_luna_packed_sequence_goes_to_the_next_layer():
     m = Luna(8, 3, heads=2)
     x = torch.randn(2, 6, 8)
-    out, packed_next, maps = m(x, return_maps=True, return_packed=True)
+    (out, packed_next), maps = m(x, return_maps=True, return_packed=True)  # a LunaOutput and the maps
+    assert isinstance(maps, LatentMaps) and maps.gather.shape == (2, 2, 3, 6)
     packed = m.packed.expand(2, -1, -1)
     context = m.pack(packed, context=x)
     assert_close(packed_next, m.norm_packed(packed + context), 1e-6, "LN(P + packed context)")
@@ -115,47 +115,6 @@ def test_perceiver_ar_depth0_output_depends_only_on_the_prefix():
     out = m(x)  # positions 5…8
     for i, p in enumerate(m.output_positions(9)):
         assert_close(out[:, i], m(x[:, : p + 1])[:, -1], 1e-6, f"position {p}")
-
-
-# --- maps: shapes, axes, meaning ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("key", [k for k in MECHANISMS if k != "full"])
-def test_maps_present_exactly_for_the_stages_used(key):
-    mech = MECHANISMS[key]
-    sizes = Sizes(dim=8, heads=2, num_latents=3, seq_len=7)
-    module = mech.build(sizes)
-    _, maps = mech.run(module, torch.randn(2, 7, 8))
-    present = tuple(s for s in STAGES if getattr(maps, s) is not None)
-    assert present == mech.stages, f"{key}: maps for {present}, declared {mech.stages}"
-    if maps.gather is not None and key not in ("linformer", "luna_causal"):
-        torch.testing.assert_close(maps.gather.sum(-1), torch.ones(maps.gather.shape[:-1]))  # softmax over tokens
-    if maps.broadcast is not None:
-        torch.testing.assert_close(maps.broadcast.sum(-1), torch.ones(maps.broadcast.shape[:-1]))  # over latents
-
-
-def test_perceiver_ar_gather_map():
-    m = PerceiverAR(8, 3, heads=2, cross_heads=2, depth=2)
-    out, maps = m(torch.randn(1, 7, 8), return_maps=True)
-    assert out.shape == (1, 3, 8) and list(m.output_positions(7)) == [4, 5, 6]
-    g = maps.gather  # (1, 2, 3, 7): latent i at position 4 + i sees tokens ≤ 4 + i
-    assert g.shape == (1, 2, 3, 7)
-    assert (g[..., 0, 5:] == 0).all() and (g[..., 1, 6:] == 0).all() and (g[..., 0, :5] > 0).all()
-    for i in (1, 2):
-        s = maps.extra[f"latent self-attention {i}"]  # (1, 2, 3, 3), causal among latents
-        assert torch.equal(s, s.tril())
-    short = m(torch.randn(1, 2, 8))  # N ≤ M: every position is a latent, (B, N, D)
-    assert short.shape == (1, 2, 8) and list(m.output_positions(2)) == [0, 1]
-
-
-def test_luna_causal_effective_map_is_lower_triangular_and_row_stochastic_in_the_limit():
-    m = LunaCausal(8, 3, heads=2)
-    _, maps = m(torch.randn(1, 6, 8), return_maps=True)
-    eff = maps.effective()
-    assert eff.shape == (1, 2, 6, 6)
-    assert torch.equal(eff, eff.tril()), "no token reads a later token"
-    assert (maps.gather > 0).all(), "elu + 1 packing weights are positive"
-    torch.testing.assert_close(maps.broadcast.sum(-1), torch.ones(1, 2, 6))
 
 
 # --- invariants -----------------------------------------------------------------------------------------------------
@@ -297,7 +256,7 @@ def test_luna_causal_decoding_equals_the_parallel_form():
     x = torch.randn(2, 9, 8)
     full = m(x)
     state = m.new_cache(2, 9)
-    assert state.length == 0 and state.numel() == 3 * (2 * 2 * 3 * 4) + 1  # 3 tensors (B, H, l, dh) + t
+    assert state.length == 0 and state.numel() == 3 * (2 * 2 * 3 * 4) + 1  # 3 tensors (B, H, l, d_head) + t
     assert state.nbytes == 3 * (2 * 2 * 3 * 4) * 4  # float32
     nbytes = state.nbytes
     outs = [m(x[:, t : t + 1], cache=state) for t in range(9)]  # the state is updated in place

@@ -8,7 +8,6 @@ import pytest
 import torch
 from conftest import assert_close
 
-from lattn.attention import merge_heads, split_heads
 from lattn.family import LunaCausal
 from lattn.family.linear import causal_linear_attention, elu_feature, running_sums
 
@@ -52,18 +51,32 @@ def test_causal_linear_attention_checks_its_inputs():
 
 @pytest.mark.parametrize("packing", ["elu", "softplus"])
 def test_causal_luna_is_linear_attention_on_packed_keys(packing):
-    """logits = linear attention (q, k, Φ); out = linear attention (A, Φ, v); both ÷ t (Katharopoulos et al. 2020)."""
+    """logits = linear attention (q, k, Φ); out = linear attention (A, Φ, v); both ÷ t (Katharopoulos et al. 2020).
+    Φ, q, k, v are computed here from the weights, not taken from the module or its maps."""
     m = LunaCausal(8, 3, heads=2, packing=packing).double()
     x = torch.randn(2, 9, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    _, maps = m(x, return_maps=True)
-    phi = maps.gather.transpose(-1, -2)  # (B, H, N, l): the packing weights
-    dh = 8 // 2
-    q, k, v = (split_heads(f(x), 2) for f in (m.to_q, m.to_k, m.to_v))  # (B, H, N, dh)
-    logits = causal_linear_attention(q / math.sqrt(dh), k, phi)  # (B, H, N, l)
+    d_head = 8 // 2
+
+    def heads(layer, t):  # (B, n, 8) → (B, H, n, d_head), y = t·Wᵀ + b
+        y = t @ layer.weight.double().T + layer.bias.double()
+        return y.view(t.shape[0], t.shape[1], 2, d_head).transpose(1, 2)
+
+    pk, pq = heads(m.to_pk, x), heads(m.to_pq, m.packed.double().expand(2, -1, -1))  # (B, H, N, d_head), (B, H, l, …)
+    score = pk @ pq.transpose(-1, -2) / math.sqrt(d_head)  # (B, H, N, l)
+    if packing == "softplus":  # softplus with β = ln 2: log2(1 + 2^score)
+        phi = torch.log2(1 + torch.exp2(score))
+    else:  # elu + 1
+        phi = torch.where(score > 0, score + 1, score.exp())
+    q, k, v = heads(m.to_q, x), heads(m.to_k, x), heads(m.to_v, x)
+    logits = causal_linear_attention(q / math.sqrt(d_head), k, phi)  # (B, H, N, l)
     attn = logits.softmax(-1)  # over the l packed slots
-    assert_close(attn, maps.broadcast, 1e-12, "unpack map")
-    read = causal_linear_attention(attn, phi, v)  # (B, H, N, dh)
-    assert_close(m.to_out(merge_heads(read)), m(x), 1e-12, "causal Luna = two causal linear attentions")
+    read = causal_linear_attention(attn, phi, v)  # (B, H, N, d_head)
+    out = read.transpose(1, 2).reshape(2, 9, 8) @ m.to_out.weight.double().T + m.to_out.bias.double()
+    got, maps = m(x, return_maps=True)
+    assert_close(maps.gather.transpose(-1, -2), phi, 1e-12, "packing weights Φ")
+    assert_close(maps.broadcast, attn, 1e-12, "unpack map")
+    assert_close(got, out, 1e-12, "causal Luna = two causal linear attentions")
+    assert_close(m(x), out, 1e-12, "fast path")
 
 
 def test_packing_option_is_checked_and_elu_is_the_default():

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from lattn.masks import band_mask, causal_mask, key_padding, local_global_mask, masked_softmax
+from lattn.masks import (
+    band_mask,
+    causal_mask,
+    key_padding,
+    local_global_mask,
+    map_itemsize,
+    masked_softmax,
+    zero_padded,
+)
 
 
 def test_causal_mask_hand_examples():
@@ -51,3 +59,18 @@ def test_masked_softmax_axis_zero_rows_and_dtype():
     assert (w[2, [1, 3, 4]] == 0).all() and torch.isclose(w[2].sum(), torch.tensor(1.0))
     assert masked_softmax(s.half()).dtype == torch.float32  # half inputs: the softmax in float32
     assert masked_softmax(s.double()).dtype == torch.float64
+
+
+def test_map_itemsize_is_the_softmax_dtype():
+    """Maps are float32 for half inputs (the softmax runs in float32) and float64 for float64 inputs."""
+    sizes = {dt: map_itemsize(dt) for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
+    assert sizes == {torch.float16: 4, torch.bfloat16: 4, torch.float32: 4, torch.float64: 8}
+
+
+def test_zero_padded_sets_padded_tokens_to_zero_even_nan():
+    t = torch.tensor([[[1.0, 2.0], [float("nan"), 3.0], [4.0, 5.0]]])  # (B=1, N=3, D=2), token 1 padded
+    mask = torch.tensor([[True, False, True]])
+    assert zero_padded(t, mask).tolist() == [[[1.0, 2.0], [0.0, 0.0], [4.0, 5.0]]]
+    assert zero_padded(t, None) is t
+    heads_last = torch.ones(1, 3, 2, 4)  # (B, N, H, d): any trailing axes
+    assert zero_padded(heads_last, mask)[0, :, 0, 0].tolist() == [1.0, 0.0, 1.0]

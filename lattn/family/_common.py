@@ -1,46 +1,17 @@
-"""Pieces shared by the family: the maps record, a feed-forward layer, input checks.
+"""Pieces shared by the family: a feed-forward layer and the input checks at every entry point.
 
-Every attention inside the family is :class:`lattn.attention.Attention` (cross-attention via ``context=``); the
-members whose maths differs keep their own core and say why (Linformer, causal Luna, Slot Attention).
+Every member returns its maps as :class:`lattn.latent.LatentMaps`. Every attention inside the family is
+:class:`lattn.attention.Attention` (cross-attention via ``context=``) except where the maths differs; those members
+(Linformer, causal Luna, Slot Attention) keep their own core, for the reasons listed in :mod:`lattn.attention`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from torch import Tensor, nn
 
 from ..checks import check_dtype, check_mask, check_tokens
-from ..latent import LatentMaps
 
-__all__ = [
-    "FamilyMaps",
-    "FeedForward",
-    "check_input",
-    "check_latents",
-    "refuse_causal",
-]
-
-
-@dataclass(frozen=True)
-class FamilyMaps(LatentMaps):
-    """:class:`~lattn.latent.LatentMaps` plus what some family members have besides the three stages.
-
-    write (B, H, N, M), gather (B, H, M, N), broadcast (B, H, N, M) as in ``LatentMaps`` (``None`` = stage unused;
-    for Perceiver IO the broadcast rows are the O output queries, (B, H, O, M)).
-    effective_map: (B, H, N, N) token→token map when it is *not* broadcast @ gather (Luna causal: each position has
-    its own packed context, and the map is lower-triangular; full attention: its own N×N map).
-    extra: other named maps, e.g. ``"latent self-attention 1"`` (B, H, M, M) or ``"iteration 2"`` (B, 1, N, M).
-    """
-
-    effective_map: Tensor | None = None
-    extra: dict[str, Tensor] = field(default_factory=dict)
-
-    def effective(self) -> Tensor:
-        """Token→token map (B, H, N, N): ``effective_map`` when stored, else broadcast @ gather (rank ≤ M)."""
-        if self.effective_map is not None:
-            return self.effective_map
-        return super().effective()
+__all__ = ["FeedForward", "check_input", "check_latents", "refuse_causal"]
 
 
 def check_input(module: nn.Module, x: Tensor, mask: Tensor | None = None) -> None:

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from ..attention import Attention
 from ..checks import check_int
-from ..masks import local_global_mask
+from ..latent import LatentMaps
+from ..masks import local_global_mask, zero_padded
 from ._common import check_input, refuse_causal
 
 __all__ = ["LocalGlobalAttention", "score_counts"]
@@ -48,9 +49,14 @@ def score_counts(n: int, *, window: int, num_global: int, num_latents: int, regi
 class LocalGlobalAttention(nn.Module):
     """``depth`` layers of window + global attention: (B, N, D) → (B, N, D).
 
-    Each layer runs one :class:`~lattn.attention.Attention` over [globals; tokens] (B, g + N, D) with
-    :func:`~lattn.masks.local_global_mask`, pre-norm with a residual: h = h + Attn(LN h). The globals start from g learned vectors
-    and are carried from layer to layer; the tokens' part is returned. Cost O(N·(2w + 1 + 2g)) per layer.
+    Each layer is one :class:`~lattn.attention.Attention` over [globals; tokens] (B, g + N, D) with
+    :func:`~lattn.masks.local_global_mask` as its joint mask, pre-norm with a residual: h = h + Attn(LN h). The globals
+    start from g learned vectors and are carried from layer to layer; the tokens' part is returned. Cost
+    O(N·(2w + 1 + 2g)) per layer.
+
+    ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False)``: padded tokens take no part
+    (the globals are always real) and output zeros. Maps: :class:`~lattn.latent.LatentMaps` with no latent stage;
+    ``extra["layer i"]`` (B, H, g + N, g + N) is layer i's map, rows and columns ordered [globals; tokens].
     """
 
     stages = ()  # not a latent stage: tokens still score tokens (within the window)
@@ -69,15 +75,20 @@ class LocalGlobalAttention(nn.Module):
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
-    ) -> Tensor:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
-        if mask is not None or return_maps:
-            raise ValueError("LocalGlobalAttention is a small teaching module: no mask, no maps")
         B, N, _ = x.shape
         g = self.num_global
         allowed = local_global_mask(N, self.window, g).to(x.device)  # (g + N, g + N)
+        joint = None  # (B, g + N): the globals, then the tokens' padding mask
+        if mask is not None:
+            joint = torch.cat([mask.new_ones(B, g), mask], 1)
+            x = zero_padded(x, mask)  # whatever padded tokens hold (even NaN) reaches no product
         h = torch.cat([self.globals_.to(x.dtype).expand(B, -1, -1), x], 1)  # (B, g + N, D)
-        for norm, attn in zip(self.norms, self.layers):
-            h = h + attn(norm(h), attn_mask=allowed)
-        return h[:, g:]  # (B, N, D): the tokens' outputs
+        maps: dict[str, Tensor] = {}
+        for i, (norm, attn) in enumerate(zip(self.norms, self.layers)):
+            a = attn(norm(h), mask=joint, attn_mask=allowed, return_maps=return_maps)  # padded rows read 0
+            read, maps[f"layer {i}"] = a if return_maps else (a, None)  # (B, g + N, D), (B, H, g + N, g + N)
+            h = h + read
+        return (h[:, g:], LatentMaps(extra=maps)) if return_maps else h[:, g:]  # (B, N, D): the tokens' outputs

@@ -18,9 +18,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..attention import Attention, attend
+from ..attention import Attention, attend, drop_padded
 from ..checks import check_int
-from ._common import FamilyMaps, check_input, refuse_causal
+from ..latent import LatentMaps
+from ..masks import zero_padded
+from ._common import check_input, refuse_causal
 
 __all__ = ["Linformer"]
 
@@ -50,7 +52,7 @@ class Linformer(Attention):
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
         B, N, D = x.shape
@@ -61,24 +63,24 @@ class Linformer(Attention):
                 "length-free mechanism such as ISAB or Luna"
             )
         H = self.heads
-        q, k, v = (self.split(f(x)) for f in (self.to_q, self.to_k, self.to_v))  # (B, H, N, dh) each
+        q, k, v = (self.split(f(x)) for f in (self.to_q, self.to_k, self.to_v))  # (B, H, N, d_head) each
         if mask is not None:
-            keep = mask[:, None, :, None]  # (B, 1, N, 1)
-            k, v = k.masked_fill(~keep, 0), v.masked_fill(~keep, 0)  # padded tokens reach no product
+            k, v = drop_padded(k, mask), drop_padded(v, mask)  # padded tokens reach no product
         proj_e = self.proj_k.to(x.dtype)  # (k, N)
         proj_f = proj_e if self.proj_v is None else self.proj_v.to(x.dtype)
-        k_proj = torch.einsum("sn,bhnd->bhsd", proj_e, k)  # K' = E·K (B, H, k, dh)
-        v_proj = torch.einsum("sn,bhnd->bhsd", proj_f, v)  # V' = F·V (B, H, k, dh)
-        read, bmap = attend(q, k_proj, v_proj, return_maps=return_maps)  # (B, H, N, dh), (B, H, N, k) | None
+        k_proj = torch.einsum("sn,bhnd->bhsd", proj_e, k)  # K' = E·K (B, H, k, d_head)
+        v_proj = torch.einsum("sn,bhnd->bhsd", proj_f, v)  # V' = F·V (B, H, k, d_head)
+        read, bmap = attend(q, k_proj, v_proj, return_maps=return_maps)  # (B, H, N, d_head), (B, H, N, k) | None
         out = self.merge(read)  # (B, N, D)
-        if mask is not None:
-            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
+        out = zero_padded(out, mask)  # padded positions output zeros
         if not return_maps:
             return out
-        cols = torch.ones(B, 1, 1, N, dtype=x.dtype, device=x.device) if mask is None else keep.transpose(-1, -2)
+        cols = torch.ones(B, 1, 1, N, dtype=x.dtype, device=x.device) if mask is None else mask[:, None, None, :]
         gather = (proj_f * cols).expand(B, H, -1, -1)  # (B, H, k, N): padded columns zero
         extra = {"key projection E": (proj_e * cols).expand(B, H, -1, -1)}
-        return out, FamilyMaps(gather=gather, broadcast=bmap, extra=extra)
+        if mask is not None:
+            bmap = drop_padded(bmap, mask)  # padded positions' rows are zeros
+        return out, LatentMaps(gather=gather, broadcast=bmap, extra=extra)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, seq_len={self.seq_len}, k={self.k}, heads={self.heads}"

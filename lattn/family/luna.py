@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,11 +38,12 @@ from torch import Tensor, nn
 
 from ..attention import Attention, merge_heads, split_heads
 from ..checks import check_dim_heads, check_int
-from ..masks import causal_mask, masked_softmax, upcast
-from ._common import FamilyMaps, check_input, check_latents, refuse_causal
+from ..latent import LatentMaps
+from ..masks import causal_mask, masked_softmax, upcast, zero_padded
+from ._common import check_input, check_latents, refuse_causal
 from .linear import running_sums
 
-__all__ = ["PACKING", "Luna", "LunaCausal", "LunaState"]
+__all__ = ["PACKING", "Luna", "LunaCausal", "LunaOutput", "LunaState"]
 
 PACKING = {  # causal Luna's positive packing weight φ(score), both equal to 1 at 0
     "elu": lambda s: F.elu(s) + 1,  # linear attention's feature map; one revision of the authors' code
@@ -55,10 +57,11 @@ class Luna(nn.Module):
     Args: dim, packed_len (l), heads.
 
     ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False, packed (B, l, D) | None,
-    return_packed=False)`` → out (B, N, D) [, :class:`FamilyMaps`]. ``packed=None`` uses the learned initial packed
-    sequence (l, D) (the first layer). ``return_packed=True`` also returns the packed sequence for the next layer,
-    ``(out, packed_next (B, l, D)[, maps])``. ``out`` has no residual (the block adds it). Maps: ``gather`` = pack
-    (B, H, l, N), ``broadcast`` = unpack (B, H, N, l). Cost O(N·l).
+    return_packed=False)`` → out [, :class:`~lattn.latent.LatentMaps`], out = tokens (B, N, D), or with
+    ``return_packed=True`` a :class:`LunaOutput` (tokens, packed_next (B, l, D)): the packed sequence for the next
+    layer. ``packed=None`` uses the learned initial packed sequence (l, D) (the first layer). The tokens have no
+    residual (the block adds it). Maps: ``gather`` = pack (B, H, l, N), ``broadcast`` = unpack (B, H, N, l).
+    Cost O(N·l).
     """
 
     stages = ("gather", "broadcast")
@@ -84,7 +87,7 @@ class Luna(nn.Module):
         return_maps: bool = False,
         packed: Tensor | None = None,
         return_packed: bool = False,
-    ) -> Tensor | tuple[Tensor, ...]:
+    ) -> Tensor | LunaOutput | tuple[Tensor | LunaOutput, LatentMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
         B = x.shape[0]
@@ -93,23 +96,25 @@ class Luna(nn.Module):
         check_latents(packed, self.packed_len, self.dim, B, "packed")
         p = self.pack(packed, context=x, mask=mask, return_maps=return_maps)
         context, pmap = p if return_maps else (p, None)  # Yp (B, l, D), (B, H, l, N)
-        u = self.unpack(x, context=context, return_maps=return_maps)
+        u = self.unpack(x, context=context, query_mask=mask, return_maps=return_maps)  # padded positions output 0
         out, umap = u if return_maps else (u, None)  # (B, N, D), (B, H, N, l)
-        if mask is not None:
-            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
-        result: tuple[Tensor, ...] = (out,)
         if return_packed:
-            result += (self.norm_packed(packed + context),)  # packed_next (B, l, D)
-        if return_maps:
-            result += (FamilyMaps(gather=pmap, broadcast=umap),)
-        return result[0] if len(result) == 1 else result
+            out = LunaOutput(out, self.norm_packed(packed + context))  # packed_next (B, l, D)
+        return (out, LatentMaps(gather=pmap, broadcast=umap)) if return_maps else out
+
+
+class LunaOutput(NamedTuple):
+    """What :class:`Luna` returns with ``return_packed=True``: the tokens and the packed sequence for the next layer."""
+
+    tokens: Tensor  # (B, N, D)
+    packed: Tensor  # (B, l, D): LN(P + Yp)
 
 
 @dataclass
 class LunaState:
     """Decoding state of :class:`LunaCausal` (from :meth:`LunaCausal.new_cache`): O(l·d) numbers whatever the length.
 
-    packed_queries (B, H, l, dh): the (scaled) packing queries from P.  key_sum, value_sum (B, H, l, dh):
+    packed_queries (B, H, l, d_head): the (scaled) packing queries from P.  key_sum, value_sum (B, H, l, d_head):
     Σ_{j≤t} φ_j[s]·k_j and Σ_{j≤t} φ_j[s]·v_j.  max_len: the most tokens it may take.  length: t, the tokens seen.
     Updated in place by ``LunaCausal.forward(x, cache=state)``.
     """
@@ -126,7 +131,7 @@ class LunaState:
         return sum(t.nbytes for t in (self.packed_queries, self.key_sum, self.value_sum))
 
     def numel(self) -> int:
-        """Numbers held: the three (B, H, l, dh) tensors and the step count t."""
+        """Numbers held: the three (B, H, l, d_head) tensors and the step count t."""
         return self.packed_queries.numel() + self.key_sum.numel() + self.value_sum.numel() + 1
 
 
@@ -137,14 +142,14 @@ class LunaCausal(nn.Module):
     "softplus" (β = ln 2), see :data:`PACKING`.
 
     * ``forward(x (B, N, D), *, mask (B, N) | None, causal=False, return_maps=False, packed (B, l, D) | None)`` →
-      out (B, N, D) [, :class:`FamilyMaps`]. Always causal: ``causal`` is accepted for the uniform call and changes
+      out (B, N, D) [, :class:`LatentMaps`]. Always causal: ``causal`` is accepted for the uniform call and changes
       nothing. The fast path runs cumulative sums, O(N·l·d); ``return_maps=True`` takes the teaching path, which
       writes the same thing with explicit lower-triangular N×N matrices (C = causal averaging matrix,
       C[t, j] = 1/t for j ≤ t)::
 
           logits = (C ⊙ Q·Kᵀ)·Φ          (B, H, N, l)   Φ = φ(Pk·Pqᵀ) (B, H, N, l): packing weights
           A      = softmax over l slots   (B, H, N, l)   the unpack map
-          out    = (C ⊙ A·Φᵀ)·V          (B, H, N, dh)  C ⊙ A·Φᵀ is the effective token→token map
+          out    = (C ⊙ A·Φᵀ)·V          (B, H, N, d_head)  C ⊙ A·Φᵀ is the effective token→token map
 
       Maps: ``gather`` Φᵀ (B, H, l, N) (positive packing weights, not a softmax), ``broadcast`` A (B, H, N, l),
       ``effective_map`` (B, H, N, N), lower-triangular. Padded tokens (mask False) take no part: t counts the real
@@ -180,11 +185,11 @@ class LunaCausal(nn.Module):
         if packed is None:
             packed = self.packed.expand(batch, -1, -1)  # (B, l, D)
         check_latents(packed, self.packed_len, self.dim, batch, "packed")
-        pq = upcast(split_heads(self.to_pq(packed), self.heads))  # (B, H, l, dh)
+        pq = upcast(split_heads(self.to_pq(packed), self.heads))  # (B, H, l, d_head)
         return pq / math.sqrt(self.dim // self.heads)
 
     def _project(self, x: Tensor, pq: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Packing weights Φ (B, H, T, l) and q (scaled), k, v (B, H, T, dh) of new tokens x (B, T, D)."""
+        """Packing weights Φ (B, H, T, l) and q (scaled), k, v (B, H, T, d_head) of new tokens x (B, T, D)."""
         H = self.heads
         pk, q, k, v = (upcast(split_heads(f(x), H)) for f in (self.to_pk, self.to_q, self.to_k, self.to_v))
         phi = PACKING[self.packing](torch.einsum("bhtd,bhld->bhtl", pk, pq))  # (B, H, T, l), positive
@@ -194,7 +199,7 @@ class LunaCausal(nn.Module):
         """The empty decoding state for ``batch`` sequences of up to ``max_len`` tokens; ``packed`` (B, l, D) or the
         learned one."""
         check_int(batch=batch, max_len=max_len)
-        pq = self._packed_queries(packed, batch)  # (B, H, l, dh)
+        pq = self._packed_queries(packed, batch)  # (B, H, l, d_head)
         return LunaState(pq, torch.zeros_like(pq), torch.zeros_like(pq), max_len)
 
     def _advance(self, x: Tensor, state: LunaState, mask: Tensor | None = None) -> Tensor:
@@ -203,24 +208,24 @@ class LunaCausal(nn.Module):
         Updates ``state`` in place. ``mask`` (B, T): padded tokens add nothing, t counts the real ones.
         """
         T = x.shape[1]
-        phi, q, k, v = self._project(x, state.packed_queries)  # (B, H, T, l), (B, H, T, dh) ×3
+        phi, q, k, v = self._project(x, state.packed_queries)  # (B, H, T, l), (B, H, T, d_head) ×3
         if mask is None:
             t = torch.arange(state.length + 1, state.length + T + 1, dtype=phi.dtype, device=x.device)[:, None]
         else:
             keep = mask[:, None, :, None].to(phi.dtype)  # (B, 1, T, 1)
             phi, t = phi * keep, keep.cumsum(2).clamp(min=1)  # t (B, 1, T, 1): real tokens so far
-        # running sums over the new tokens, continuing the state's; φ_j[s]·k_j is an outer product: (B, H, T, l, dh)
+        # running sums over the new tokens, continuing the state's; φ_j[s]·k_j is an outer product: (B, H, T, l, d_head)
         key_sums, value_sums = running_sums(phi, k, state.key_sum), running_sums(phi, v, state.value_sum)
         logits = torch.einsum("bhtd,bhtld->bhtl", q, key_sums) / t  # (B, H, T, l)
         attn = masked_softmax(logits, dim=-1)  # over the l packed slots
-        read = torch.einsum("bhtl,bhtld->bhtd", attn, value_sums) / t  # (B, H, T, dh)
+        read = torch.einsum("bhtl,bhtld->bhtd", attn, value_sums) / t  # (B, H, T, d_head)
         state.key_sum, state.value_sum, state.length = key_sums[:, :, -1], value_sums[:, :, -1], state.length + T
         return self.to_out(merge_heads(read.to(x.dtype)))  # (B, T, D)
 
-    def _teaching(self, x: Tensor, pq: Tensor, mask: Tensor | None) -> tuple[Tensor, FamilyMaps]:
+    def _teaching(self, x: Tensor, pq: Tensor, mask: Tensor | None) -> tuple[Tensor, LatentMaps]:
         """The same outputs with explicit N×N matrices, and the maps."""
         N = x.shape[1]
-        phi, q, k, v = self._project(x, pq)  # (B, H, N, l), (B, H, N, dh) ×3
+        phi, q, k, v = self._project(x, pq)  # (B, H, N, l), (B, H, N, d_head) ×3
         tri = causal_mask(N, device=x.device).to(phi.dtype)  # (N, N)
         if mask is None:
             t = torch.arange(1, N + 1, dtype=phi.dtype, device=x.device)[:, None]  # (N, 1)
@@ -232,8 +237,11 @@ class LunaCausal(nn.Module):
         attn = masked_softmax(logits, dim=-1)  # (B, H, N, l)
         effective = causal_avg * (attn @ phi.transpose(-1, -2))  # (B, H, N, N), lower-triangular
         out = self.to_out(merge_heads((effective @ v).to(x.dtype)))  # (B, N, D)
-        gather = phi.transpose(-1, -2) if mask is None else phi.transpose(-1, -2) * keep.transpose(-1, -2)
-        return out, FamilyMaps(gather=gather, broadcast=attn, effective_map=effective)
+        if mask is None:
+            return out, LatentMaps(gather=phi.transpose(-1, -2), broadcast=attn, effective_map=effective)
+        # padded tokens: their columns of the packing weights and their rows of the other maps are zeros
+        gather = phi.transpose(-1, -2) * keep.transpose(-1, -2)
+        return out, LatentMaps(gather=gather, broadcast=attn * keep, effective_map=effective * keep)
 
     def forward(
         self,
@@ -245,7 +253,7 @@ class LunaCausal(nn.Module):
         packed: Tensor | None = None,
         cache: LunaState | None = None,
         start_pos: int | None = None,
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         check_input(self, x, mask)
         B = x.shape[0]
         if cache is not None:
@@ -257,14 +265,12 @@ class LunaCausal(nn.Module):
             return self._advance(x, cache)
         if start_pos is not None:
             raise ValueError("start_pos needs a cache (from new_cache)")
-        if mask is not None:
-            x = x.masked_fill(~mask[..., None], 0)  # whatever padded tokens hold (even NaN) reaches no product
+        x = zero_padded(x, mask)  # whatever padded tokens hold (even NaN) reaches no product
         if return_maps:
             out, maps = self._teaching(x, self._packed_queries(packed, B), mask)
         else:
             out = self._advance(x, self.new_cache(B, x.shape[1], packed=packed), mask)
-        if mask is not None:
-            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
+        out = zero_padded(out, mask)  # padded positions output zeros
         return (out, maps) if return_maps else out
 
     @staticmethod

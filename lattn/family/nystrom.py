@@ -33,7 +33,8 @@ from torch import Tensor
 from ..attention import Attention, attend, drop_padded
 from ..checks import check_int
 from ..masks import masked_softmax, upcast
-from ._common import FamilyMaps, check_input, refuse_causal
+from ..latent import LatentMaps
+from ._common import check_input, refuse_causal
 
 __all__ = ["Nystromformer", "pinv_iterative", "segment_ids", "segment_means"]
 
@@ -112,7 +113,7 @@ class Nystromformer(Attention):
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
         B, N, D = x.shape
@@ -144,7 +145,7 @@ class Nystromformer(Attention):
             return out
         extra = {"landmark kernel": kernel, "pseudo-inverse Z": z, "segment means": seg[:, None].expand(B, 1, m, N)}
         effective = bmap @ z @ gmap  # (B, H, N, N): the approximated attention map, for display only
-        return out, FamilyMaps(gather=gmap, broadcast=bmap, effective_map=effective, extra=extra)
+        return out, LatentMaps(gather=gmap, broadcast=bmap, effective_map=effective, extra=extra)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_landmarks={self.num_landmarks}, heads={self.heads}, iters={self.pinv_iterations}"

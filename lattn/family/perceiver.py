@@ -23,8 +23,9 @@ from torch import Tensor, nn
 
 from ..attention import Attention, MultiHeadAttention
 from ..checks import check_int, check_tokens
-from ..masks import causal_mask
-from ._common import FamilyMaps, FeedForward, check_input, refuse_causal
+from ..latent import LatentMaps
+from ..masks import causal_mask, zero_padded
+from ._common import FeedForward, check_input, refuse_causal
 
 __all__ = ["LatentBlock", "Perceiver", "PerceiverAR", "PerceiverIO"]
 
@@ -78,7 +79,7 @@ class Perceiver(nn.Module):
         do; False = raw latents as queries).
 
     ``forward(x (B, N, D), *, mask (B, N) bool = real token, causal=False, return_maps=False)`` → latents
-    (B, M, D); with ``return_maps=True`` also :class:`FamilyMaps` with ``gather`` (B, Hc, M, N) (the first gather),
+    (B, M, D); with ``return_maps=True`` also :class:`LatentMaps` with ``gather`` (B, Hc, M, N) (the first gather),
     ``extra["gather r"]`` for repeats r ≥ 2 and ``extra["latent self-attention i"]`` (B, H, M, M). One gather is
     ``z = z + CrossAttention(LN(z), LN(x))``, then ``z = z + MLP(LN(z))`` (pre-norm).
 
@@ -114,7 +115,7 @@ class Perceiver(nn.Module):
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
         xn = self.norm_tokens(x)  # (B, N, D), normalised once, read by every gather
@@ -127,11 +128,14 @@ class Perceiver(nn.Module):
                 first = gmap
             elif extra is not None:
                 extra[f"gather {r + 1}"] = gmap
-        return (z, FamilyMaps(gather=first, extra=extra)) if return_maps else z
+        return (z, LatentMaps(gather=first, extra=extra)) if return_maps else z
 
 
 class _CrossBlock(nn.Module):
-    """One Perceiver repeat: z += CrossAttn(LN z → LN x); z += MLP(LN z); then ``depth`` latent blocks."""
+    """One gather and its latent blocks: z += CrossAttn(LN z → LN x); z += MLP(LN z); then ``depth`` latent blocks.
+
+    A Perceiver repeat, or Perceiver AR's block with ``attn_mask`` (block-causal), ``causal`` latent blocks and
+    ``latent_mask`` (B, M) (padded latent positions)."""
 
     def __init__(self, dim: int, cross_heads: int, depth: int, heads: int, ff_mult: int, query_norm: bool) -> None:
         super().__init__()
@@ -141,13 +145,22 @@ class _CrossBlock(nn.Module):
         self.layers = nn.ModuleList(LatentBlock(dim, heads, ff_mult) for _ in range(depth))
 
     def forward(
-        self, z: Tensor, xn: Tensor, mask: Tensor | None, extra: dict[str, Tensor] | None
+        self,
+        z: Tensor,
+        xn: Tensor,
+        mask: Tensor | None,
+        extra: dict[str, Tensor] | None,
+        *,
+        attn_mask: Tensor | None = None,
+        latent_mask: Tensor | None = None,
+        causal: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        g = self.gather(self.norm_latents(z), context=xn, mask=mask, return_maps=extra is not None)
-        read, gmap = g if extra is not None else (g, None)  # (B, M, D), (B, Hc, M, N)
+        zn, rm = self.norm_latents(z), extra is not None
+        g = self.gather(zn, context=xn, mask=mask, query_mask=latent_mask, attn_mask=attn_mask, return_maps=rm)
+        read, gmap = g if rm else (g, None)  # (B, M, D), (B, Hc, M, N)
         z = z + read
         z = z + self.ff(self.norm_ff(z))  # (B, M, D)
-        return _latent_stack(self.layers, z, None, causal=False, extra=extra), gmap
+        return _latent_stack(self.layers, z, latent_mask, causal=causal, extra=extra), gmap
 
 
 class PerceiverIO(nn.Module):
@@ -206,7 +219,7 @@ class PerceiverIO(nn.Module):
         causal: bool = False,
         return_maps: bool = False,
         queries: Tensor | None = None,
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         refuse_causal(self, causal)
         enc = self.encoder(x, mask=mask, return_maps=return_maps)
         z, enc_maps = enc if return_maps else (enc, None)  # (B, M, D)
@@ -220,15 +233,15 @@ class PerceiverIO(nn.Module):
             queries = self.output_queries.to(x.dtype).expand(B, -1, -1)  # (B, O, D)
         else:
             queries, out_mask = x, mask  # (B, N, D): one output per token
-        dec = self.decode(self.norm_queries(queries), context=self.norm_latents(z), return_maps=return_maps)
+        qn, zn = self.norm_queries(queries), self.norm_latents(z)
+        dec = self.decode(qn, context=zn, query_mask=out_mask, return_maps=return_maps)  # padded rows: zeros
         read, bmap = dec if return_maps else (dec, None)  # (B, O, D), (B, Hc, O, M)
         out = queries + read
         out = out + self.ff(self.norm_ff(out))  # (B, O, D)
-        if out_mask is not None:
-            out = out.masked_fill(~out_mask[..., None], 0)  # padded positions output zeros
+        out = zero_padded(out, out_mask)  # padded positions output zeros
         if not return_maps:
             return out
-        return out, FamilyMaps(gather=enc_maps.gather, broadcast=bmap, extra=enc_maps.extra)
+        return out, LatentMaps(gather=enc_maps.gather, broadcast=bmap, extra=enc_maps.extra)
 
 
 class PerceiverAR(nn.Module):
@@ -257,10 +270,8 @@ class PerceiverAR(nn.Module):
         super().__init__()
         _check_sizes(dim, num_latents, heads, cross_heads, depth, ff_mult)
         self.dim, self.num_latents, self.depth = dim, num_latents, depth
-        self.norm_latents, self.norm_tokens = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.gather = Attention(dim, heads=cross_heads)  # latents → tokens, block-causal
-        self.norm_ff, self.ff = nn.LayerNorm(dim), FeedForward(dim, ff_mult)
-        self.layers = nn.ModuleList(LatentBlock(dim, heads, ff_mult) for _ in range(depth))
+        self.norm_tokens = nn.LayerNorm(dim)
+        self.block = _CrossBlock(dim, cross_heads, depth, heads, ff_mult, query_norm=True)  # gather: block-causal
 
     def output_positions(self, seq_len: int) -> range:
         """The positions whose outputs forward returns for a sequence of ``seq_len`` tokens."""
@@ -268,20 +279,15 @@ class PerceiverAR(nn.Module):
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         check_input(self, x, mask)
         B, N, D = x.shape
         M = min(N, self.num_latents)
         z = x[:, N - M :]  # (B, M, D): the latents are the last M tokens
         latent_mask = None if mask is None else mask[:, N - M :]  # (B, M)
         allowed = causal_mask(M, N, start_pos=N - M, device=x.device)  # (M, N): latent i sits at position N − M + i
-        zn, xn = self.norm_latents(z), self.norm_tokens(x)
-        g = self.gather(zn, context=xn, mask=mask, attn_mask=allowed, return_maps=return_maps)
-        read, gmap = g if return_maps else (g, None)  # (B, M, D), (B, Hc, M, N)
-        z = z + read
-        z = z + self.ff(self.norm_ff(z))  # (B, M, D)
         extra: dict[str, Tensor] | None = {} if return_maps else None
-        z = _latent_stack(self.layers, z, latent_mask, causal=True, extra=extra)
-        if latent_mask is not None:
-            z = z.masked_fill(~latent_mask[..., None], 0)  # padded latent positions output zeros
-        return (z, FamilyMaps(gather=gmap, extra=extra)) if return_maps else z
+        xn = self.norm_tokens(x)  # (B, N, D)
+        z, gmap = self.block(z, xn, mask, extra, attn_mask=allowed, latent_mask=latent_mask, causal=True)
+        z = zero_padded(z, latent_mask)  # padded latent positions output zeros
+        return (z, LatentMaps(gather=gmap, extra=extra)) if return_maps else z  # (B, M, D), (B, Hc, M, N)

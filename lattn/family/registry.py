@@ -4,8 +4,17 @@
 instance (:meth:`Mechanism.build`), run it (:meth:`Mechanism.run` → output, maps) and price it
 (:meth:`Mechanism.cost`, from :mod:`lattn.complexity`). Its stages and causality come from the module class itself
 (``stages``, ``is_causal``, ``causal_note``), so the table cannot drift from the code. Every module follows the
-package's calling convention, so :meth:`Mechanism.run` calls each one the same way: ``module(x, causal=…,
-return_maps=…)``; a new mechanism needs only a ``Mechanism`` entry, no adapter.
+package's calling convention, so :meth:`Mechanism.run` calls each one the same way, ``module(x, causal=…,
+return_maps=…)``, and returns what the module returns: maps are :class:`~lattn.latent.LatentMaps` for every member,
+the (B, H, N, N) tensor for full attention.
+
+A new member touches exactly these files: its module ``lattn/family/<name>.py`` (the convention above, maps as
+``LatentMaps``) and its own tests; one ``Mechanism`` entry appended to ``MECHANISMS`` below (and its import);
+``lattn/family/__init__.py`` (the export and a row of the table in its docstring); ``lattn/complexity/family.py``
+(the cost formula the entry's ``price`` calls); ``lattn/viz/diagram_data.py`` (its schematic: the family explorer
+draws one for every key) with that preset's edge count in ``tests/test_diagram.py``; a causal member also joins
+the causal set asserted in ``tests/test_family_costs.py``. ``compare.py``, the explorer and the tests that walk the
+registry pick it up unchanged.
 """
 
 from __future__ import annotations
@@ -18,8 +27,7 @@ from torch import Tensor, nn
 
 from .. import complexity as cx
 from ..attention import MultiHeadAttention
-from ..latent import STAGES, LatentAttention, LatentMaps
-from ._common import FamilyMaps
+from ..latent import LatentAttention, LatentMaps
 from .linformer import Linformer
 from .luna import Luna, LunaCausal
 from .nystrom import Nystromformer
@@ -61,10 +69,8 @@ class Mechanism:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        """The stages of write / gather / broadcast this mechanism uses (from the class)."""
-        if self.cls is LatentAttention:
-            return STAGES  # chosen per instance; the registry builds it with all three
-        return tuple(getattr(self.cls, "stages", ()))  # MultiHeadAttention: none
+        """The stages of write / gather / broadcast this mechanism uses (the class's ``stages``)."""
+        return tuple(self.cls.stages)
 
     @property
     def causal(self) -> bool:
@@ -73,8 +79,6 @@ class Mechanism:
 
     @property
     def causal_note(self) -> str:
-        if self.cls is MultiHeadAttention:  # the baseline carries no note of its own
-            return "a triangular mask: token t scores only tokens ≤ t."
         return self.cls.causal_note
 
     def build(self, sizes: Sizes = Sizes(), seed: int = 0) -> nn.Module:
@@ -83,16 +87,11 @@ class Mechanism:
             torch.manual_seed(seed)
             return self.make(sizes).eval()
 
-    def run(self, module: nn.Module, x: Tensor, return_maps: bool = True) -> tuple[Tensor, LatentMaps | None]:
+    def run(self, module: nn.Module, x: Tensor, return_maps: bool = True) -> tuple[Tensor, LatentMaps | Tensor | None]:
         """Output (B, N | M | M', D) and maps (None when ``return_maps=False``): ``module(x, causal=…,
         return_maps=…)``, the one call every module of the convention takes (causal when the module can be)."""
         out = module(x, causal=module.is_causal, return_maps=return_maps)
-        if not return_maps:
-            return out, None
-        out, maps = out
-        if isinstance(maps, Tensor):  # one plain token→token map (B, H, N, N): full attention
-            maps = FamilyMaps(effective_map=maps)
-        return out, maps
+        return out if return_maps else (out, None)
 
     def cost(self, n: int, m: int, sizes: Sizes = Sizes(), batch: int = 1) -> cx.Cost:
         """FLOPs (and peak bytes) from :mod:`lattn.complexity`, fast path."""

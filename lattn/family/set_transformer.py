@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 from ..attention import Attention
 from ..checks import check_int
-from ..latent import LatentAttention
-from ._common import FamilyMaps, FeedForward, check_input, refuse_causal
+from ..latent import LatentAttention, LatentMaps
+from ..masks import zero_padded
+from ._common import FeedForward, check_input, refuse_causal
 
 __all__ = ["ISAB", "MAB", "PMA"]
 
@@ -32,8 +33,9 @@ class MAB(nn.Module):
 
     Args: dim, heads; ``layer_norm`` (default True): the paper's two LayerNorms; ``feedforward=False`` drops the
     rFF line (and its LayerNorm).
-    ``forward(x (B, Nq, D), *, context Y (B, Nk, D) | None = x, mask (B, Nk) | None, causal=False,
-    return_maps=False)`` → (B, Nq, D) [, map (B, H, Nq, Nk)]. ``context=None`` is the paper's SAB, MAB(X, X).
+    ``forward(x (B, Nq, D), *, context Y (B, Nk, D) | None = x, mask (B, Nk) | None, query_mask (B, Nq) | None,
+    causal=False, return_maps=False)`` → (B, Nq, D) [, map (B, H, Nq, Nk)]. ``context=None`` is the paper's SAB,
+    MAB(X, X). ``query_mask``: padded queries read nothing (their rows of the map are zeros).
     """
 
     stages = ()  # a building block: a gather when the queries are latents, a broadcast when they are the tokens
@@ -58,11 +60,12 @@ class MAB(nn.Module):
         *,
         context: Tensor | None = None,
         mask: Tensor | None = None,
+        query_mask: Tensor | None = None,
         causal: bool = False,
         return_maps: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         refuse_causal(self, causal)
-        out = self.attn(x, context=context, mask=mask, return_maps=return_maps)
+        out = self.attn(x, context=context, mask=mask, query_mask=query_mask, return_maps=return_maps)
         read, maps = out if return_maps else (out, None)  # (B, Nq, D), (B, H, Nq, Nk)
         h = self.norm_attn(x + read)  # (B, Nq, D)
         if self.ff is not None:
@@ -111,17 +114,16 @@ class ISAB(nn.Module):
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
         inducing = self.inducing.to(x.dtype).expand(x.shape[0], -1, -1)  # (B, m, D)
         g = self.mab_gather(inducing, context=x, mask=mask, return_maps=return_maps)
         h, gmap = g if return_maps else (g, None)  # (B, m, D), (B, H, m, N)
-        b = self.mab_broadcast(x, context=h, return_maps=return_maps)
+        b = self.mab_broadcast(x, context=h, query_mask=mask, return_maps=return_maps)
         out, bmap = b if return_maps else (b, None)  # (B, N, D), (B, H, N, m)
-        if mask is not None:
-            out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
-        return (out, FamilyMaps(gather=gmap, broadcast=bmap)) if return_maps else out
+        out = zero_padded(out, mask)  # padded positions output zeros
+        return (out, LatentMaps(gather=gmap, broadcast=bmap)) if return_maps else out
 
 
 class PMA(nn.Module):
@@ -145,9 +147,9 @@ class PMA(nn.Module):
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, causal: bool = False, return_maps: bool = False
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
         seeds = self.seeds.to(x.dtype).expand(x.shape[0], -1, -1)  # (B, k, D)
         out = self.mab(seeds, context=self.rff(x), mask=mask, return_maps=return_maps)  # (B, k, D)
-        return (out[0], FamilyMaps(gather=out[1])) if return_maps else out
+        return (out[0], LatentMaps(gather=out[1])) if return_maps else out

@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_int
-from ..masks import masked_softmax
-from ._common import FamilyMaps, check_input, check_latents, refuse_causal
+from ..latent import LatentMaps
+from ..masks import masked_softmax, zero_padded
+from ._common import check_input, check_latents, refuse_causal
 
 __all__ = ["SlotAttention"]
 
@@ -84,7 +85,7 @@ class SlotAttention(nn.Module):
         return_maps: bool = False,
         slots: Tensor | None = None,
         generator: torch.Generator | None = None,
-    ) -> Tensor | tuple[Tensor, FamilyMaps]:
+    ) -> Tensor | tuple[Tensor, LatentMaps]:
         refuse_causal(self, causal)
         check_input(self, x, mask)
         B, N, D = x.shape
@@ -94,6 +95,7 @@ class SlotAttention(nn.Module):
                 generator = torch.Generator().manual_seed(self.seed)
             slots = self.initial_slots(B, generator).to(x.dtype)
         check_latents(slots, M, D, B, "slots")
+        x = zero_padded(x, mask)  # whatever padded inputs hold (even NaN) reaches no product
         x = self.norm_inputs(x)
         k, v = self.to_k(x), self.to_v(x)  # (B, N, D)
         rounds: dict[str, Tensor] = {}
@@ -114,4 +116,4 @@ class SlotAttention(nn.Module):
                 rounds[f"iteration {it}"] = attn[:, None]  # (B, 1, N, M)
         if not return_maps:
             return slots
-        return slots, FamilyMaps(write=rounds[f"iteration {self.iters}"], extra=rounds)
+        return slots, LatentMaps(write=rounds[f"iteration {self.iters}"], extra=rounds)

@@ -101,11 +101,12 @@ class FamilyExplorer(Explorer):
         _, maps = mech.run(module, self.tokens[:, :n])
         state: dict[str, Any] = {"key": key, "title": mech.title, "stages": mech.stages, "n": n, "m": m}
         state["names"] = {s: mech.stage_names.get(s, "") for s in STAGES}
+        full = isinstance(maps, Tensor)  # full attention: its own (B, H, N, N) map, no latent stage
         for s in STAGES:
-            stage_map = getattr(maps, s)
+            stage_map = None if full else getattr(maps, s)
             state[s] = None if stage_map is None else np.abs(as_array(stage_map[0, 0]))  # Linformer's F may be < 0
         try:
-            eff = np.abs(as_array(maps.effective()[0, 0]))
+            eff = np.abs(as_array((maps if full else maps.effective())[0, 0]))
         except ValueError:  # no broadcast stage: the outputs are latents (or Perceiver AR's latent positions)
             eff = None
         state["effective"] = eff if eff is not None and eff.shape == (n, n) else None
