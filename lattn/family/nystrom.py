@@ -32,8 +32,8 @@ from torch import Tensor
 
 from ..attention import Attention, attend, drop_padded
 from ..checks import check_int
-from ..masks import masked_softmax, upcast
 from ..latent import LatentMaps
+from ..masks import masked_softmax, upcast
 from ._common import check_input, refuse_causal
 
 __all__ = ["Nystromformer", "pinv_iterative", "segment_ids", "segment_means"]
@@ -118,7 +118,7 @@ class Nystromformer(Attention):
         check_input(self, x, mask)
         B, N, D = x.shape
         m = min(self.num_landmarks, N)
-        q, k, v = (self.split(f(x)) for f in (self.to_q, self.to_k, self.to_v))  # (B, H, N, dh) each
+        q, k, v = (self.split(f(x)) for f in (self.to_q, self.to_k, self.to_v))  # (B, H, N, d_head) each
         keys = landmarks = None  # which keys / landmarks exist: all of them without a mask
         if mask is not None:
             q, k, v = drop_padded(q, mask), drop_padded(k, mask), drop_padded(v, mask)  # padded rows reach no product
@@ -126,9 +126,9 @@ class Nystromformer(Attention):
         seg = segment_means(N, m, mask, dtype=x.dtype).to(x.device)  # (B | 1, m, N)
         if mask is not None:
             landmarks = (seg.sum(-1) > 0)[:, None, None, :]  # (B, 1, 1, m): segments with a real token
-        q_l = torch.einsum("bsn,bhnd->bhsd", seg, q)  # Q̃ (B, H, m, dh): segment means
-        k_l = torch.einsum("bsn,bhnd->bhsd", seg, k)  # K̃ (B, H, m, dh)
-        gathered, gmap = attend(q_l, k, v, keys, return_maps=return_maps)  # B̃·V (B, H, m, dh), B̃ | None
+        q_l = torch.einsum("bsn,bhnd->bhsd", seg, q)  # Q̃ (B, H, m, d_head): segment means
+        k_l = torch.einsum("bsn,bhnd->bhsd", seg, k)  # K̃ (B, H, m, d_head)
+        gathered, gmap = attend(q_l, k, v, keys, return_maps=return_maps)  # B̃·V (B, H, m, d_head), B̃ | None
         scores = torch.einsum("bhsd,bhtd->bhst", upcast(q_l), upcast(k_l)) / self.d_head**0.5  # (B, H, m, m)
         kernel = masked_softmax(scores, landmarks)  # A = softmax(Q̃ K̃ᵀ/√d), float32 for half inputs
         if landmarks is not None:  # a missing landmark reads nothing: zero rows (its column is masked above)
@@ -136,13 +136,15 @@ class Nystromformer(Attention):
             kernel, gathered = kernel * rows, gathered * rows
             gmap = None if gmap is None else gmap * rows
         z = pinv_iterative(kernel, self.pinv_iterations)  # Z ≈ A⁺ (B, H, m, m)
-        core = (z @ upcast(gathered)).to(x.dtype)  # Z·B̃·V (B, H, m, dh)
-        read, bmap = attend(q, k_l, core, landmarks, return_maps=return_maps)  # F̃·Z·B̃·V (B, H, N, dh), F̃ | None
+        core = (z @ upcast(gathered)).to(x.dtype)  # Z·B̃·V (B, H, m, d_head)
+        read, bmap = attend(q, k_l, core, landmarks, return_maps=return_maps)  # F̃·Z·B̃·V (B, H, N, d_head), F̃ | None
         out = self.merge(read)  # (B, N, D)
         if mask is not None:
             out = out.masked_fill(~mask[..., None], 0)  # padded positions output zeros
         if not return_maps:
             return out
+        if mask is not None:  # padded queries read nothing: their rows of the map are zeros, as in every family map
+            bmap = bmap.masked_fill(~mask[:, None, :, None], 0)
         extra = {"landmark kernel": kernel, "pseudo-inverse Z": z, "segment means": seg[:, None].expand(B, 1, m, N)}
         effective = bmap @ z @ gmap  # (B, H, N, N): the approximated attention map, for display only
         return out, LatentMaps(gather=gmap, broadcast=bmap, effective_map=effective, extra=extra)
