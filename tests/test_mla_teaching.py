@@ -17,7 +17,7 @@ def decode_step(q_c, q_r, kv, w_uk, w_uv, scale):
     d_c = w_uk.shape[-1]
     q_lat = torch.einsum("hd,hdc->hc", q_c, w_uk)  # (H, d_c)
     weights = torch.softmax(torch.cat([q_lat, q_r], -1) @ kv.T * scale, -1)  # (H, L)
-    return torch.einsum("hc,hdc->hd", weights @ kv[:, :d_c], w_uv)  # (H, d_h)
+    return torch.einsum("hc,hdc->hd", weights @ kv[:, :d_c], w_uv)  # (H, d_head)
 
 
 def softmax_over_heads(q_c, q_r, kv, w_uk, w_uv, scale):
@@ -110,7 +110,7 @@ def test_absorbed_score_and_output_checkers_name_each_slip(capsys):
         },
         ex.check_absorbed_output: {
             "map it back with @ w_uv.T": lambda p, c, w: p @ c,
-            "expected shape (N, d_h)": lambda p, c, w: (p @ c @ w.T).T,
+            "expected shape (N, d_head)": lambda p, c, w: (p @ c @ w.T).T,
             "then @ w_uv.T": lambda p, c, w: p.T[:3, :3] @ c[:3] @ w.T,
         },
     }
