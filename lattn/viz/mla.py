@@ -92,7 +92,7 @@ class KVCacheView:
             bar.set_hatch("" if fits else "//")
             label.set_position((v * 1.15 if state["log"] else v + top * 0.01, i))
             label.set_text(f"{fmt_gb(v)} " + ("fits" if fits else "too big"))
-        names = {"GQA": f"GQA, {state['groups']} groups", "MLA": "MLA (absorbed)"}
+        names = {"GQA": f"GQA, {state['groups']} groups", "MLA": "MLA (latent cache)"}
         ax.set_yticks(
             range(len(self.kinds)),
             [f"{names.get(k, k)}\n{state['per_token'][k]:,} / token / layer" for k in self.kinds],
