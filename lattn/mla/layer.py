@@ -164,13 +164,12 @@ class MultiHeadLatentAttention(nn.Module):
         k_r = self.rope(self.w_kr(x), positions)  # (B, N, d_rope)
         return c_kv, k_r
 
-    def expand(self, kv: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-head keys and values from latent rows [c_KV; k_R] (B, L, d_c + d_rope) (eq. 10-11, 16-17):
-        k = [W_UK·c_KV; k_R] (B, H, L, d_head + d_rope), the one rotary key copied into every head, and
+    def expand(self, c_kv: Tensor, k_r: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-head keys and values from latents c_KV (B, L, d_c) and rotated keys k_R (B, L, d_rope) (eq. 10-11,
+        16-17): k = [W_UK·c_KV; k_R] (B, H, L, d_head + d_rope), the one rotary key copied into every head, and
         v = W_UV·c_KV (B, H, L, d_head)."""
         c = self.config
-        B, L, _ = kv.shape
-        c_kv, k_r = kv.split([c.d_c, c.d_rope], dim=-1)  # (B, L, d_c), (B, L, d_rope)
+        B, L, _ = c_kv.shape
         k_c = split_heads(self.w_uk(c_kv), c.heads)  # (B, H, L, d_head)
         v = split_heads(self.w_uv(c_kv), c.heads)  # (B, H, L, d_head)
         return torch.cat([k_c, k_r[:, None].expand(B, c.heads, L, c.d_rope)], dim=-1), v
@@ -192,21 +191,20 @@ class MultiHeadLatentAttention(nn.Module):
             x = x.masked_fill(~mask[..., None], 0)  # padded tokens reach no product, whatever they hold (even NaN)
         positions = torch.arange(start_pos, start_pos + N, device=x.device)  # (N,)
         q_c, q_r = self.queries(x, positions)  # (B, H, N, d_head), (B, H, N, d_rope)
-        kv = torch.cat(self.latents(x, positions), dim=-1)  # (B, N, d_c + d_rope): [c_KV; k_R] of each token
+        c_kv, k_r = self.latents(x, positions)  # (B, N, d_c), (B, N, d_rope)
         past = start_pos if cache is not None else 0  # keys before the chunk that the chunk may see
-        path = self.path(N)
-        if self.mode == "naive":  # per-head layout: the new tokens' keys and values are what is cached
-            k, v = self.expand(kv)  # (B, H, N, d_head + d_rope), (B, H, N, d_head)
-            if cache is not None:
+        kv = None  # the latent rows [c_KV; k_R] of every visible token, once they are concatenated
+        if cache is not None and LAYOUTS[self.mode] == "latent":  # [c_KV; k_R] is what is cached
+            (kv,) = cache.write(start_pos, kv=torch.cat([c_kv, k_r], dim=-1))  # (B, L, d_c + d_rope)
+        if self.path(N) == "naive":  # per-head keys and values, [q_C; q_R]·[k_C; k_R] per head (eq. 16-18)
+            if kv is not None:  # auto with a cache: expand every visible token, the cached ones included
+                c_kv, k_r = kv.split([c.d_c, c.d_rope], dim=-1)  # (B, L, d_c), (B, L, d_rope)
+            k, v = self.expand(c_kv, k_r)  # (B, H, L, d_head + d_rope), (B, H, L, d_head); auto: for this call only
+            if cache is not None and self.mode == "naive":  # the per-head layout caches them
                 k, v = cache.write(start_pos, k=k, v=v)  # (B, H, L, ·)
-        else:  # latent layout: [c_KV; k_R] is what is cached
-            if cache is not None:
-                (kv,) = cache.write(start_pos, kv=kv)  # (B, L, d_c + d_rope)
-            if path == "naive":  # auto, a prompt or a chunk: expand every visible token for this call only
-                k, v = self.expand(kv)  # (B, H, L, ·)
-        if path == "naive":  # [q_C; q_R]·[k_C; k_R] per head (eq. 16-18)
             read, maps = self.attend(torch.cat([q_c, q_r], dim=-1), k, v, past=past, mask=mask, maps=return_maps)
         else:  # W_UK folded into the query, W_UV applied after the read: one shared key and value per token
+            kv = torch.cat([c_kv, k_r], dim=-1) if kv is None else kv  # (B, L, d_c + d_rope)
             w_uk = self.w_uk.weight.view(c.heads, c.d_head, c.d_c)  # (H, d_head, d_c)
             q_lat = torch.einsum("bhnd,hdc->bhnc", q_c, w_uk)  # (B, H, N, d_c): q_C·W_UK, the absorbed query
             key, value = kv[:, None], kv[:, None, :, : c.d_c]  # (B, 1, L, d_c + d_rope), (B, 1, L, d_c)
