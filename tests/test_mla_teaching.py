@@ -119,3 +119,28 @@ def test_absorbed_score_and_output_checkers_name_each_slip(capsys):
             capsys.readouterr()
             assert not checker(fn)
             assert fragment in capsys.readouterr().out, fragment
+
+
+def test_absorption_shapes_figure_draws_both_groupings_with_their_shapes():
+    from lattn.viz.mla import absorption_shapes_figure
+
+    fig = absorption_shapes_figure(128, 512)
+    words = texts(fig)
+    for name in ("c_KV", "W_UKᵀ", "K", "Kᵀ", "W_UK", "q_lat", "c_KVᵀ"):
+        assert f" {name} " in f" {words} ", name
+    assert words.count("softmax") == 2  # both groupings end in the same 1 × L scores
+    assert "d_head = 128, d_c = 512" in fig.axes[0].get_title()
+
+
+def test_modes_figure_draws_a_bar_and_a_range_per_mode_and_point():
+    from lattn.viz.mla import modes_figure
+
+    summary = [
+        {"phase": p, "context": n, "ms": {"naive": 1.0, "absorbed": 2.0, "auto": 1.1},
+         "range": {"naive": (0.9, 1.2), "absorbed": (1.8, 2.2), "auto": (1.0, 1.3)}}
+        for p, n in (("prefill", 1024), ("decode", 1024), ("decode", 8192))
+    ]  # fmt: skip
+    prefill, decode = modes_figure(summary, title="t").axes
+    assert len(prefill.patches) == 3 and len(decode.patches) == 6  # one bar per mode and point
+    assert [t.get_text() for t in decode.get_xticklabels()] == ["1,024", "8,192"]
+    assert sorted(p.get_height() for p in prefill.patches) == [1.0, 1.1, 2.0]
