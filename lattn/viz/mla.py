@@ -1,11 +1,16 @@
-"""Figures of notebook 05 (DeepSeek MLA): the KV cache of each layout against a memory budget, and the measured
-decode speed of MLA with a naive vs an absorbed cache. Drawing only; the explorers of :mod:`lattn.widgets.mla`
-update these views in place from plain data (the numbers come from :mod:`lattn.mla` and :mod:`lattn.bench.mla`).
+"""Figures of notebook 05 (DeepSeek MLA): the KV cache of each layout against a memory budget, absorption as matrix
+shapes, the dataflow of a layer, YaRN's frequencies, and the measured speed of MLA's three modes. Drawing only, from
+plain data (the numbers come from :mod:`lattn.mla` and :mod:`lattn.bench.mla`, which this module does not import);
+the explorers of :mod:`lattn.widgets.mla` update the views in place.
 
 * :class:`KVCacheView` — one horizontal bar per cache layout (GB), hatched when it does not fit the budget line.
-* :class:`DecodeBenchView` — decode speed (with the speed-up per context along the bottom) | the cache read per step.
+* :class:`DecodeBenchView` — decode speed per mode (with absorbed / naive per context along the bottom) | the cache
+  read per step, per layout.
+* :func:`modes_figure` — ms per call of each mode, prefill | decode, medians with the range of the rounds.
+* :func:`absorption_shapes_figure` — one head's scores two ways, drawn with :mod:`lattn.viz.shapes`.
 * :func:`dataflow_figure` — MLA's dataflow for one token, naive | absorbed, with a box around what is cached.
-* :func:`yarn_figure` — RoPE wavelength per rotary pair, plain and with YaRN, against the two context lengths.
+* :func:`yarn_figure` — RoPE wavelength per rotary pair (0 = fastest), plain and with YaRN, against the two context
+  lengths.
 """
 
 from __future__ import annotations
