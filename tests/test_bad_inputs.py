@@ -352,3 +352,87 @@ def test_query_mask_is_checked_like_mask():
         layer(x, context=ctx, query_mask=torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"mask must have shape \(B, N\) = \(2, 5\) to match context \(2, 5, 16\)"):
         layer(x, context=ctx, mask=torch.ones(2, 3, dtype=torch.bool))
+
+# --- mla: YaRN fields, rope_theta with YaRN, YaRN.from_config keys, the KV-cache calculator's controls ----------------
+from lattn.mla import YaRN  # noqa: E402
+from lattn.rope import rope_frequencies  # noqa: E402
+from lattn.widgets.mla import KVCacheCalculator  # noqa: E402
+
+YARN_CASES = [  # (fields, error class, the exact message)
+    ({"factor": float("inf")}, ValueError, "YaRN.factor must be finite, got inf: give the number the config.json holds"),
+    ({"factor": float("nan")}, ValueError, "YaRN.factor must be finite, got nan: give the number the config.json holds"),
+    ({"factor": "40"}, TypeError, "YaRN.factor must be a finite number, got '40' (str)"),
+    ({"factor": None}, TypeError, "YaRN.factor must be a finite number, got None (NoneType)"),
+    ({"factor": True}, TypeError, "YaRN.factor must be a finite number, got True (bool)"),
+    ({"factor": 40, "beta_fast": float("inf")}, ValueError,
+     "YaRN.beta_fast must be finite, got inf: give the number the config.json holds"),
+    ({"factor": 40, "beta_slow": "1"}, TypeError, "YaRN.beta_slow must be a finite number, got '1' (str)"),
+    ({"factor": 40, "mscale": float("inf")}, ValueError,
+     "YaRN.mscale must be finite, got inf: give the number the config.json holds"),
+    ({"factor": 40, "mscale_all_dim": "0.707"}, TypeError,
+     "YaRN.mscale_all_dim must be a finite number or None (not set), got '0.707' (str)"),
+    ({"factor": 40, "attention_factor": float("nan")}, ValueError,
+     "YaRN.attention_factor must be finite, got nan: give the number the config.json holds"),
+    ({"factor": 40, "truncate": "false"}, TypeError, "YaRN.truncate must be True or False, got 'false' (str)"),
+    ({"factor": 40, "original_max_position_embeddings": 4096.0}, TypeError,
+     "YaRN.original_max_position_embeddings must be an integer ≥ 1, got 4096.0 (float)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "error", "message"), YARN_CASES, ids=[str(c[0]) for c in YARN_CASES])
+def test_yarn_refuses_non_finite_and_non_numeric_fields(fields, error, message):
+    with pytest.raises(error) as info:
+        YaRN(**fields)
+    assert str(info.value) == message
+
+
+def test_rope_theta_one_with_yarn_is_refused_by_name():
+    yarn = YaRN(factor=40)
+    expected = (
+        "MLAConfig.rope_theta must be > 1 with YaRN rope_scaling (the correction range divides by "
+        "ln(MLAConfig.rope_theta)), got 1.0: use the base of the checkpoint (DeepSeek: 10000) or rope_scaling=None"
+    )
+    with pytest.raises(ValueError) as info:
+        MLAConfig(32, 4, 8, 16, 4, rope_theta=1.0, rope_scaling=yarn)
+    assert str(info.value) == expected
+    with pytest.raises(ValueError, match=r"theta must be > 1 with YaRN rope_scaling .* got 1.0"):
+        rope_frequencies(8, 1.0, yarn)  # was a bare ZeroDivisionError
+    with pytest.raises(ValueError, match=r"theta must be > 1 with YaRN .* got 0.5"):
+        yarn.correction_range(8, 0.5)
+    MLAConfig(32, 4, 8, 16, 4, rope_theta=1.0)  # plain RoPE with theta 1 is defined (every pair turns by 1 rad)
+    with pytest.raises(TypeError, match=r"MLAConfig.rope_theta must be a finite number > 0, got inf"):
+        MLAConfig(32, 4, 8, 16, 4, rope_theta=float("inf"))
+
+
+def test_yarn_from_config_refuses_keys_it_would_drop():
+    with pytest.raises(ValueError) as info:
+        YaRN.from_config({"type": "yarn", "factor": 40, "rope_theta": 1e6})
+    assert str(info.value) == (
+        "YaRN.from_config does not know the key(s) ['rope_theta'], which may change the result; it reads "
+        "['attention_factor', 'beta_fast', 'beta_slow', 'factor', 'mscale', 'mscale_all_dim', "
+        "'original_max_position_embeddings', 'truncate'] (rope_theta belongs to MLAConfig.rope_theta): remove or "
+        "move them"
+    )
+    with pytest.raises(TypeError, match=r"rope_scaling must be a dict \(config.json's block\), got list"):
+        YaRN.from_config([("factor", 40)])
+
+
+def test_kv_cache_calculator_names_the_control_and_what_it_accepts():
+    with pytest.raises(ValueError) as info:
+        KVCacheCalculator(preset="GPT-4")
+    assert str(info.value) == (
+        "KVCacheCalculator: preset must be one of ['DeepSeek-V2', 'DeepSeek-V2-Lite', 'DeepSeek-V3'], got 'GPT-4'; "
+        "start from a preset, then move the size sliders (or .set(heads=…, d_head=…, d_c=…)) for another model"
+    )
+    calc = KVCacheCalculator()
+    with pytest.raises(ValueError) as info:
+        calc.set(context=5000)
+    assert str(info.value) == (
+        "KVCacheCalculator: context must be one of 1,024, 2,048, 4,096, 8,192, 16,384, 32,768, 65,536, 131,072, "
+        "262,144, 524,288, 1,048,576; got 5000"
+    )
+    with pytest.raises(ValueError, match=r"^KVCacheCalculator: batch must be an integer from 1 to 128, got 1000$"):
+        calc.set(batch=1000)  # was clamped to 128 without a word
+    with pytest.raises(ValueError, match=r"preset must be one of 'DeepSeek-V2', .*'custom'; got 'GPT-4'"):
+        calc.set(preset="GPT-4")
+    assert calc.state["gb"]["MLA"] == pytest.approx(576 * 60 * 131_072 * 2 / 1e9)  # refused calls changed nothing

@@ -30,29 +30,55 @@ def run(m: MultiHeadLatentAttention, x: torch.Tensor, mode: str, **kw):
     return m(x, **kw)
 
 
-# --- the two modes agree ----------------------------------------------------------------------------------------------
+# --- the three modes agree ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_naive_equals_absorbed_float64_prefill_and_decode(config, seed):
+def test_every_mode_gives_the_same_prefill_and_decode_float64(config, seed):
     m, x = make(config, seed=seed), tokens(config, N=6, seed=seed + 10)
-    assert max_diff(run(m, x, "naive"), run(m, x, "absorbed"), "prefill") <= 1e-10
+    prefill = {mode: run(m, x, mode) for mode in MODES}
     steps = {}
     for mode in MODES:
         m.mode = mode
         cache = m.new_cache(2, 6)
         m(x[:, :5], cache=cache)
         steps[mode] = m(x[:, 5:], cache=cache, start_pos=5)  # one decode step
-    assert max_diff(steps["naive"], steps["absorbed"], "decode") <= 1e-10
+    for mode in ("auto", "absorbed"):
+        assert max_diff(prefill["naive"], prefill[mode], f"prefill naive vs {mode}") <= 1e-10
+        assert max_diff(steps["naive"], steps[mode], f"decode naive vs {mode}") <= 1e-10
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_naive_equals_absorbed_float32(config):
+def test_auto_runs_the_naive_code_for_prompts_and_the_absorbed_code_for_one_token(config):
+    """The default mode is not a third computation: a prompt (or chunk) takes the expanded path bit for bit, a single
+    decoding token the absorbed path bit for bit, and its cache holds what the absorbed mode's holds."""
+    m, x = make(config), tokens(config, N=7)
+    assert [m.path(n) for n in (1, 2, 7)] == ["absorbed", "naive", "naive"]  # auto, the default
+    assert torch.equal(run(m, x, "auto"), run(m, x, "naive"))  # a prompt: the expanded computation
+    assert torch.equal(run(m, x[:, :1], "auto"), run(m, x[:, :1], "absorbed"))  # one token: the absorbed one
+    caches, outs = {}, {}
+    for mode in ("auto", "absorbed"):
+        m.mode = mode
+        caches[mode] = cache = m.new_cache(2, 8)
+        m(x[:, :6], cache=cache)  # prefill: auto expands, absorbed absorbs; both cache the same latent rows
+        outs[mode] = m(x[:, 6:], cache=cache)  # decode: both absorb, over the same cache
+    assert torch.equal(caches["auto"].buffers["kv"], caches["absorbed"].buffers["kv"])
+    assert torch.equal(outs["auto"], outs["absorbed"])
+    m.mode = "naive"
+    assert [m.path(n) for n in (1, 7)] == ["naive", "naive"]
+    m.mode = "absorbed"
+    assert [m.path(n) for n in (1, 7)] == ["absorbed", "absorbed"]
+    assert MultiHeadLatentAttention(config).mode == "auto"
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_mode_agrees_in_float32(config):
     m, x = make(config, torch.float32), tokens(config, N=6, dtype=torch.float32)
-    assert max_diff(run(m, x, "naive"), run(m, x, "absorbed"), "float32") <= 1e-4
+    for mode in ("auto", "absorbed"):
+        assert max_diff(run(m, x, "naive"), run(m, x, mode), f"float32 naive vs {mode}") <= 1e-4
 
 
 def test_naive_equals_absorbed_bfloat16_cosine():
-    config = MLAConfig(dim=64, heads=4, d_h=16, d_c=32, d_rope=8, d_cq=24)
+    config = MLAConfig(dim=64, heads=4, d_head=16, d_c=32, d_rope=8, d_cq=24)
     m, x = make(config, torch.bfloat16), tokens(config, N=12, dtype=torch.bfloat16)
     outs = {}
     for mode in MODES:
@@ -61,9 +87,10 @@ def test_naive_equals_absorbed_bfloat16_cosine():
         prefill = m(x, cache=cache)
         decode = m(tokens(config, N=1, dtype=torch.bfloat16, seed=5), cache=cache, start_pos=12)
         outs[mode] = torch.cat([prefill, decode], 1).double().flatten()
-    cos = torch.nn.functional.cosine_similarity(outs["naive"], outs["absorbed"], dim=0).item()
-    print(f"bf16 cosine similarity naive vs absorbed: {cos:.6f}")
-    assert cos > 0.9999
+    for mode in ("auto", "absorbed"):
+        cos = torch.nn.functional.cosine_similarity(outs["naive"], outs[mode], dim=0).item()
+        print(f"bf16 cosine similarity naive vs {mode}: {cos:.6f}")
+        assert cos > 0.9999
 
 
 def test_teaching_path_matches_fast_path_and_maps_are_causal():
@@ -76,10 +103,9 @@ def test_teaching_path_matches_fast_path_and_maps_are_causal():
         assert max_diff(fast, slow, f"{mode} teaching vs fast") < 1e-5
         assert torch.allclose(maps.sum(-1), torch.ones(2, TINY.heads, 6))
         assert (maps.triu(1) == 0).all()
-    m.mode = "naive"
-    naive_maps = m(x, return_maps=True)[1]
-    m.mode = "absorbed"
-    assert max_diff(naive_maps, m(x, return_maps=True)[1], "maps naive vs absorbed") < 1e-5
+    maps = {mode: run(m, x, mode, return_maps=True)[1] for mode in MODES}
+    assert max_diff(maps["naive"], maps["absorbed"], "maps naive vs absorbed") < 1e-5
+    assert torch.equal(maps["naive"], maps["auto"])
 
 
 # --- cache = full forward ---------------------------------------------------------------------------------------------
@@ -125,11 +151,13 @@ def test_without_cache_start_pos_only_shifts_rope_which_is_relative():
     assert max_diff(m(x, start_pos=0), m(x, start_pos=1000), "RoPE shift") < 1e-10
 
 
-def test_absorbed_cache_holds_exactly_the_latent_and_rotary_key():
-    m, x = make(TINY), tokens(TINY, N=4)
+@pytest.mark.parametrize("mode", ["auto", "absorbed"])
+def test_the_latent_cache_holds_exactly_the_latent_and_rotary_key(mode):
+    m, x = make(TINY, mode=mode), tokens(TINY, N=4)
     cache = m.new_cache(2, 6)
     m(x, cache=cache)
     c_kv, k_r = m.latents(x, torch.arange(4))
+    assert cache.layout == "latent" and cache.mode == mode
     assert cache.c_kv.shape == (2, 4, TINY.d_c) and cache.k_rope.shape == (2, 4, TINY.d_rope)
     assert torch.equal(cache.c_kv, c_kv) and torch.equal(cache.k_rope, k_r)
     with pytest.raises(ValueError, match="holds"):
@@ -211,13 +239,13 @@ def test_float64_gradcheck(config, mode):
 def test_cache_nbytes_equal_the_formulas(mode, dtype):
     m = make(TINY, dtype, mode=mode)
     cache = m.new_cache(3, 11)
-    kind = "MLA" if mode == "absorbed" else "MLA naive"
+    kind = "MLA naive" if mode == "naive" else "MLA"
     per_token = TINY.kv_elements_per_token(kind)
     assert cache.elements_per_token == per_token
     bits = torch.finfo(dtype).bits
     assert cache.nbytes == TINY.kv_cache_bytes(kind, context=11, batch=3, bits=bits)
     assert cache.nbytes == sum(b.numel() * b.element_size() for b in cache.buffers.values())
-    expected = (TINY.d_c + TINY.d_rope) if mode == "absorbed" else TINY.heads * (2 * TINY.d_h + TINY.d_rope)
+    expected = TINY.heads * (2 * TINY.d_head + TINY.d_rope) if mode == "naive" else TINY.d_c + TINY.d_rope
     assert per_token == expected
 
 
@@ -235,21 +263,21 @@ def test_paper_per_token_numbers():
     assert v3.kv_elements_per_token("MLA naive") == 40_960
     assert round(40_960 / 576, 1) == 71.1
     assert v2.equivalent_gqa_groups() == 2.25  # "equal to GQA with only 2.25 groups"
-    assert v2.kv_elements_per_token("MLA") == 4.5 * v2.d_h
+    assert v2.kv_elements_per_token("MLA") == 4.5 * v2.d_head
     assert v2.without_yarn().softmax_scale == pytest.approx(0.0721688, abs=1e-7)  # 1/√192, eq. 18
     assert v2.softmax_scale == pytest.approx(0.0721688 * 1.2608**2, abs=1e-5)  # × YaRN's mscale² (test_mla_yarn.py)
 
 
 def test_headline_kv_reduction_reconstruction():
-    """DeepSeek 67B (GQA: 8 KV groups, d_h 128, 95 layers) in BF16 vs DeepSeek-V2's MLA cache at ~6 bits."""
-    old = kv_cache_bytes("GQA", context=1, layers=95, bits=16, heads=64, d_h=128, n_groups=8)
+    """DeepSeek 67B (GQA: 8 KV groups, d_head 128, 95 layers) in BF16 vs DeepSeek-V2's MLA cache at ~6 bits."""
+    old = kv_cache_bytes("GQA", context=1, layers=95, bits=16, heads=64, d_head=128, n_groups=8)
     new = PRESETS["DeepSeek-V2"].kv_cache_bytes("MLA", context=1, bits=6)
     assert (old, new) == (389_120, 25_920)
     assert round(100 * (1 - new / old), 1) == 93.3
 
 
 def test_accounting_kinds_and_scaling():
-    dims = {"heads": 8, "d_h": 16, "d_c": 40, "d_rope": 8}
+    dims = {"heads": 8, "d_head": 16, "d_c": 40, "d_rope": 8}
     assert [kv_elements_per_token(k, n_groups=2, **dims) for k in KV_KINDS] == [256, 64, 32, 8 * 40, 48]
     assert kv_cache_bytes("MQA", context=10, batch=2, layers=3, bits=8, **dims) == 32 * 10 * 2 * 3
     assert kv_cache_bytes("MLA", context=7, bits=6, **dims) == 48 * 7 * 6 / 8  # fractional bytes are allowed
@@ -258,13 +286,13 @@ def test_accounting_kinds_and_scaling():
 def test_scaled_keeps_the_ratios():
     lite = PRESETS["DeepSeek-V2-Lite"]
     small = lite.scaled(0.25)
-    assert (small.dim, small.heads, small.d_h, small.d_c, small.d_rope, small.d_cq) == (512, 16, 32, 128, 16, 0)
+    assert (small.dim, small.heads, small.d_head, small.d_c, small.d_rope, small.d_cq) == (512, 16, 32, 128, 16, 0)
     assert small.equivalent_gqa_groups() == lite.equivalent_gqa_groups() == 2.25
     assert small.kv_elements_per_token("MLA") / small.kv_elements_per_token("MHA") == pytest.approx(
         lite.kv_elements_per_token("MLA") / lite.kv_elements_per_token("MHA")
     )
     v3 = PRESETS["DeepSeek-V3"].scaled(0.0625, heads=0.125, layers=2)
-    assert (v3.dim, v3.heads, v3.d_h, v3.d_c, v3.d_rope, v3.d_cq, v3.layers) == (56, 16, 8, 32, 4, 96, 2)
+    assert (v3.dim, v3.heads, v3.d_head, v3.d_c, v3.d_rope, v3.d_cq, v3.layers) == (56, 16, 8, 32, 4, 96, 2)
     assert v3.d_rope % 2 == 0 and PRESETS["DeepSeek-V2"].scaled(0.01).d_rope == 2
 
 
@@ -276,7 +304,7 @@ def test_scaled_keeps_the_ratios():
         ({"d_c": 0}, ValueError, "MLAConfig.d_c must be an integer ≥ 1"),
         ({"heads": -2}, ValueError, "MLAConfig.heads must be an integer ≥ 1"),
         ({"d_cq": -1}, ValueError, r"MLAConfig.d_cq \(0 = no query compression\) must be an integer ≥ 0"),
-        ({"d_h": 4.0}, TypeError, "MLAConfig.d_h must be an integer"),
+        ({"d_head": 4.0}, TypeError, "MLAConfig.d_head must be an integer"),
         ({"layers": True}, TypeError, "MLAConfig.layers must be an integer"),
         ({"heads": True}, TypeError, "MLAConfig.heads must be an integer"),
         ({"dim": 64.0}, TypeError, "MLAConfig.dim must be an integer"),
@@ -285,7 +313,7 @@ def test_scaled_keeps_the_ratios():
     ],
 )
 def test_bad_configs(changes, error, match):
-    fields = {"dim": 8, "heads": 2, "d_h": 4, "d_c": 6, "d_rope": 2} | changes
+    fields = {"dim": 8, "heads": 2, "d_head": 4, "d_c": 6, "d_rope": 2} | changes
     with pytest.raises(error, match=match):
         MLAConfig(**fields)
 
@@ -296,9 +324,9 @@ def test_bad_config_helpers():
     with pytest.raises(ValueError, match="width > 0"):
         TINY.scaled(0)
     with pytest.raises(ValueError, match="unknown cache kind"):
-        kv_elements_per_token("MLA absorbed", heads=2, d_h=4)
+        kv_elements_per_token("MLA absorbed", heads=2, d_head=4)
     with pytest.raises(ValueError, match="n_groups dividing heads=8"):
-        kv_elements_per_token("GQA", heads=8, d_h=4, n_groups=3)
+        kv_elements_per_token("GQA", heads=8, d_head=4, n_groups=3)
     with pytest.raises(ValueError, match="n_groups"):
         TINY.kv_elements_per_token("GQA")
     with pytest.raises(ValueError, match="bits"):
@@ -307,7 +335,7 @@ def test_bad_config_helpers():
         TINY.kv_cache_bytes(context=-1)
     with pytest.raises(TypeError, match="MLAConfig"):
         MultiHeadLatentAttention({"dim": 8})
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match=r"mode must be one of \('auto', 'naive', 'absorbed'\), got 'absorb'"):
         MultiHeadLatentAttention(TINY, mode="absorb")
     with pytest.raises(ValueError, match="max_len"):
         make(TINY).new_cache(2, 0)
@@ -354,10 +382,12 @@ def test_bad_cache_use():
     with pytest.raises(TypeError, match=r"cache holds torch\.float32"):
         m(x[:, :1], cache=m.new_cache(2, 6, dtype=torch.float32))
     m.mode = "naive"
-    with pytest.raises(ValueError, match="made for mode='absorbed'"):
+    with pytest.raises(ValueError, match=r"made for mode='auto' \(latent layout\) but the module runs mode='naive'"):
         m(x[:, :1], cache=cache)
-    other = make(MLAConfig(dim=20, heads=3, d_h=4, d_c=12, d_rope=6))  # same dim, wider latent
+    m.mode = "absorbed"  # the same latent layout: the absorbed mode continues the default mode's cache
+    assert max_diff(m(x[:, :1], cache=cache), make(TINY)(torch.cat([x, x[:, :1]], 1))[:, 4:], "continued") < 1e-12
+    cache.length = 4
+    other = make(MLAConfig(dim=20, heads=3, d_head=4, d_c=12, d_rope=6))  # same dim, wider latent
     with pytest.raises(ValueError, match="do not fit"):
-        m.mode = "absorbed"
         m(x[:, :1], cache=other.new_cache(2, 6))
     assert isinstance(cache, MLACache) and cache.length == 4  # failed calls wrote nothing

@@ -65,7 +65,7 @@ def test_chunks_against_the_cache_equal_one_shot(mode):
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_naive_equals_absorbed_on_every_prefill_path(config):
+def test_every_mode_agrees_on_every_prefill_path(config):
     m, x = make(config), tokens(config, B=3, N=LONG)
     mask = padding(3, LONG)
     outs = {}
@@ -73,12 +73,13 @@ def test_naive_equals_absorbed_on_every_prefill_path(config):
         m.mode = mode
         cache = m.new_cache(3, LONG)
         outs[mode] = (m(x), m(x, mask=mask), torch.cat([m(x[:, :50], cache=cache), m(x[:, 50:], cache=cache)], 1))
-    for name, a, b in zip(("causal", "padding", "chunks"), outs["naive"], outs["absorbed"]):
-        assert max_diff(a, b, name) <= 1e-12
+    for mode in ("auto", "absorbed"):
+        for name, a, b in zip(("causal", "padding", "chunks"), outs["naive"], outs[mode]):
+            assert max_diff(a, b, f"{name}: naive vs {mode}") <= 1e-12
 
 
 def test_half_precision_prefill_stays_close_to_float64():
-    config = MLAConfig(dim=64, heads=4, d_h=16, d_c=32, d_rope=8)
+    config = MLAConfig(dim=64, heads=4, d_head=16, d_c=32, d_rope=8)
     m64, x = make(config), tokens(config, N=LONG)
     ref = m64(x)
     m16 = copy.deepcopy(m64).bfloat16()  # the same weights, rounded
@@ -91,7 +92,7 @@ def test_half_precision_prefill_stays_close_to_float64():
 
 def _module_peak(mode: str, n: int, *, chunk: bool = False) -> int:
     torch.manual_seed(0)
-    m = MultiHeadLatentAttention(MLAConfig(dim=48, heads=4, d_h=12, d_c=16, d_rope=4), mode=mode)
+    m = MultiHeadLatentAttention(MLAConfig(dim=48, heads=4, d_head=12, d_c=16, d_rope=4), mode=mode)
     if not chunk:
         x = torch.randn(1, n, 48)
         return peak_bytes(lambda: m(x))

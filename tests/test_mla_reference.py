@@ -19,12 +19,12 @@ from torch import nn
 from lattn.mla import MODES, MLAConfig, MultiHeadLatentAttention, RMSNorm, apply_rope
 
 # d_cq > 0 (V2/V3-style query compression) and d_cq = 0 (V2-Lite-style); all widths differ to catch transposes
-TINY = MLAConfig(dim=20, heads=3, d_h=4, d_c=10, d_rope=6, d_cq=8)
-TINY_LITE = MLAConfig(dim=16, heads=2, d_h=6, d_c=7, d_rope=4, d_cq=0)
+TINY = MLAConfig(dim=20, heads=3, d_head=4, d_c=10, d_rope=6, d_cq=8)
+TINY_LITE = MLAConfig(dim=16, heads=2, d_head=6, d_c=7, d_rope=4, d_cq=0)
 CONFIGS = [pytest.param(TINY, id="q-compressed"), pytest.param(TINY_LITE, id="no-q-compression")]
 
 
-def make(config: MLAConfig, dtype=torch.float64, seed: int = 0, mode: str = "absorbed") -> MultiHeadLatentAttention:
+def make(config: MLAConfig, dtype=torch.float64, seed: int = 0, mode: str = "auto") -> MultiHeadLatentAttention:
     torch.manual_seed(seed)
     m = MultiHeadLatentAttention(config, mode=mode).to(dtype)
     with torch.no_grad():  # RMSNorm weights start at 1; perturb them so a wrong norm cannot hide
@@ -58,24 +58,24 @@ def reference_mla(m: MultiHeadLatentAttention, x: torch.Tensor, start_pos: int =
     """Equations 9-19 of DeepSeek-V2 written out token by token and head by head, in float64.
 
     ``rope(t, positions)`` (positions on t's first axis) replaces the complex-number RoPE, ``scale`` the softmax
-    scale 1/√(d_h + d_rope) (both for the YaRN and pair-layout tests)."""
+    scale 1/√(d_head + d_rope) (both for the YaRN and pair-layout tests)."""
     c = m.config
     rope = rope or (lambda t, p: rope_complex(t, p, c.rope_theta))
-    scale = 1 / math.sqrt(c.d_h + c.d_rope) if scale is None else scale
+    scale = 1 / math.sqrt(c.d_head + c.d_rope) if scale is None else scale
     B, N, _ = x.shape
     W = {name: p.detach().double() for name, p in m.named_parameters()}
     x = x.double()
 
     pos = torch.arange(start_pos, start_pos + N)
     src = rms(x @ W["w_dq.weight"].T, W["q_norm.weight"]) if c.d_cq else x
-    q_c = (src @ W["w_uq.weight"].T).view(B, N, c.heads, c.d_h)
+    q_c = (src @ W["w_uq.weight"].T).view(B, N, c.heads, c.d_head)
     q_r = rope((src @ W["w_qr.weight"].T).view(B, N, c.heads, c.d_rope).transpose(0, 1), pos)
     q_r = q_r.transpose(0, 1)  # (B, N, H, d_rope)
     c_kv = rms(x @ W["w_dkv.weight"].T, W["kv_norm.weight"])  # (B, N, d_c)
     k_r = rope((x @ W["w_kr.weight"].T).transpose(0, 1), pos).transpose(0, 1)  # (B, N, d_rope)
-    k_c = (c_kv @ W["w_uk.weight"].T).view(B, N, c.heads, c.d_h)
-    v = (c_kv @ W["w_uv.weight"].T).view(B, N, c.heads, c.d_h)
-    out = torch.zeros(B, N, c.heads, c.d_h, dtype=torch.float64)
+    k_c = (c_kv @ W["w_uk.weight"].T).view(B, N, c.heads, c.d_head)
+    v = (c_kv @ W["w_uv.weight"].T).view(B, N, c.heads, c.d_head)
+    out = torch.zeros(B, N, c.heads, c.d_head, dtype=torch.float64)
     for b in range(B):
         for i in range(N):
             for h in range(c.heads):
@@ -125,24 +125,26 @@ def mla_by_hand(m: MultiHeadLatentAttention, x: torch.Tensor, absorbed: bool, st
     pos = torch.arange(start_pos, start_pos + N)
 
     h = rms(x @ W["w_dq.weight"].T, W["q_norm.weight"]) if c.d_cq else x  # c_Q or the tokens (eq. 12)
-    q_c = (h @ W["w_uq.weight"].T).view(B, N, H, c.d_h)  # eq. 13
+    q_c = (h @ W["w_uq.weight"].T).view(B, N, H, c.d_head)  # eq. 13
     q_r = rope_by_pairs((h @ W["w_qr.weight"].T).view(B, N, H, c.d_rope), pos, c.rope_theta)  # eq. 14
     c_kv = rms(x @ W["w_dkv.weight"].T, W["kv_norm.weight"])  # (B, N, d_c) eq. 9
     k_r = rope_by_pairs(x @ W["w_kr.weight"].T, pos, c.rope_theta)  # (B, N, d_rope) eq. 15, shared by all heads
-    w_uk, w_uv = W["w_uk.weight"].view(H, c.d_h, c.d_c), W["w_uv.weight"].view(H, c.d_h, c.d_c)
+    w_uk, w_uv = W["w_uk.weight"].view(H, c.d_head, c.d_c), W["w_uv.weight"].view(H, c.d_head, c.d_c)
     rotary = torch.einsum("bnhr,bmr->bhnm", q_r, k_r)
     if absorbed:
         scores = torch.einsum("bnhd,hdc,bmc->bhnm", q_c, w_uk, c_kv) + rotary  # (q_C·W_UK)·c_KV + q_R·k_R
     else:
         k_c = torch.einsum("bmc,hdc->bmhd", c_kv, w_uk)  # eq. 10
         scores = torch.einsum("bnhd,bmhd->bhnm", q_c, k_c) + rotary  # [q_C; q_R]·[k_C; k_R] (eq. 16-17)
-    scores = (scores / math.sqrt(c.d_h + c.d_rope)).masked_fill(~torch.ones(N, N, dtype=torch.bool).tril(), -math.inf)
+    scores = (scores / math.sqrt(c.d_head + c.d_rope)).masked_fill(
+        ~torch.ones(N, N, dtype=torch.bool).tril(), -math.inf
+    )
     weights = scores.softmax(-1)  # (B, H, N, N) eq. 18
     if absorbed:
         o = torch.einsum("bhnm,bmc,hdc->bnhd", weights, c_kv, w_uv)  # average the latents, then W_UV
     else:
         o = torch.einsum("bhnm,bmhd->bnhd", weights, torch.einsum("bmc,hdc->bmhd", c_kv, w_uv))  # eq. 11, 18
-    return o.reshape(B, N, H * c.d_h) @ W["w_o.weight"].T  # eq. 19
+    return o.reshape(B, N, H * c.d_head) @ W["w_o.weight"].T  # eq. 19
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -151,8 +153,9 @@ def test_matrix_form_by_hand_matches_the_module(config, mode):
     m, x = make(config, mode=mode), tokens(config, N=6)
     naive, absorbed = mla_by_hand(m, x, absorbed=False), mla_by_hand(m, x, absorbed=True)
     assert_close(naive, absorbed, 1e-12, "by hand: naive vs absorbed")
-    assert_close(m(x), naive if mode == "naive" else absorbed, 1e-12, f"module ({mode}) vs by hand")
-    assert_close(m(x, start_pos=5), mla_by_hand(m, x, absorbed=mode == "absorbed", start_pos=5), 1e-12, "start 5")
+    absorbs = m.path(6) == "absorbed"  # auto expands a prompt of 6 tokens
+    assert_close(m(x), absorbed if absorbs else naive, 1e-12, f"module ({mode}) vs by hand")
+    assert_close(m(x, start_pos=5), mla_by_hand(m, x, absorbed=absorbs, start_pos=5), 1e-12, "start 5")
 
 
 def test_rope_by_pairs_matches_apply_rope():

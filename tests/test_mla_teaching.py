@@ -17,7 +17,7 @@ def decode_step(q_c, q_r, kv, w_uk, w_uv, scale):
     d_c = w_uk.shape[-1]
     q_lat = torch.einsum("hd,hdc->hc", q_c, w_uk)  # (H, d_c)
     weights = torch.softmax(torch.cat([q_lat, q_r], -1) @ kv.T * scale, -1)  # (H, L)
-    return torch.einsum("hc,hdc->hd", weights @ kv[:, :d_c], w_uv)  # (H, d_h)
+    return torch.einsum("hc,hdc->hd", weights @ kv[:, :d_c], w_uv)  # (H, d_head)
 
 
 def softmax_over_heads(q_c, q_r, kv, w_uk, w_uv, scale):
@@ -110,7 +110,7 @@ def test_absorbed_score_and_output_checkers_name_each_slip(capsys):
         },
         ex.check_absorbed_output: {
             "map it back with @ w_uv.T": lambda p, c, w: p @ c,
-            "expected shape (N, d_h)": lambda p, c, w: (p @ c @ w.T).T,
+            "expected shape (N, d_head)": lambda p, c, w: (p @ c @ w.T).T,
             "then @ w_uv.T": lambda p, c, w: p.T[:3, :3] @ c[:3] @ w.T,
         },
     }
@@ -119,3 +119,28 @@ def test_absorbed_score_and_output_checkers_name_each_slip(capsys):
             capsys.readouterr()
             assert not checker(fn)
             assert fragment in capsys.readouterr().out, fragment
+
+
+def test_absorption_shapes_figure_draws_both_groupings_with_their_shapes():
+    from lattn.viz.mla import absorption_shapes_figure
+
+    fig = absorption_shapes_figure(128, 512)
+    words = texts(fig)
+    for name in ("c_KV", "W_UKᵀ", "K", "Kᵀ", "W_UK", "q_lat", "c_KVᵀ"):
+        assert f" {name} " in f" {words} ", name
+    assert words.count("softmax") == 2  # both groupings end in the same 1 × L scores
+    assert "d_head = 128, d_c = 512" in fig.axes[0].get_title()
+
+
+def test_modes_figure_draws_a_bar_and_a_range_per_mode_and_point():
+    from lattn.viz.mla import modes_figure
+
+    summary = [
+        {"phase": p, "context": n, "ms": {"naive": 1.0, "absorbed": 2.0, "auto": 1.1},
+         "range": {"naive": (0.9, 1.2), "absorbed": (1.8, 2.2), "auto": (1.0, 1.3)}}
+        for p, n in (("prefill", 1024), ("decode", 1024), ("decode", 8192))
+    ]  # fmt: skip
+    prefill, decode = modes_figure(summary, title="t").axes
+    assert len(prefill.patches) == 3 and len(decode.patches) == 6  # one bar per mode and point
+    assert [t.get_text() for t in decode.get_xticklabels()] == ["1,024", "8,192"]
+    assert sorted(p.get_height() for p in prefill.patches) == [1.0, 1.1, 2.0]

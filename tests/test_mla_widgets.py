@@ -7,21 +7,22 @@ import torch
 
 from lattn.bench import mla as bench
 from lattn.exercises import mla as ex
-from lattn.mla import KV_KINDS, PRESETS, largest_divisor_at_most
+from lattn.mla import KV_KINDS, MODES, PRESETS, largest_divisor_at_most
 from lattn.widgets.mla import DecodeBenchExplorer, KVCacheCalculator
 
 
-def bench_rows(ms_per_step: dict[int, tuple[float, float]]) -> list[dict]:
-    """Decode-benchmark rows of a toy config: {context: (naive ms, absorbed ms)}; caches of 40 and 4 B per token."""
+def bench_rows(ms_per_step: dict[int, tuple[float, float, float]]) -> list[dict]:
+    """Decode-benchmark rows of a toy config: {context: (naive, absorbed, auto ms)}; caches of 40 and 4 B per
+    token."""
     return [
-        {"config": "toy", "mode": m, "context": c, "batch": 1, "threads": 2, "ms_per_step": ms,
-         "tokens_per_s": 1e3 / ms, "cache_bytes": c * (40 if m == "naive" else 4)}
+        {"config": "toy", "phase": "decode", "mode": m, "context": c, "batch": 1, "threads": 2, "repeats": 1,
+         "ms": ms, "ms_min": ms, "ms_max": ms, "tokens_per_s": 1e3 / ms, "cache_bytes": c * (40 if m == "naive" else 4)}
         for c, times in ms_per_step.items()
-        for m, ms in zip(("naive", "absorbed"), times)
+        for m, ms in zip(("naive", "absorbed", "auto"), times)
     ]  # fmt: skip
 
 
-TINY_ROWS = bench_rows({512: (2.0, 1.0), 1024: (4.0, 1.5)})
+TINY_ROWS = bench_rows({512: (2.0, 1.0, 1.1), 1024: (4.0, 1.5, 1.4)})
 
 
 # --- KV-cache calculator --------------------------------------------------------------------------------------------
@@ -76,12 +77,14 @@ def test_calculator_snaps_gqa_groups_to_a_divisor():
 def test_bench_explorer_shows_the_stored_run_and_switches_metric():
     explorer = DecodeBenchExplorer()
     rows = explorer.rows
-    assert {r["mode"] for r in rows} == {"naive", "absorbed"} and len(rows) == 2 * len(bench.CONTEXTS)
+    decode = [r for r in rows if r["phase"] == "decode"]
+    assert {r["mode"] for r in decode} == set(MODES) and len(decode) == len(MODES) * len(bench.CONTEXTS)
     assert explorer.state["source"] == "stored 2-core run"
+    assert set(explorer.state["series"]) == set(MODES)
     png = explorer.png
     explorer.metric.value = "ms per step"
     assert explorer.state["metric"] == "ms per step" and explorer.png != png
-    naive = [r["ms_per_step"] for r in rows if r["mode"] == "naive"]
+    naive = [r["ms"] for r in decode if r["mode"] == "naive"]
     assert list(explorer.view.lines["naive"].get_ydata()) == pytest.approx(naive)
 
 
@@ -94,6 +97,7 @@ def test_bench_explorer_button_reruns_here():
     assert explorer.renders == before + 1 and not explorer.run.disabled
     assert explorer.state["source"] == "measured just now on this machine"
     assert sorted({r["context"] for r in explorer.rows}) == [16, 32]
+    assert {r["phase"] for r in explorer.rows} == {"decode"}
     assert explorer.status.value.startswith("rendered")
 
 

@@ -33,11 +33,15 @@ SHIPPED = {
 
 
 def published_inv_freq(d: int, theta: float, rs: dict) -> list[float]:
-    """YaRN's frequencies pair by pair in plain Python floats (float64), from the formulas, not from lattn.rope."""
+    """YaRN's frequencies pair by pair in plain Python floats (float64), from the formulas (Hugging Face's
+    ``_compute_yarn_parameters``, DeepSeek-V3's ``precompute_freqs_cis``), not from lattn.rope: the correction range
+    floored/ceiled unless ``truncate`` is False, clipped to [0, d − 1], a ramp over it (width 0.001 if empty)."""
     s, L = rs["factor"], rs["original_max_position_embeddings"]
     dim_for = lambda turns: d * math.log(L / (turns * 2 * math.pi)) / (2 * math.log(theta))
-    low = max(math.floor(dim_for(rs["beta_fast"])), 0)
-    high = min(math.ceil(dim_for(rs["beta_slow"])), d - 1)
+    low, high = dim_for(rs["beta_fast"]), dim_for(rs["beta_slow"])
+    if rs.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, d - 1)
     out = []
     for i in range(d // 2):
         extrapolated = 1.0 / theta ** (2 * i / d)
@@ -50,6 +54,17 @@ def published_inv_freq(d: int, theta: float, rs: dict) -> list[float]:
 def published_scale(d_qk: int, rs: dict) -> float:
     m = 0.1 * rs["mscale_all_dim"] * math.log(rs["factor"]) + 1.0
     return d_qk**-0.5 * m * m
+
+
+def published_magnitude(rs: dict) -> float:
+    """Hugging Face's attention_factor (what cos and sin are multiplied by): the key if given; mscale(s, m) /
+    mscale(s, m_all) if both are set and non-zero; else mscale(s, 1) = 0.1·ln s + 1."""
+    if rs.get("attention_factor") is not None:
+        return rs["attention_factor"]
+    m, m_all, s = rs.get("mscale"), rs.get("mscale_all_dim"), rs["factor"]
+    if m and m_all:
+        return (0.1 * m * math.log(s) + 1) / (0.1 * m_all * math.log(s) + 1)
+    return 0.1 * math.log(s) + 1
 
 
 # --- presets and formulas -----------------------------------------------------------------------------------------------
@@ -67,7 +82,7 @@ def test_frequencies_and_scale_match_the_published_formulas(name):
     expected = torch.tensor(published_inv_freq(c.d_rope, c.rope_theta, rs), dtype=torch.float64)
     rel = ((c.rope_frequencies() - expected).abs() / expected).max()
     assert rel <= 1e-15, f"inv_freq: largest relative difference {rel:.2e}"
-    assert c.softmax_scale == pytest.approx(published_scale(c.d_h + c.d_rope, rs), rel=1e-14)
+    assert c.softmax_scale == pytest.approx(published_scale(c.d_head + c.d_rope, rs), rel=1e-14)
     assert c.rope_scaling.correction_range(64) == (10, 23)
     assert c.rope_scaling.rope_magnitude == 1.0  # mscale == mscale_all_dim in every shipped config
     plain = rope_frequencies(64)
@@ -91,10 +106,79 @@ def test_get_mscale_and_scale_without_mscale_all_dim():
     assert y.softmax_factor == 1.0 and y.rope_magnitude == pytest.approx(0.1 * math.log(4) + 1)
 
 
+def test_correction_range_floors_and_ceils_and_d128_tells_round_apart():
+    """Issue 21's seeded bug: rounding instead of floor/ceil passes at d = 64 ((10, 23) either way) but not at
+    d = 128, where the unrounded range is (20.94, 45.03): floor/ceil (20, 46), round (21, 45)."""
+    y = PRESETS["DeepSeek-V3"].rope_scaling
+    assert y.correction_range(64) == (10, 23)
+    assert y.correction_range(128) == (20, 46)
+    assert [round(v, 2) for v in YaRN(factor=40, truncate=False).correction_range(128)] == [20.94, 45.03]
+
+
+@pytest.mark.parametrize(
+    "rs",
+    [
+        {"factor": 40, "mscale": 0.707, "mscale_all_dim": 0.707},  # DeepSeek-V2: the ratio, 1
+        {"factor": 40, "mscale": 0.707},  # only mscale: Hugging Face falls back to mscale(40, 1)
+        {"factor": 40, "mscale_all_dim": 0.707},  # only mscale_all_dim: the same fallback
+        {"factor": 40, "mscale": 0.0, "mscale_all_dim": 1.0},  # a zero counts as not set
+        {"factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0, "attention_factor": 0.8},  # the override wins
+        {"factor": 8},
+    ],
+    ids=["both", "only-mscale", "only-mscale_all_dim", "zero-mscale", "attention_factor", "neither"],
+)
+def test_rope_magnitude_and_softmax_factor_as_hugging_face_computes_them(rs):
+    y = YaRN.from_config({"type": "yarn", "original_max_position_embeddings": 4096, **rs})
+    assert y.rope_magnitude == pytest.approx(published_magnitude(rs), rel=1e-15)
+    m_all = rs.get("mscale_all_dim")
+    assert y.softmax_factor == pytest.approx((0.1 * m_all * math.log(rs["factor"]) + 1) ** 2 if m_all else 1.0)
+
+
+def test_truncate_false_keeps_the_fractional_range():
+    rs = {**SHIPPED["DeepSeek-V3"], "truncate": False}
+    y = YaRN.from_config(rs)
+    assert y.truncate is False
+    got = rope_frequencies(64, 10000.0, y)
+    want = torch.tensor(published_inv_freq(64, 10000.0, rs), dtype=torch.float64)
+    assert ((got - want).abs() / want).max() <= 1e-15
+    truncated = PRESETS["DeepSeek-V3"].rope_frequencies()
+    rel = ((got - truncated).abs() / truncated).max().item()
+    print(f"truncate false vs true: largest relative difference {rel:.3f}")
+    assert rel > 0.1  # the key matters: dropping it would be a silent wrong answer
+
+
+def test_a_range_left_empty_by_clipping_keeps_every_pair_as_deepseek_does():
+    """original_max_position_embeddings = 1: even the fastest pair turns fewer than beta_slow times, so the range
+    clips to (0, -6), high < low; DeepSeek's and Hugging Face's ramp is then 0 for every pair: all kept."""
+    rs = {"factor": 4, "original_max_position_embeddings": 1}
+    y = YaRN.from_config(rs)
+    assert y.correction_range(64) == (0, -6)
+    assert torch.equal(rope_frequencies(64, 10000.0, y), rope_frequencies(64))
+    want = torch.tensor(published_inv_freq(64, 10000.0, {**rs, "beta_fast": 32, "beta_slow": 1}), dtype=torch.float64)
+    assert ((rope_frequencies(64, 10000.0, y) - want).abs() / want).max() <= 1e-15
+
+
+def test_from_config_reads_hugging_face_keys_and_refuses_the_ones_it_cannot_honour():
+    y = YaRN.from_config({"rope_type": "yarn", "factor": 4, "attention_factor": 1.5, "truncate": False,
+                          "beta_fast": None, "mscale": None})  # fmt: skip  # None = not set
+    assert (y.attention_factor, y.truncate, y.beta_fast, y.mscale) == (1.5, False, 32.0, None)
+    for bad, match in [
+        ({"factor": 4, "rope_theta": 1e6}, r"does not know the key\(s\) \['rope_theta'\]"),
+        ({"factor": 4, "low_freq_factor": 1}, "low_freq_factor"),
+        ({"factor": 4, "rope_type": "linear"}, "type must be 'yarn'"),
+        ({"type": "yarn"}, "needs 'factor'"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            YaRN.from_config(bad)
+
+
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
         ({"type": "linear"}, "yarn"),
+        ({"factor": float("inf")}, "YaRN.factor must be finite"),
+        ({"beta_fast": float("nan")}, "YaRN.beta_fast must be finite"),
+        ({"attention_factor": 0.0}, "attention_factor must be > 0"),
         ({"factor": 0.5}, "factor"),
         ({"beta_fast": 1, "beta_slow": 32}, "beta_fast > beta_slow"),
         ({"mscale": -1.0}, "mscale"),
@@ -108,7 +192,7 @@ def test_bad_yarn(changes, match):
 
 def test_bad_yarn_uses():
     with pytest.raises(TypeError, match="rope_scaling"):
-        MLAConfig(dim=8, heads=2, d_h=4, d_c=4, d_rope=2, rope_scaling={"factor": 40})
+        MLAConfig(dim=8, heads=2, d_head=4, d_c=4, d_rope=2, rope_scaling={"factor": 40})
     with pytest.raises(ValueError, match="inv_freq"):
         apply_rope(torch.randn(3, 4), torch.arange(3), inv_freq=torch.ones(3))
     with pytest.raises(ValueError, match="even"):
@@ -126,7 +210,7 @@ def test_yarn_off_is_bit_identical_to_plain_rope(mode):
     pos = torch.arange(9)
     t = torch.randn(2, 9, c.d_rope, dtype=torch.float64)
     assert torch.equal(m.rope(t, pos), apply_rope(t, pos, 500.0))  # the module's RoPE is the plain one
-    assert c.softmax_scale == (c.d_h + c.d_rope) ** -0.5
+    assert c.softmax_scale == (c.d_head + c.d_rope) ** -0.5
     # a YaRN whose factor is 1 changes no frequency and no scale: the same numbers as without it, bit for bit
     m1 = make(dataclasses.replace(c, rope_scaling=YaRN(factor=1.0, mscale_all_dim=1.0)), mode=mode)
     assert torch.equal(m1.rope(t, pos), apply_rope(t, pos, 500.0))
@@ -135,13 +219,15 @@ def test_yarn_off_is_bit_identical_to_plain_rope(mode):
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("mode", MODES)
-def test_yarn_layer_matches_the_reference_with_published_frequencies(config, mode):
+@pytest.mark.parametrize("extra", [{}, {"attention_factor": 1.3, "truncate": False}], ids=["ratio", "hf-keys"])
+def test_yarn_layer_matches_the_reference_with_published_frequencies(config, mode, extra):
     rs = {"factor": 8, "original_max_position_embeddings": 16, "beta_fast": 4, "beta_slow": 1, "mscale": 0.9,
-          "mscale_all_dim": 0.6}  # fmt: skip  # mscale ≠ mscale_all_dim: cos and sin are scaled too
+          "mscale_all_dim": 0.6, **extra}  # fmt: skip  # mscale ≠ mscale_all_dim: cos and sin are scaled too
     c = dataclasses.replace(config, rope_scaling=YaRN.from_config(rs))
     m, x = make(c, mode=mode), tokens(c, N=12)
     freq = torch.tensor(published_inv_freq(c.d_rope, c.rope_theta, rs), dtype=torch.float64)
-    magnitude = get_mscale(8, 0.9) / get_mscale(8, 0.6)
+    magnitude = published_magnitude(rs)
+    assert magnitude == (1.3 if extra else get_mscale(8, 0.9) / get_mscale(8, 0.6))
 
     def rope(t, p):  # (i, i + d/2) pairs rotated as complex numbers, lengths × magnitude
         z = torch.complex(t[..., : c.d_rope // 2], t[..., c.d_rope // 2 :])
@@ -150,7 +236,7 @@ def test_yarn_layer_matches_the_reference_with_published_frequencies(config, mod
         )
         return torch.cat([z.real, z.imag], dim=-1)
 
-    ref = reference_mla(m, x, rope=rope, scale=published_scale(c.d_h + c.d_rope, rs))
+    ref = reference_mla(m, x, rope=rope, scale=published_scale(c.d_head + c.d_rope, rs))
     assert max_diff(m(x), ref, "yarn vs reference") <= 1e-12
     assert max_diff(m(x, return_maps=True)[0], ref, "teaching path") <= 1e-12
     cache = m.new_cache(2, 12)

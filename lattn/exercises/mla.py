@@ -36,7 +36,10 @@ def check_cache_bytes(
         if _close(a, expected):
             return True, ""
         hints = [
-            (c.kv_cache_bytes("MHA", **size), "that is the MHA cache (2·n_h·d_h per token); MLA keeps d_c + d_rope."),
+            (
+                c.kv_cache_bytes("MHA", **size),
+                "that is the MHA cache (2·n_h·d_head per token); MLA keeps d_c + d_rope.",
+            ),
             (c.kv_cache_bytes("MLA naive", **size), "that is the naive MLA cache; after absorption only c_KV and k_R."),
             (expected / c.layers, f"every one of the {c.layers} layers keeps its own cache: multiply by layers."),
             (expected * c.d_c / (c.d_c + c.d_rope), "the shared rotary key k_R (d_rope values) is cached too."),
@@ -59,12 +62,12 @@ def check_cache_bytes(
 
 
 def check_absorbed_scores(fn: Callable[..., torch.Tensor] | None) -> Verdict:
-    """``fn(q_c (N, d_h), w_uk (d_h, d_c), c_kv (L, d_c)) → scores (N, L)`` for one head, computed from the cached
+    """``fn(q_c (N, d_head), w_uk (d_head, d_c), c_kv (L, d_c)) → scores (N, L)`` for one head, computed from the cached
     latents: (q_c · W_UK) · c_KVᵀ, never building the keys W_UK · c_KV."""
 
     def check(fn):
         q, w, c = _inputs(0, 3, 4), _inputs(1, 4, 6), _inputs(2, 5, 6)
-        keys = c @ w.T  # (L, d_h): what the naive path would cache
+        keys = c @ w.T  # (L, d_head): what the naive path would cache
         got = fn(q, w, c)
         if tuple(got.shape) != (3, 5):
             return (
@@ -88,7 +91,7 @@ def check_absorbed_scores(fn: Callable[..., torch.Tensor] | None) -> Verdict:
 
 
 def check_absorbed_output(fn: Callable[..., torch.Tensor] | None) -> Verdict:
-    """``fn(weights (N, L), c_kv (L, d_c), w_uv (d_h, d_c)) → out (N, d_h)`` for one head: average the latents
+    """``fn(weights (N, L), c_kv (L, d_c), w_uv (d_head, d_c)) → out (N, d_head)`` for one head: average the latents
     first, then up-project once: (weights · c_KV) · W_UVᵀ."""
 
     def check(fn):
@@ -98,7 +101,7 @@ def check_absorbed_output(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         if tuple(got.shape) == (3, 6):
             return False, "that is the averaged latent (N, d_c): map it back with @ w_uv.T."
         if tuple(got.shape) != (3, 4):
-            return False, f"one value vector per query: expected shape (N, d_h) = (3, 4), got {tuple(got.shape)}."
+            return False, f"one value vector per query: expected shape (N, d_head) = (3, 4), got {tuple(got.shape)}."
         return torch.allclose(got, p @ (c @ w.T), atol=1e-10), "average the latents (weights @ c_kv), then @ w_uv.T."
 
     return run_check(
@@ -109,15 +112,15 @@ def check_absorbed_output(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     )
 
 
-DECODE_CONFIG = MLAConfig(dim=24, heads=3, d_h=4, d_c=6, d_rope=2, d_cq=8, name="exercise")
+DECODE_CONFIG = MLAConfig(dim=24, heads=3, d_head=4, d_c=6, d_rope=2, d_cq=8, name="exercise")
 
 
 def decode_inputs(cached: int = 5, seed: int = 0) -> tuple[dict[str, Any], torch.Tensor, MultiHeadLatentAttention]:
     """A float64 MLA layer (absorbed) that has read ``cached`` tokens, and one new token decoded by the package.
 
     Returns (inputs, expected, module): ``inputs`` holds what one absorbed decode step needs for the new token at
-    position ``cached`` — ``q_c`` (H, d_h), ``q_r`` (H, d_rope) (rotated), ``kv`` (cached + 1, d_c + d_rope) (the
-    cache, the new token's own [c_KV; k_R] in its last row), ``w_uk`` and ``w_uv`` (H, d_h, d_c), ``scale`` —
+    position ``cached`` — ``q_c`` (H, d_head), ``q_r`` (H, d_rope) (rotated), ``kv`` (cached + 1, d_c + d_rope) (the
+    cache, the new token's own [c_KV; k_R] in its last row), ``w_uk`` and ``w_uv`` (H, d_head, d_c), ``scale`` —
     and ``expected`` is the package's output for that token (dim,)."""
     with torch.random.fork_rng():  # leaves the notebook's random stream alone
         torch.manual_seed(seed)
@@ -128,20 +131,20 @@ def decode_inputs(cached: int = 5, seed: int = 0) -> tuple[dict[str, Any], torch
     with torch.no_grad():
         m(x[:, :cached], cache=cache)  # prefill
         expected = m(x[:, cached:], cache=cache)[0, 0]  # one decode step: (dim,)
-        q_c, q_r = m.queries(x[:, cached:], torch.tensor([cached]))  # (1, H, 1, d_h), (1, H, 1, d_rope)
+        q_c, q_r = m.queries(x[:, cached:], torch.tensor([cached]))  # (1, H, 1, d_head), (1, H, 1, d_rope)
     inputs = {
         "q_c": q_c[0, :, 0],
         "q_r": q_r[0, :, 0],
         "kv": cache.buffers["kv"][0, : cached + 1].clone(),
-        "w_uk": m.w_uk.weight.detach().view(c.heads, c.d_h, c.d_c).clone(),
-        "w_uv": m.w_uv.weight.detach().view(c.heads, c.d_h, c.d_c).clone(),
+        "w_uk": m.w_uk.weight.detach().view(c.heads, c.d_head, c.d_c).clone(),
+        "w_uv": m.w_uv.weight.detach().view(c.heads, c.d_head, c.d_c).clone(),
         "scale": c.softmax_scale,
     }
     return inputs, expected, m
 
 
 def check_decode_step(fn: Callable[..., torch.Tensor] | None) -> Verdict:
-    """``fn(q_c, q_r, kv, w_uk, w_uv, scale) → (H, d_h)``: one absorbed decode step over a [c_KV; k_R] cache for all
+    """``fn(q_c, q_r, kv, w_uk, w_uv, scale) → (H, d_head)``: one absorbed decode step over a [c_KV; k_R] cache for all
     heads, compared (after W_O) with the package's own decode step on a float64 layer that has read 5 tokens."""
     if fn is None:
         print(
@@ -152,7 +155,7 @@ def check_decode_step(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     c = m.config
     H, d_c = c.heads, c.d_c
 
-    def project(heads_out: torch.Tensor) -> torch.Tensor:  # (H, d_h) → the layer's output (dim,)
+    def project(heads_out: torch.Tensor) -> torch.Tensor:  # (H, d_head) → the layer's output (dim,)
         return m.w_o(merge_heads(heads_out[None, :, None])).detach()[0, 0]
 
     def variant(scale: float, rotary: bool = True, over: int = -1) -> torch.Tensor:  # common slips, to recognise them
@@ -166,9 +169,9 @@ def check_decode_step(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         got = fn(**{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
         if tuple(got.shape) == (H, d_c):
             return report(False, "", "that is each head's averaged latent (H, d_c): map it back with W_UV.")
-        if tuple(got.shape) != (H, c.d_h):
+        if tuple(got.shape) != (H, c.d_head):
             return report(
-                False, "", f"one output per head: expected shape (H, d_h) = {(H, c.d_h)}, got {tuple(got.shape)}."
+                False, "", f"one output per head: expected shape (H, d_head) = {(H, c.d_head)}, got {tuple(got.shape)}."
             )
         out = project(got.to(torch.float64))
         diff = float((out - expected).abs().max())
@@ -176,18 +179,18 @@ def check_decode_step(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         return report(
             False,
             "",
-            f"your answer raised {type(exc).__name__}: {exc}. Shapes: w_uk, w_uv (H, d_h, d_c); the value is the "
+            f"your answer raised {type(exc).__name__}: {exc}. Shapes: w_uk, w_uv (H, d_head, d_c); the value is the "
             "latent part kv[:, :d_c] only.",
         )
     if diff <= 1e-10:
         return report(True, f"max |diff| to the package's decode step = {diff:.1e} (float64, 6 cached tokens).", "")
     hints = [
-        (variant(1.0), "scale the scores by `scale` (1/√(d_h + d_rope), eq. 18) before the softmax."),
+        (variant(1.0), "scale the scores by `scale` (1/√(d_head + d_rope), eq. 18) before the softmax."),
         (
             variant((d_c + c.d_rope) ** -0.5),
-            "the scale is the given `scale`, 1/√(d_h + d_rope), not 1/√(d_c + d_rope).",
+            "the scale is the given `scale`, 1/√(d_head + d_rope), not 1/√(d_c + d_rope).",
         ),
-        (variant(1 / inputs["scale"]), "multiply the scores by `scale` (it is already 1/√(d_h + d_rope))."),
+        (variant(1 / inputs["scale"]), "multiply the scores by `scale` (it is already 1/√(d_head + d_rope))."),
         (variant(inputs["scale"], rotary=False), "the score has a rotary part too: q_R · k_R, with k_R = kv[:, d_c:]."),
         (variant(inputs["scale"], over=0), "softmax over the cached tokens (the last axis), not over the heads."),
     ]

@@ -1,11 +1,16 @@
-"""Figures of notebook 05 (DeepSeek MLA): the KV cache of each layout against a memory budget, and the measured
-decode speed of MLA with a naive vs an absorbed cache. Drawing only; the explorers of :mod:`lattn.widgets.mla`
-update these views in place from plain data (the numbers come from :mod:`lattn.mla` and :mod:`lattn.bench.mla`).
+"""Figures of notebook 05 (DeepSeek MLA): the KV cache of each layout against a memory budget, absorption as matrix
+shapes, the dataflow of a layer, YaRN's frequencies, and the measured speed of MLA's three modes. Drawing only, from
+plain data (the numbers come from :mod:`lattn.mla` and :mod:`lattn.bench.mla`, which this module does not import);
+the explorers of :mod:`lattn.widgets.mla` update the views in place.
 
 * :class:`KVCacheView` — one horizontal bar per cache layout (GB), hatched when it does not fit the budget line.
-* :class:`DecodeBenchView` — decode speed (with the speed-up per context along the bottom) | the cache read per step.
+* :class:`DecodeBenchView` — decode speed per mode (with absorbed / naive per context along the bottom) | the cache
+  read per step, per layout.
+* :func:`modes_figure` — ms per call of each mode, prefill | decode, medians with the range of the rounds.
+* :func:`absorption_shapes_figure` — one head's scores two ways, drawn with :mod:`lattn.viz.shapes`.
 * :func:`dataflow_figure` — MLA's dataflow for one token, naive | absorbed, with a box around what is cached.
-* :func:`yarn_figure` — RoPE wavelength per rotary pair, plain and with YaRN, against the two context lengths.
+* :func:`yarn_figure` — RoPE wavelength per rotary pair (0 = fastest), plain and with YaRN, against the two context
+  lengths.
 """
 
 from __future__ import annotations
@@ -20,16 +25,29 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 from matplotlib.text import Text
 
+from .shapes import Box, shapes_figure
+
 if TYPE_CHECKING:
     from ..mla import MLAConfig
 
-__all__ = ["COLORS", "DecodeBenchView", "KVCacheView", "dataflow_figure", "fmt_gb", "yarn_figure"]
+__all__ = [
+    "COLORS",
+    "DecodeBenchView",
+    "KVCacheView",
+    "absorption_shapes_figure",
+    "dataflow_figure",
+    "fmt_gb",
+    "modes_figure",
+    "yarn_figure",
+]
 
 COLORS = {"MHA": "0.55", "GQA": "0.55", "MQA": "0.55", "MLA naive": "#d98c5f", "MLA": "#2a7ab0"}
 MODE_STYLE = {
     "naive": {"color": COLORS["MLA naive"], "marker": "s"},
     "absorbed": {"color": COLORS["MLA"], "marker": "o"},
+    "auto": {"color": "0.1", "marker": "x", "ls": "--", "ms": 7},
 }
+LAYOUT_LABEL = {"naive": "per-head K, V (naive)", "absorbed": "latent [c_KV; k_R] (absorbed, auto)"}
 
 
 def fmt_gb(gb: float) -> str:
@@ -79,7 +97,7 @@ class KVCacheView:
             bar.set_hatch("" if fits else "//")
             label.set_position((v * 1.15 if state["log"] else v + top * 0.01, i))
             label.set_text(f"{fmt_gb(v)} " + ("fits" if fits else "too big"))
-        names = {"GQA": f"GQA, {state['groups']} groups", "MLA": "MLA (absorbed)"}
+        names = {"GQA": f"GQA, {state['groups']} groups", "MLA": "MLA (latent cache)"}
         ax.set_yticks(
             range(len(self.kinds)),
             [f"{names.get(k, k)}\n{state['per_token'][k]:,} / token / layer" for k in self.kinds],
@@ -95,39 +113,42 @@ class KVCacheView:
 
 
 class DecodeBenchView:
-    """Decode speed of both cache modes against the cached tokens (log–log), the speed-up absorbed / naive under
-    each context, and the cache of one layer; drawn once into ``fig``, updated in place.
+    """Decode speed of each mode against the cached tokens (log–log), the speed-up absorbed / naive under each
+    context, and the cache of one layer per layout; drawn once into ``fig``, updated in place.
 
-    ``update(state)`` with ``contexts`` (C,), ``series`` {mode: (C,) values of ``metric``}, ``cache_bytes``
-    {mode: (C,)}, ``speedup`` {context: ×}, ``metric`` ("tokens/s" or "ms per step"), ``config``, ``threads``,
-    ``source``.
+    ``update(state)`` with ``contexts`` (C,), ``series`` {mode: (C,) values of ``metric``} (modes among
+    ``naive``, ``absorbed``, ``auto``), ``cache_bytes`` {mode: (C,)}, ``speedup`` {context: ×}, ``metric``
+    ("tokens/s" or "ms per step"), ``config``, ``threads``, ``source``.
     """
 
     def __init__(self, fig: Figure) -> None:
         self.fig = fig
         self.ax_speed, self.ax_cache = fig.subplots(1, 2, width_ratios=[1.3, 1])
-        self.lines = {m: self.ax_speed.plot([], [], label=f"{m} cache", **s)[0] for m, s in MODE_STYLE.items()}
-        self.cache_lines = {m: self.ax_cache.plot([], [], label=m, **s)[0] for m, s in MODE_STYLE.items()}
+        self.lines = {m: self.ax_speed.plot([], [], label=m, **s)[0] for m, s in MODE_STYLE.items()}
+        self.cache_lines = {m: self.ax_cache.plot([], [], label=t, **MODE_STYLE[m])[0] for m, t in LAYOUT_LABEL.items()}
         for ax in (self.ax_speed, self.ax_cache):
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("cached tokens")
             ax.grid(True, which="major", alpha=0.3)
-        self.ax_speed.legend(fontsize=8, loc="best")
+        self.ax_speed.legend(fontsize=8, loc="upper right", title="mode", title_fontsize=8)
+        self.ax_cache.legend(fontsize=7, loc="upper left")
         self.ax_cache.set_ylabel("cache of one layer (MB)")
         self.ax_cache.set_title("memory read per decode step", fontsize=10)
         self.notes: list[Any] = []
 
     def update(self, state: dict[str, Any]) -> None:
         c = state["contexts"]
-        cache_mb = {m: np.asarray(b) / 1e6 for m, b in state["cache_bytes"].items()}
+        cache_mb = {m: np.asarray(b) / 1e6 for m, b in state["cache_bytes"].items() if m in self.cache_lines}
         for m, line in self.lines.items():
-            line.set_data(c, state["series"][m])
-            self.cache_lines[m].set_data(c, cache_mb[m])
+            line.set_data(c, state["series"][m]) if m in state["series"] else line.set_data([], [])
+        for m, line in self.cache_lines.items():
+            line.set_data(c, cache_mb[m])
         for ax, data in ((self.ax_speed, state["series"]), (self.ax_cache, cache_mb)):
             values = np.concatenate(list(data.values()))
             ax.set_xlim(c.min() / 1.5, c.max() * 1.5)
-            ax.set_ylim(values.min() / (6 if ax is self.ax_speed else 2), values.max() * 2)  # room for the labels
+            top = 8 if ax is self.ax_cache else 6  # room for the legend
+            ax.set_ylim(values.min() / (6 if ax is self.ax_speed else 2), values.max() * top)
             ax.set_xticks(c, [f"{n // 1024}K" if n >= 1024 else str(n) for n in c])
             ax.minorticks_off()
         for note in self.notes:
@@ -148,6 +169,37 @@ class DecodeBenchView:
         better = "higher" if state["metric"] == "tokens/s" else "lower"
         self.ax_speed.set_title(f"decode {state['metric']} ({better} is better); bottom: absorbed / naive", fontsize=10)
         self.fig.suptitle(f"{state['config']}, {state['threads']} threads — {state['source']}", fontsize=10)
+
+
+def modes_figure(summary: Sequence[dict[str, Any]], title: str = "") -> Figure:
+    """Milliseconds per call of each MLA mode, prefill (left) and decode (right): one group of bars per token count,
+    the median with a line over the range of the rounds. ``summary``: entries with ``phase``, ``context``, ``ms``
+    {mode: ms} and ``range`` {mode: (min, max)} (as :func:`lattn.bench.mla.summary` returns them)."""
+    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2, width_ratios=[1, 2])
+    modes = ("naive", "absorbed", "auto")
+    width = 0.26
+    for ax, phase in zip(axes, ("prefill", "decode")):
+        entries = [e for e in summary if e["phase"] == phase]
+        x = np.arange(len(entries))
+        for j, mode in enumerate(modes):
+            ms = np.array([e["ms"][mode] for e in entries])
+            lo, hi = (np.array([e["range"][mode][k] for e in entries]) for k in (0, 1))
+            style = MODE_STYLE[mode]
+            ax.bar(x + (j - 1) * width, ms, width, color=style["color"], alpha=0.85 if mode != "auto" else 0.55,
+                   hatch="//" if mode == "auto" else "", edgecolor="0.2", lw=0.6, label=mode)  # fmt: skip
+            ax.vlines(x + (j - 1) * width, lo, hi, color="0.1", lw=1.2)
+        ax.set_xticks(x, [f"{e['context']:,}" for e in entries])
+        ax.set_yscale("log")
+        ax.set_xlabel("prompt tokens" if phase == "prefill" else "cached tokens")
+        ax.set_ylabel("ms per call (lower is better)")
+        what = "read a prompt" if phase == "prefill" else "one decode step"
+        ax.set_title(f"{phase}: {what}", fontsize=10)
+        ax.grid(True, axis="y", which="major", alpha=0.3)
+    axes[0].legend(fontsize=8, title="mode", title_fontsize=8, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
 
 
 # --- the dataflow of one MLA layer ------------------------------------------------------------------------------------
@@ -182,14 +234,14 @@ def _cache_box(ax: Axes, x0: float, y0: float, x1: float, y1: float, text: str) 
 
 
 def _draw_dataflow(ax: Axes, c: MLAConfig, mode: str) -> None:
-    H, dh, dc, dr = c.heads, c.d_h, c.d_c, c.d_rope
+    H, dh, dc, dr = c.heads, c.d_head, c.d_c, c.d_rope
     h = _node(ax, (0.0, 0.0), f"h\n{c.dim}", "input")
     # the query side: the same in both modes
     q_c = _node(ax, (2.45, 2.05), f"q_C\n{H}×{dh}", "query")
     q_r = _node(ax, (2.45, 0.95), f"q_R\n{H}×{dr}", "rotary")
-    if c.d_cq:  # query compression: c_Q = RMSNorm(W_DQ h)
+    if c.d_cq:  # query compression: c_Q = RMSNorm(W_DQ h) (eq. 12)
         c_q = _node(ax, (0.95, 1.5), f"c_Q\n{c.d_cq}", "query")
-        _arrow(ax, h, c_q, "top left", "W_DQ", (0.3, 1.15), ha="right")
+        _arrow(ax, h, c_q, "top left", "W_DQ,\nnorm", (0.3, 1.15), ha="right")
         _arrow(ax, c_q, q_c, "right left", "W_UQ", (1.62, 1.98), ha="right")
         _arrow(ax, c_q, q_r, "right left", "W_QR, RoPE", (1.62, 1.05), ha="right", va="top")
     else:  # queries straight from the token
@@ -250,7 +302,11 @@ def dataflow_figure(config: MLAConfig) -> Figure:
     ):
         _draw_dataflow(ax, config, mode)
         ax.set_title(title, fontsize=10)
-    fig.suptitle(f"MLA dataflow for one token — {config.name} sizes", fontsize=11)
+    fig.suptitle(
+        f"MLA dataflow for one token — {config.name} sizes (mode auto caches as on the right, reads a prompt "
+        "as on the left)",
+        fontsize=11,
+    )
     return fig
 
 
@@ -281,3 +337,25 @@ def yarn_figure(config: MLAConfig) -> Figure:
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(True, which="major", alpha=0.3)
     return fig
+
+
+# --- absorption as matrix shapes ----------------------------------------------------------------------------------------
+def absorption_shapes_figure(d_head: int = 128, d_c: int = 512) -> Figure:
+    """One head's scores against L cached tokens, two ways (drawn with :mod:`lattn.viz.shapes`; d_c drawn 3.2× d_head,
+    about DeepSeek's ratio): expanded — rebuild the keys K = c_KV·W_UKᵀ (L×d_head), then q·Kᵀ; absorbed — fold W_UK into
+    the query, q_lat = q·W_UK (1×d_c), then q_lat·c_KVᵀ. The same 1×L scores (associativity); the softmax runs along
+    them. ``d_head``, ``d_c``: the sizes written under the title."""
+    dh, dc = r"$d_\mathrm{head}$", r"$d_\mathrm{c}$"  # mathtext: the subscripts keep the row labels narrow
+    sizes = {"L": 10, dc: 8, dh: 2.5}
+    lines = [
+        [Box("c_KV", "L", dc, note="the cache"), Box("W_UKᵀ", dc, dh), Box("K", "L", dh, note="every step")],
+        [Box("q", "1", dh), Box("Kᵀ", dh, "L"), Box("s", "1", "L", softmax="cols")],
+        [Box("q", "1", dh), Box("W_UK", dh, dc), Box("q_lat", "1", dc, note="once per query")],
+        [Box("q_lat", "1", dc), Box("c_KVᵀ", dc, "L", note="the cache"), Box("s", "1", "L", softmax="cols")],
+    ]
+    titles = ["expanded 1: rebuild\nevery cached key", "expanded 2: score", "absorbed 1: move\nW_UK to the query",
+              "absorbed 2: score\nthe cache directly"]  # fmt: skip
+    return shapes_figure(
+        lines, sizes, titles=titles,
+        title=f"one head, L cached tokens (d_head = {d_head}, d_c = {d_c}): q·(c_KV·W_UKᵀ)ᵀ = (q·W_UK)·c_KVᵀ",
+    )  # fmt: skip

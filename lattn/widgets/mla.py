@@ -1,4 +1,5 @@
-"""Explorers of notebook 05 (DeepSeek MLA): a KV-cache calculator and the measured decode benchmark.
+"""Explorers of notebook 05 (DeepSeek MLA): a KV-cache calculator and the measured decode benchmark of the three
+modes.
 
 Thin shells: the cache sizes come from :mod:`lattn.mla`, the timings from :mod:`lattn.bench.mla`, the figures from
 :mod:`lattn.viz.mla`.
@@ -19,7 +20,7 @@ from .base import Explorer
 __all__ = ["DecodeBenchExplorer", "KVCacheCalculator"]
 
 CUSTOM = "custom"
-PRESET_FIELDS = ("heads", "d_h", "d_c", "d_rope", "layers")
+PRESET_FIELDS = ("heads", "d_head", "d_c", "d_rope", "layers")
 BIT_OPTIONS = [("4 B (FP32)", 32), ("2 B (BF16)", 16), ("1 B (FP8)", 8), ("0.75 B (6-bit)", 6)]
 BUDGETS_GB = [16, 24, 40, 80, 141, 640]  # a laptop GPU … one H200 … an 8-GPU server
 CONTEXTS = [(f"{n // 1024}K" if n < 2**20 else "1M", n) for n in (2**k for k in range(10, 21))]  # 1K … 1M tokens
@@ -29,11 +30,25 @@ def _int_slider(description: str, lo: int, hi: int, value: int, step: int = 1) -
     return W.IntSlider(value=value, min=lo, max=hi, step=step, description=description, continuous_update=False)
 
 
+def _check_control_value(name: str, control: W.Widget, value: Any) -> None:
+    """ValueError naming the control, the value and what it accepts, unless ``control`` can take ``value``."""
+    if isinstance(control, (W.Dropdown, W.SelectionSlider)):
+        options = [o[1] if isinstance(o, tuple) else o for o in control.options]
+        if value not in options:
+            shown = ", ".join(f"{o:,}" if isinstance(o, int) else repr(o) for o in options)
+            raise ValueError(f"KVCacheCalculator: {name} must be one of {shown}; got {value!r}")
+    elif isinstance(control, W.IntSlider):
+        if isinstance(value, bool) or not isinstance(value, int) or not control.min <= value <= control.max:
+            raise ValueError(
+                f"KVCacheCalculator: {name} must be an integer from {control.min:,} to {control.max:,}, got {value!r}"
+            )
+
+
 class KVCacheCalculator(Explorer):
     """How many GB of KV cache MHA, GQA, MQA, naive MLA and MLA need, against a memory budget.
 
     Controls: ``preset`` (DeepSeek-V2, V2-Lite, V3 or custom; a preset sets the size sliders, moving one of them
-    switches to custom), ``context``, ``batch``, ``layers``, ``heads``, ``d_h``, ``d_c``, ``d_rope``, ``n_groups``
+    switches to custom), ``context``, ``batch``, ``layers``, ``heads``, ``d_head``, ``d_c``, ``d_rope``, ``n_groups``
     (GQA groups; snapped to a divisor of heads), ``bits`` (per element), ``budget`` (GB), ``log_scale``.
     State: ``gb`` {kind: GB}, ``fits`` {kind: bool}, ``per_token`` {kind: elements per token per layer}.
     """
@@ -41,6 +56,11 @@ class KVCacheCalculator(Explorer):
     figsize = (9.0, 3.4)
 
     def __init__(self, preset: str = "DeepSeek-V2") -> None:
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise ValueError(
+                f"KVCacheCalculator: preset must be one of {list(PRESETS)}, got {preset!r}; start from a preset, "
+                "then move the size sliders (or .set(heads=…, d_head=…, d_c=…)) for another model"
+            )
         self._initial = preset
         super().__init__()
 
@@ -54,9 +74,9 @@ class KVCacheCalculator(Explorer):
             "batch": _int_slider("batch", 1, 128, 1),
             "layers": _int_slider("layers", 1, 128, p.layers),
             "heads": _int_slider("heads n_h", 1, 256, p.heads),
-            "d_h": _int_slider("d_h", 16, 256, p.d_h, step=16),
+            "d_head": _int_slider("d_head", 16, 256, p.d_head, step=16),
             "d_c": _int_slider("d_c", 32, 2048, p.d_c, step=32),
-            "d_rope": _int_slider("d_h^R", 0, 256, p.d_rope, step=16),
+            "d_rope": _int_slider("d_rope", 0, 256, p.d_rope, step=16),
             "n_groups": _int_slider("GQA groups", 1, 64, 8),
             "bits": W.Dropdown(options=BIT_OPTIONS, value=16, description="precision"),
             "budget": W.Dropdown(options=[(f"{g} GB", g) for g in BUDGETS_GB], value=80, description="fits in"),
@@ -71,7 +91,11 @@ class KVCacheCalculator(Explorer):
 
     def set(self, **values: Any) -> KVCacheCalculator:
         """Like :meth:`Explorer.set`; a preset also sets the size sliders (values given explicitly win), and sizes
-        that differ from the chosen preset switch it to custom."""
+        that differ from the chosen preset switch it to custom. A value a control cannot take is refused by name
+        (ValueError), never clamped."""
+        for name, value in values.items():
+            if name in self._controls:
+                _check_control_value(name, self._controls[name], value)
         preset = values.get("preset", self.preset.value)
         if preset != CUSTOM:
             p = PRESETS[preset]
@@ -84,7 +108,12 @@ class KVCacheCalculator(Explorer):
         return self
 
     def compute(self) -> dict[str, Any]:
-        dims = {"heads": self.heads.value, "d_h": self.d_h.value, "d_c": self.d_c.value, "d_rope": self.d_rope.value}
+        dims = {
+            "heads": self.heads.value,
+            "d_head": self.d_head.value,
+            "d_c": self.d_c.value,
+            "d_rope": self.d_rope.value,
+        }
         groups = largest_divisor_at_most(self.heads.value, self.n_groups.value)
         size = {"context": self.context.value, "batch": self.batch.value, "layers": self.layers.value}
         gb = {k: kv_cache_bytes(k, **size, bits=self.bits.value, n_groups=groups, **dims) / 1e9 for k in KV_KINDS}
@@ -114,15 +143,16 @@ class KVCacheCalculator(Explorer):
         mla, mha = state["gb"]["MLA"], state["gb"]["MHA"]
         return (
             f"{self.preset.value}, context={self.context.label}, batch={self.batch.value}, layers={self.layers.value}, "
-            f"heads={self.heads.value}, d_h={self.d_h.value}, d_c={self.d_c.value}, d_rope={self.d_rope.value}, "
+            f"heads={self.heads.value}, d_head={self.d_head.value}, d_c={self.d_c.value}, d_rope={self.d_rope.value}, "
             f"groups={state['groups']} (asked {self.n_groups.value}; must divide heads), bits={self.bits.value}, budget={state['budget']} GB, log={state['log']}: "
             f"MLA {fmt_gb(mla)} vs MHA {fmt_gb(mha)} ({100 * mla / mha:.2f} %)"
         )
 
 
 class DecodeBenchExplorer(Explorer):
-    """Decode speed of MLA with a naive vs an absorbed cache against the number of cached tokens, and the caches'
-    size; starts from the stored 2-core measurement (``lattn/data/bench_mla_2core.csv``).
+    """Decode speed of MLA's modes (naive: per-head cache; absorbed and auto: latent cache, a decoding token
+    absorbed) against the number of cached tokens, and the caches' size; starts from the decode rows of the stored
+    2-core measurement (``lattn/data/bench_mla_2core.csv``).
 
     Controls: ``metric`` (tokens/s or ms per step), ``run`` (a button: re-measure a small version on this machine,
     a few seconds). State: ``rows`` of the benchmark, ``source``, ``speedup`` {context: absorbed / naive}.
@@ -149,8 +179,9 @@ class DecodeBenchExplorer(Explorer):
         """Measure the small benchmark on this machine and show it (the status label reports progress)."""
         self.run.disabled = True
         try:
-            self.rows = bench.decode_benchmark(
+            self.rows = bench.benchmark(
                 self.rerun_contexts,
+                (),  # decode only: a prefill takes seconds
                 min_run_time=self.rerun_min_run_time,
                 repeats=self.rerun_repeats,
                 progress=lambda text: setattr(self.status, "value", f"measuring {text} …"),
