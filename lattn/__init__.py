@@ -17,8 +17,10 @@ The map of the house (data flows one way: tasks → mechanisms → models → vi
     experiments/    `python -m lattn.experiments`: longer runs whose small results ship in lattn/data        nb 03, 06
     family/         Perceiver (IO, AR), Set Transformer (MAB, ISAB, PMA), Luna (+ causal), Slot, Linformer,  nb 04
                     causal linear attention, window + global tokens; the registry and the comparison
-    mla             DeepSeek's Multi-head Latent Attention: config, decoupled RoPE, naive/absorbed, cache    nb 05
-    rope.py         RoPE frequencies, YaRN scaling as DeepSeek ships it, interleaved ↔ halves pair layout   nb 05
+    mla/            DeepSeek's Multi-head Latent Attention: config + presets, cache + accounting, the layer    nb 05
+                    (modes auto = expanded prefill + absorbed decode, naive, absorbed), absorption_gap
+    rope.py         RoPE application, frequencies, YaRN scaling as DeepSeek ships it, pair layouts          nb 05
+    norm.py         RMSNorm (MLA's latents, DeepSeek's blocks)                                               nb 05
     blocks.py       the pre-norm Transformer block around any mechanism                                      nb 06
     lm.py, lm_data.py, lm_cost.py  the tiny character LM: training, generation, checkpoints; corpus; speed, memory  nb 06
     viz/            figures (arrays in, figures out; no widgets), one module per lesson; diagram.py: token ↔ latent schematics from

@@ -83,7 +83,7 @@ class LMConfig:
             return LatentAttention(D, self.num_latents, heads=H)
         if self.kind == "luna":
             return LunaCausal(D, self.num_latents, heads=H)
-        mla = MLAConfig(dim=D, heads=H, d_h=D // H, d_c=self.d_c, d_rope=self.d_rope, name="tiny LM")
+        mla = MLAConfig(dim=D, heads=H, d_head=D // H, d_c=self.d_c, d_rope=self.d_rope, name="tiny LM")
         return MultiHeadLatentAttention(mla)
 
     @property

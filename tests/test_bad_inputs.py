@@ -353,6 +353,7 @@ def test_query_mask_is_checked_like_mask():
     with pytest.raises(ValueError, match=r"mask must have shape \(B, N\) = \(2, 5\) to match context \(2, 5, 16\)"):
         layer(x, context=ctx, mask=torch.ones(2, 3, dtype=torch.bool))
 
+
 # --- mla: YaRN fields, rope_theta with YaRN, YaRN.from_config keys, the KV-cache calculator's controls ----------------
 from lattn.mla import YaRN  # noqa: E402
 from lattn.rope import rope_frequencies  # noqa: E402

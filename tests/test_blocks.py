@@ -20,7 +20,7 @@ def attention_modules() -> dict[str, torch.nn.Module]:
         "full": MultiHeadAttention(8, 2),
         "latent": LatentAttention(8, 3, heads=2),
         "luna": LunaCausal(8, 3, heads=2),
-        "mla": MultiHeadLatentAttention(MLAConfig(dim=8, heads=2, d_h=4, d_c=4, d_rope=2)),
+        "mla": MultiHeadLatentAttention(MLAConfig(dim=8, heads=2, d_head=4, d_c=4, d_rope=2)),
     }
 
 

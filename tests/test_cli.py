@@ -21,7 +21,7 @@ from lattn.experiments import lm as experiment_lm
 from lattn.mla import MLAConfig
 
 PACKAGES = {"experiments": lattn.experiments, "bench": lattn.bench}
-TOY_MLA = MLAConfig(dim=16, heads=2, d_h=4, d_c=8, d_rope=2, d_cq=0, name="toy")
+TOY_MLA = MLAConfig(dim=16, heads=2, d_head=4, d_c=8, d_rope=2, d_cq=0, name="toy")
 TINY_COMPLEXITY = ["--quick", "--ns", "16", "32", "--ms", "2", "--m", "2", "--heads", "1", "--dim-head", "4",
                    "--min-run-time", "0.001", "--fit-from", "16"]  # fmt: skip
 
@@ -79,9 +79,10 @@ def test_bench_complexity_writes_to_the_default_user_folder(capsys, tmp_path):
 
 def test_bench_mla_writes_to_the_default_user_folder(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(bench_mla, "bench_config", lambda: TOY_MLA)
-    folder, _ = _run(capsys, "bench", "mla", "--contexts", "8", "--min-run-time", "0.005", "--repeats", "1")
+    argv = ["--contexts", "8", "--prefill", "4", "--min-run-time", "0.005", "--repeats", "1"]
+    folder, _ = _run(capsys, "bench", "mla", *argv)
     assert folder == (tmp_path / "lattn-results" / "bench-mla").resolve()
-    assert len(bench_mla.read_csv(folder / "bench_mla.csv")) == 2
+    assert len(bench_mla.read_csv(folder / "bench_mla.csv")) == 6  # (prefill 4, decode 8) × 3 modes
 
 
 REFUSED = [
@@ -123,10 +124,12 @@ def test_update_shipped_with_the_shipped_settings_targets_lattn_data(capsys, mon
     run_subcommands(lattn.experiments, ["lm", "--update-shipped"])
     assert seen["out"] == DATA_DIR and seen["kinds"] == experiment_lm.DEFAULT_KINDS
     assert {k: seen[k] for k in experiment_lm.SHIPPED} == experiment_lm.SHIPPED
-    monkeypatch.setattr(bench_mla, "decode_benchmark", lambda contexts, **kw: seen.update(contexts=contexts) or [])
+    record = lambda contexts, prefill, **kw: seen.update(contexts=contexts, prefill=prefill) or []
+    monkeypatch.setattr(bench_mla, "benchmark", record)
     monkeypatch.setattr(bench_mla, "write_csv", lambda rows, path: seen.update(csv=path) or path)
     run_subcommands(lattn.bench, ["mla", "--update-shipped"])
     assert seen["csv"] == DATA_DIR / bench_mla.STORED_CSV and seen["contexts"] == bench_mla.CONTEXTS
+    assert seen["prefill"] == bench_mla.PREFILL_LENGTHS
     assert f"Results go to {DATA_DIR}" in capsys.readouterr().out
 
 

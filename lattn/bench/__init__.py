@@ -18,8 +18,8 @@ __all__ = ["matmul_flops_per_s", "median_seconds"]
 
 CLI_HELP = """\
 Measure attention on this machine: time and memory of full vs latent attention as the
-sequence grows (complexity), and decode speed of DeepSeek's multi-head latent attention
-with a naive vs an absorbed cache (mla).
+sequence grows (complexity), and prefill and decode speed of DeepSeek's multi-head latent
+attention in its naive, absorbed and auto modes (mla).
 
 Each benchmark prints a table and writes a CSV to ./lattn-results/bench-<name>/ in the
 current directory (or --out DIR). The measurements shipped with lattn are replaced only
@@ -28,7 +28,7 @@ with --update-shipped. Run "python -m lattn.bench COMMAND --help" for the detail
 CLI_EXAMPLES = """\
 Examples:
   python -m lattn.bench complexity --quick      # under 30 s on a 2-core laptop
-  python -m lattn.bench mla --quick             # under 30 s
+  python -m lattn.bench mla --quick             # under a minute
   python -m lattn.bench complexity --help"""
 
 
