@@ -21,7 +21,7 @@ from typing import Any
 
 from .tasks import make_task
 
-__all__ = ["band", "curve", "load", "mean_over_seeds", "seed_values", "select", "spread", "value_of"]
+__all__ = ["band", "curve", "load", "mean_over_seeds", "per_seed", "seed_values", "select", "spread", "value_of"]
 
 
 def load(name: str) -> Any:
@@ -62,6 +62,22 @@ def seed_values(records: list[dict[str, Any]], x: str, y: str = "accuracy", **wh
     for r in select(records, **where):
         groups.setdefault(_flat(r)[x], []).append(value_of(r, y))
     return {v: groups[v] for v in sorted(groups)}
+
+
+def per_seed(records: list[dict[str, Any]], y: str = "accuracy", **where: Any) -> list[float]:
+    """The values of ``y`` (see :func:`value_of`) of one setting, one per seed, in seed order: what
+    :func:`lattn.stats.compare` takes. ``where`` must pick one setting: two records with the same seed are an error.
+
+    Example: ``per_seed(runs, part="sweep", task="global", label="latent M=1")`` → five accuracies.
+    """
+    chosen = sorted(select(records, **where), key=lambda r: r["seed"])
+    seeds = [r["seed"] for r in chosen]
+    if not chosen or len(set(seeds)) != len(seeds):
+        raise ValueError(
+            f"where={where} must pick one setting trained from distinct seeds, got {len(chosen)} records with "
+            f"seeds {seeds}; add fields (part, task, label, …) until one setting is left"
+        )
+    return [value_of(r, y) for r in chosen]
 
 
 def curve(records: list[dict[str, Any]], x: str, y: str = "accuracy", **where: Any) -> tuple[list, list[float]]:

@@ -249,9 +249,10 @@ class PositionalCopy:
     """Each token must answer the value of the token at a given position: the first token (``source="first"``) or
     the token ``offset`` places to its right (``source="ahead"``).
 
-    Tokens are one-hots of V random values with nothing else in them: the answer depends only on *where* the source
-    token is, so a model without positions can do no better than chance (1/V) — unlike the other tasks, whose
-    models need no positions. ``"first"`` asks every token for one distant detail (the same for all of them);
+    Tokens are one-hots of V random values with nothing else in them: the answer depends on *where* the source token
+    is. A model without positions sees only the values and how often each occurs; the best it can do is
+    :meth:`counts_only` (the most frequent value among the other tokens), a little above chance (1/V) — unlike the
+    other tasks, whose models need no positions. ``"first"`` asks every token for one distant detail (the same for all of them);
     ``"ahead"`` asks each token for a different one. Scored: every token whose source exists and is not itself
     (tokens 1 … N − 1 for ``"first"``, 0 … N − 1 − offset for ``"ahead"``).
 
@@ -289,6 +290,15 @@ class PositionalCopy:
     def num_classes(self) -> int:
         """The answer is a value: V classes."""
         return self.num_values
+
+    def counts_only(self, batch: Batch) -> Tensor:
+        """Answers of the best reference without positions, (B, N): each token names the most frequent value among
+        the *other* tokens (ties: the smallest value). Given only its own value and the counts of all values — all
+        that a model without positions sees — this is the most likely answer: the source is one of the other tokens,
+        each equally likely."""
+        onehot = torch.nn.functional.one_hot(batch.x.argmax(-1), self.num_values)  # (B, N, V)
+        others = onehot.sum(1, keepdim=True) - onehot  # (B, N, V): the counts among the other tokens
+        return others.argmax(-1)  # (B, N); argmax takes the first of tied maxima
 
     def __call__(self, batch_size: int, generator: torch.Generator) -> Batch:
         B, N = batch_size, self.seq_len

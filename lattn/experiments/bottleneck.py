@@ -41,8 +41,9 @@ from typing import Any
 
 import torch
 
+from lattn import records
 from lattn._cli import add_output_options, add_parser, announce_done, output_folder
-from lattn.records import band, curve, load, mean_over_seeds, seed_values, select, spread
+from lattn.records import band, curve, mean_over_seeds, per_seed, seed_values, select, spread
 from lattn.tagger import MixerSpec
 from lattn.tasks import make_task
 
@@ -77,10 +78,12 @@ __all__ = [
     "configs",
     "curve",
     "held_out_accuracy",
+    "in_grid_order",
     "load",
     "make_task",
     "map_distances",
     "mean_over_seeds",
+    "per_seed",
     "register",
     "run_config",
     "run_timing",
@@ -110,6 +113,11 @@ SHIFTS = {
     "global": [{"seq_len": 128}, {"seq_len": 512}, {"noise": 0.9}, {"noise": 1.2}],
     "retrieval": [{"seq_len": 128}, {"seq_len": 512}, {"noise": 0.1}, {"noise": 0.2}],
 }
+
+
+def load(name: str = RUNS_FILE) -> Any:
+    """A shipped result file of ``lattn/data/`` (parsed JSON): by default the runs, one record per trained model."""
+    return records.load(name)
 
 
 def _config(part: str, task: str, mixer: MixerSpec, seed: int = 0, heads: int = HEADS, dim: int = DIM,
@@ -188,8 +196,9 @@ what it loses, from 5 seeds. The runs come in parts:
   distil    retrieval when some facts are asked far more often
   timing    seconds per training step vs sequence length (depends on the machine)
 
-Time: all RUNS runs plus the timings take about CPU CPU-hours; one part takes
-from a few minutes (capacity) to about an hour (position). Parts can run in parallel processes
+Time: all 393 runs plus the timings take about an hour of CPU time on one thread
+(an estimate from timed runs of each part); one part takes from a few minutes
+(capacity, distil) to about 20 minutes (sweep). Parts can run in parallel processes
 with different --out folders. The same command gives the same
 accuracies (the timings aside).
 
@@ -204,6 +213,13 @@ Examples:
   python -m lattn.experiments bottleneck --part capacity
   python -m lattn.experiments bottleneck --part sweep --part length --out my-runs
   python -m lattn.experiments bottleneck --update-shipped"""
+
+
+def in_grid_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records in the order of :func:`configs` (all parts), so that parts run apart and merged give the same
+    file as one run of everything; records of configurations outside the grid go last, in their order."""
+    order = {json.dumps(c, sort_keys=True): i for i, c in enumerate(configs())}
+    return sorted(records, key=lambda r: order.get(json.dumps(config_of(r), sort_keys=True), len(order)))
 
 
 def _main(args: argparse.Namespace) -> None:
@@ -223,7 +239,7 @@ def _main(args: argparse.Namespace) -> None:
         path = out / RUNS_FILE
         if args.part and path.exists():  # keep the other parts' records
             records = [r for r in json.loads(path.read_text()) if r["part"] not in parts] + records
-        path.write_text(json.dumps(records, indent=1) + "\n")
+        path.write_text(json.dumps(in_grid_order(records), indent=1) + "\n")
         print(f"wrote {path} ({len(records)} runs)")
     if "timing" in parts:
         (out / TIMING_FILE).write_text(json.dumps(run_timing(), indent=1) + "\n")
@@ -232,7 +248,7 @@ def _main(args: argparse.Namespace) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = add_parser(subparsers, "bottleneck", "notebook 03's bottleneck runs, about 30 CPU-minutes",
+    p = add_parser(subparsers, "bottleneck", "notebook 03's bottleneck runs, about 60 CPU-minutes",
                    DESCRIPTION, EXAMPLES)  # fmt: skip
     p.add_argument("--part", action="append", choices=PARTS, help="run only this part (repeatable; default: all)")
     add_output_options(p, "bottleneck", f"{RUNS_FILE} and {TIMING_FILE}")

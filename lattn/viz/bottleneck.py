@@ -153,18 +153,20 @@ def _stage_runs(runs: list[dict], task: str, stages: tuple, ms: list, part: str 
 
 
 def ablation_figure(runs: list[dict]) -> Figure:
-    """The stage ablation: accuracy vs M for each stage set on both tasks (dashed: the two-stage layers widened to
-    the three-stage layer's parameter count, the ``control`` part), and how far the trained write maps are from a
+    """The stage ablation: accuracy vs M for each stage set on both tasks (dashed, squares: the two-stage layers
+    widened to about the three-stage layer's parameter count, the ``control`` part; mean only), and how far the trained write maps are from a
     plain mean-pool (total-variation distance, trained vs at initialisation)."""
-    fig, axes = _figure(3, width=4.6, height=4.0)
+    fig, axes = _figure(3, width=4.6, height=4.4)
     ms = sorted({r["mixer"]["num_latents"] for r in select(runs, part="ablation")})
     control = select(runs, part="control")
     for ax, task in zip(axes, ("global", "retrieval")):
         for stages, (label, color) in ABLATION_STYLE.items():
             _banded(ax, _stage_runs(runs, task, stages, ms), "num_latents", label, color=color)
-            if len(stages) == 2 and control:
+            if len(stages) == 2 and control:  # the control: dashed, no band (its spread is in the printed tables)
                 wide = _stage_runs(runs, task, stages, ms, part="control")
-                _banded(ax, wide, "num_latents", f"{label.split(' (')[0]}, D={wide[0]['dim']}", color=color, ls="--")
+                xs, mean, _, _ = band(wide, "num_latents")
+                ax.plot(xs, mean, ls="--", marker="s", ms=4, color=color,
+                        label=f"{label.split(' (')[0]}, D={wide[0]['dim']} (control)")  # fmt: skip
         if task == "retrieval":
             _slot_references(ax, ms, 8, 2)
         _log_ticks(ax, ms)
@@ -172,7 +174,8 @@ def ablation_figure(runs: list[dict]) -> Figure:
         ax.set_xlabel("M latents")
         ax.set_ylabel("held-out accuracy")
         ax.set_title(f"{task} task: which stages matter?", fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+    handles, labels = axes[1].get_legend_handles_labels()  # one legend for both accuracy panels, below them
+    fig.legend(handles, labels, loc="outside lower left", ncol=4, fontsize=7.5, frameon=False)
     ax = axes[2]
     for task, ls in (("global", "-"), ("retrieval", "--")):
         for stages in (("write", "gather", "broadcast"), ("write", "broadcast")):
@@ -326,7 +329,7 @@ def length_figure(runs: list[dict], timing: dict) -> Figure:
     ax_acc.set_xlabel("sequence length N (trained and tested)")
     ax_acc.set_ylabel("held-out accuracy")
     n = seed_count(runs, part="length")
-    ax_acc.set_title(f"global task (no positions: cannot fail), {n} seeds\n({SEED_NOTE})", fontsize=10)
+    ax_acc.set_title(f"global task, no positions: a test that cannot fail, {n} seeds\n({SEED_NOTE})", fontsize=10)
     ax_acc.legend(fontsize=8)
     steps = {}
     for row in timing["rows"]:
@@ -342,10 +345,11 @@ def length_figure(runs: list[dict], timing: dict) -> Figure:
 POSITION_STYLE = {"full": ("black", "s"), "window ±8": ("#8C564B", "^"), "latent M=16": (OKABE_ITO[0], "o")}
 
 
-def position_figure(runs: list[dict]) -> Figure:
+def position_figure(runs: list[dict], no_positions: dict[str, dict[int, float]] | None = None) -> Figure:
     """The length test that can fail: the copy task (copy the first token / the token 16 places ahead), models with
     sinusoidal positions trained at one length and tested at every length; mean and seed band per model, the
-    training length marked, chance (1/V) dotted."""
+    training length marked, chance (1/V) dotted. ``no_positions``: {source: {N: accuracy}} of the best reference
+    without positions (:meth:`~lattn.tasks.PositionalCopy.counts_only`), drawn dash-dotted."""
     fig, axes = _figure(2, width=5.4, height=3.8)
     chosen = select(runs, part="position")
     train_n = chosen[0]["task_args"]["seq_len"]
@@ -360,6 +364,9 @@ def position_figure(runs: list[dict]) -> Figure:
             ax.fill_between(lengths, acc.min(0), acc.max(0), color=color, alpha=0.2, lw=0)
         v = chosen[0]["task_args"].get("num_values", 8)
         ax.axhline(1 / v, color="0.5", ls=":", lw=1.2, label=f"chance (1/{v})")
+        if no_positions:
+            ref = no_positions[source]
+            ax.plot(list(ref), list(ref.values()), color="0.35", ls="-.", lw=1.2, label="best without positions")
         ax.axvline(train_n, color="0.6", lw=6, alpha=0.25, label=f"trained at N={train_n}")
         _log_ticks(ax, lengths)
         ax.set_ylim(0, 1.03)

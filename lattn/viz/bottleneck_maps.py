@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FormatStrFormatter
 
 from . import heatmap, update_heatmap
 
@@ -61,11 +62,11 @@ class LatentMapsView:
         ax_v.set_xticks([])
         ax_v.set_yticks([])
         self.map_im = heatmap(np.zeros((2, 2)), ax_map, colorbar=False)
-        # NOTE: fixed, short colour-bar labels: the layout is solved once, so a label that grows later would run into
-        # the right panel's axis label (the scale goes into the panel's title instead)
-        fig.colorbar(self.map_im, ax=ax_map, fraction=0.05, pad=0.02, label="weight")
         self.prof_im = heatmap(np.zeros((2, 2)), ax_prof, vmax=1.0, ylabel="latent", colorbar=False)
-        fig.colorbar(self.prof_im, ax=ax_prof, fraction=0.05, pad=0.02, label="share")
+        # NOTE: the layout is solved once (on the first picture), so every text that sits beside another keeps its
+        # width: short fixed colour-bar labels, ticks with two decimals; the map's scale goes into the suptitle
+        for im, ax, label, fmt in ((self.map_im, ax_map, "weight", "%.3f"), (self.prof_im, ax_prof, "share", "%.2f")):
+            fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, label=label, format=FormatStrFormatter(fmt))
         ax_map.set_yticks([])
         self.legend = None
 
@@ -90,17 +91,20 @@ class LatentMapsView:
         fixed = stage not in ("gather", "effective")  # rows sum to 1: a fixed 0…1 scale; else 0…the largest weight
         update_heatmap(self.map_im, state["map"], vmax=1.0 if fixed else None)
         ax = self.map_im.axes
-        scale = "colour 0 to 1" if fixed else "colour 0 to this map's largest"
-        ax.set_title(f"{stage} weights, head {head} ({scale})", fontsize=10)
+        ax.set_title(f"{stage} weights, head {head}", fontsize=10)
         ax.set_xlabel("token" if stage == "effective" else "latent")
-        self.fig.suptitle(f"{task} · {STAGE_VIEWS[stage]}", fontsize=10)
+        scale = "0 to 1" if fixed else "0 to this map's largest"
+        self.fig.suptitle(f"{task} · {STAGE_VIEWS[stage]} · middle colour scale: {scale}", fontsize=10)
         ax_prof = self.prof_im.axes
         prof, names = state["profile"], state["names"]
         update_heatmap(self.prof_im, prof)  # bright = this latent's (or group's) weight sits on this group
         short = short_group_names(names)
         ax_prof.set_xticks(range(len(names)), short, rotation=90 if len(names) > 6 else 0, fontsize=8)
-        ax_prof.set_yticks(range(prof.shape[0]), short if stage == "effective" else range(prof.shape[0]))
-        ax_prof.set_ylabel("token group" if stage == "effective" else "latent")
+        if stage == "effective":  # rows are groups: their names, small (the layout keeps the room of "latent" + digits)
+            ax_prof.set_yticks(range(prof.shape[0]), short, fontsize=7)
+        else:
+            ax_prof.set_yticks(range(prof.shape[0]), range(prof.shape[0]), fontsize=10)
+        ax_prof.set_ylabel("" if stage == "effective" else "latent")
         ax_prof.set_xlabel("token group")
         what = (
             "where each group's tokens (rows) read, this example" if stage == "effective" else f"each latent's {stage}"
