@@ -295,7 +295,7 @@ GENERALISATION_MODELS = {
 def generalisation_figure(runs: list[dict]) -> Figure:
     """Accuracy of models trained at N=32 on the training distribution, on longer and on noisier sequences (mean
     over seeds, error bars from the lowest to the highest seed; models drawn slightly apart so the bars show)."""
-    fig, axes = _figure(2, height=3.8)
+    fig, axes = _figure(2, height=4.4)
     for ax, task in zip(axes, ("global", "retrieval")):
         conditions = ["accuracy", "seq_len=128", "seq_len=512", *SHIFT_LABELS[task]]
         names = ["as trained\n(N=32)", "N=128", "N=512", *(c.replace("=", " ") for c in SHIFT_LABELS[task])]
@@ -310,7 +310,7 @@ def generalisation_figure(runs: list[dict]) -> Figure:
         ax.set_xticks(range(len(conditions)), names, fontsize=9)
         ax.set_ylabel("held-out accuracy")
         ax.set_title(f"{task} task, trained at N=32: longer is harmless, noise hurts all", fontsize=10)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)  # below: no line hidden
     n = seed_count(runs, part="sweep")
     fig.suptitle(f"{n} seeds per model; points: mean, bars: lowest to highest seed", fontsize=9)
     return fig
