@@ -252,8 +252,8 @@ class PositionalCopy:
     Tokens are one-hots of V random values with nothing else in them: the answer depends on *where* the source token
     is. A model without positions sees only the values and how often each occurs; the best it can do is
     :meth:`counts_only` (the most frequent value among the other tokens), a little above chance (1/V) — unlike the
-    other tasks, whose models need no positions. ``"first"`` asks every token for one distant detail (the same for all of them);
-    ``"ahead"`` asks each token for a different one. Scored: every token whose source exists and is not itself
+    other tasks, whose models need no positions. ``"first"`` asks every token for one distant detail (the same for
+    all of them); ``"ahead"`` asks each token for a different one. Scored: every token whose source exists and is not itself
     (tokens 1 … N − 1 for ``"first"``, 0 … N − 1 − offset for ``"ahead"``).
 
     Example: values 3 5 1 6 …, ``source="first"``: every token answers 3; ``source="ahead"``, offset 2: token 0

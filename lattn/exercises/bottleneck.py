@@ -21,8 +21,8 @@ __all__ = ["LOOP_SETTINGS", "check_capacity", "check_head_capacity", "check_late
 
 
 def _reference_check(expected: float, num_facts: int, slots: int, num_values: int, wrong: dict[float, str], other: str):
-    """A checker of an ideal clean-slot memory's accuracy: right within 5e-3; a known wrong value gets its hint (``wrong``: value →
-    hint), as do "forgot the guesses" and a value outside [0, 1]; anything else gets ``other``."""
+    """A checker of an ideal clean-slot memory's accuracy: right within 5e-3; a known wrong value gets its hint
+    (``wrong``: value → hint), as do "forgot the guesses" and a value outside [0, 1]; anything else gets ``other``."""
 
     def check(a):
         a = float(a)
