@@ -218,7 +218,7 @@ Examples:
 def in_grid_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records in the order of :func:`configs` (all parts), so that parts run apart and merged give the same
     file as one run of everything; records of configurations outside the grid go last, in their order."""
-    order = {json.dumps(c, sort_keys=True): i for i, c in enumerate(configs())}
+    order = {json.dumps(c, sort_keys=True): i for i, c in enumerate(configs(PARTS))}
     return sorted(records, key=lambda r: order.get(json.dumps(config_of(r), sort_keys=True), len(order)))
 
 
