@@ -1,8 +1,8 @@
 """The tagger the lessons train, and the mixers it compares: a per-token classifier around one attention mixer.
 
-``Tagger`` = input projection → one attention *mixer* (with a residual) → MLP head, giving per-token logits.
-Swapping the mixer is the only difference between the models the notebooks compare (:class:`MixerSpec` names one
-as plain data for result files):
+``Tagger`` = input projection (+ optional sinusoidal positions) → one attention *mixer* (with a residual) → MLP head,
+giving per-token logits. Swapping the mixer is the only difference between the models the notebooks compare
+(:class:`MixerSpec` names one as plain data for result files):
 
 * ``full`` — :class:`~lattn.attention.MultiHeadAttention`, every token sees every token (one layer);
 * ``full ×3`` — :class:`StackedAttention`, three full-attention layers: the same depth (three attention steps in a
@@ -31,8 +31,36 @@ from .attention import Attention, MultiHeadAttention
 from .checks import check_int, check_tokens
 from .latent import STAGES, LatentAttention, check_stages
 from .masks import band_mask
+from .rope import rope_frequencies
 
-__all__ = ["MIXER_KINDS", "MixerSpec", "NoMixer", "StackedAttention", "Tagger", "WindowAttention", "count_parameters"]
+__all__ = [
+    "MIXER_KINDS",
+    "POSITIONS",
+    "MixerSpec",
+    "NoMixer",
+    "StackedAttention",
+    "Tagger",
+    "WindowAttention",
+    "count_parameters",
+    "sinusoidal_positions",
+]
+
+POSITIONS = ("none", "sinusoidal")  # what a Tagger adds to its tokens about where they are
+
+
+def sinusoidal_positions(seq_len: int, dim: int) -> Tensor:
+    """Sinusoidal position codes (seq_len, dim), float32: position p gets [sin(p·ω_i) | cos(p·ω_i)] with
+    ω_i = 10000^(−2i/dim) (the frequencies of :func:`lattn.rope.rope_frequencies`), i = 0 … dim/2 − 1.
+
+    Why these: latents have no position, so relative schemes (RoPE, ALiBi) have nothing to act on in write, gather or
+    broadcast — a code added to the tokens is the one kind every mixer uses the same way. It is defined at every
+    position (a learned table stops at the training length), and the code of p + k is the code of p turned by a fixed
+    angle per frequency pair, the same for every p: "look k ahead" is one linear map at any position. What it cannot
+    promise: past the training length the slow pairs reach angles never seen in training.
+    """
+    check_int(seq_len=seq_len, dim=dim)
+    angle = torch.arange(seq_len, dtype=torch.float64)[:, None] * rope_frequencies(dim)[None]  # (N, dim/2)
+    return torch.cat([angle.sin(), angle.cos()], dim=-1).float()  # (N, dim)
 
 
 class Tagger(nn.Module):
@@ -41,17 +69,31 @@ class Tagger(nn.Module):
     ``forward(x (B, N, in_dim), *, mask (B, N) = None, return_maps=False) → logits (B, N, num_classes)``;
     ``return_maps=True`` also returns the mixer's maps. The mixer follows the package's calling convention:
     ``mixer(x (B, N, dim), *, mask, return_maps) → (B, N, dim)``.
+    ``positions="sinusoidal"`` adds :func:`sinusoidal_positions` to the embedded tokens (no parameters; the default
+    ``"none"`` leaves the model blind to order). ``dropout`` > 0 adds a dropout layer after the head's GELU (off in
+    eval mode; the default 0 adds no layer).
     """
 
-    def __init__(self, in_dim: int, dim: int, num_classes: int, mixer: nn.Module) -> None:
+    def __init__(
+        self, in_dim: int, dim: int, num_classes: int, mixer: nn.Module, *, positions: str = "none",
+        dropout: float = 0.0,
+    ) -> None:  # fmt: skip
         super().__init__()
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.positions = positions
         self.embed = nn.Linear(in_dim, dim)
         self.norm = nn.LayerNorm(dim)
         self.mixer = mixer
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, num_classes))
+        drop = [nn.Dropout(dropout)] if dropout else []
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), *drop, nn.Linear(dim, num_classes))
 
     def forward(self, x: Tensor, *, mask: Tensor | None = None, return_maps: bool = False):
         h = self.embed(x)  # (B, N, dim)
+        if self.positions == "sinusoidal":
+            h = h + sinusoidal_positions(x.shape[1], h.shape[-1]).to(h)  # (B, N, dim)
         mixed = self.mixer(self.norm(h), mask=mask, return_maps=return_maps)
         mixed, maps = mixed if return_maps else (mixed, None)
         logits = self.head(h + mixed)  # (B, N, C)
@@ -172,12 +214,12 @@ class MixerSpec:
             return MultiHeadAttention(dim, heads) if self.layers == 1 else StackedAttention(dim, heads, self.layers)
         return WindowAttention(dim, heads, window=self.window) if self.kind == "window" else NoMixer()
 
-    def tagger(self, task, dim: int = 32, heads: int = 2, seed: int = 0) -> Tagger:
+    def tagger(self, task, dim: int = 32, heads: int = 2, seed: int = 0, positions: str = "none") -> Tagger:
         """A :class:`Tagger` for ``task`` (needs ``task.dim`` and ``task.num_classes``) with this mixer,
-        initialised from ``seed`` without touching the global random state."""
+        initialised from ``seed`` without touching the global random state (``positions``: see :class:`Tagger`)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return Tagger(task.dim, dim, task.num_classes, self.build(dim, heads))
+            return Tagger(task.dim, dim, task.num_classes, self.build(dim, heads), positions=positions)
 
 
 def count_parameters(model: nn.Module, latents: bool = True) -> int:

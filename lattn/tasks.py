@@ -8,8 +8,13 @@ targets count (default: every real token).
 The tasks of the bottleneck lesson, each with what it needs:
 
 * :class:`ClusterMajority` — **global**: every token's answer depends on a statistic of the whole sequence.
-* :class:`KeyValueRetrieval` — **retrieval**: K key→value facts, queries must look one up; a memory that holds
-  fewer than K facts must guess (:func:`slot_memory_accuracy` is that ceiling, :func:`slot_memory_oracle` meets it).
+* :class:`KeyValueRetrieval` — **retrieval**: K key→value facts, queries must look one up. The reference is an
+  ideal clean-slot memory that stores S facts exactly and guesses the rest (:func:`slot_memory_accuracy` is its
+  accuracy, :func:`slot_memory_oracle` is that memory) — a reference, not a bound: a vector holding a weighted mix
+  of several facts can do better than one clean slot.
+* :class:`PositionalCopy` — **positions**: each token must copy the value of the token at a given *position* (the
+  first one, or ``offset`` places to its right); the token contents carry no hint, so only a model that knows
+  positions can solve it.
 * :func:`shifted` — **generalisation**: the same world (same centres / embeddings) with longer or noisier sequences.
 """
 
@@ -23,10 +28,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "TASKS",
     "Batch",
     "ClusterMajority",
     "KeyValueRetrieval",
+    "PositionalCopy",
     "cluster_centres",
+    "make_task",
     "shifted",
     "slot_memory_accuracy",
     "slot_memory_oracle",
@@ -126,9 +134,10 @@ class ClusterMajority:
 class KeyValueRetrieval:
     """K facts "key → value" hide among filler tokens; each query token names a key and must answer its value.
 
-    Needs one particular fact per query, not a summary: the honest limit of a bottleneck. A memory that can hold
-    only S of the K facts answers the others by guessing, so its accuracy is at most :func:`slot_memory_accuracy`
-    (S/K + (1 − S/K)/V); :func:`slot_memory_oracle` is such a memory and meets that ceiling.
+    Needs one particular fact per query, not a summary: the honest limit of a bottleneck. An ideal clean-slot
+    memory that stores S of the K facts exactly and guesses the others scores :func:`slot_memory_accuracy`
+    (S/K + (1 − S/K)/V); :func:`slot_memory_oracle` is that memory. It is a reference, not a bound: one vector
+    holding a weighted mix of two facts can answer both.
 
     Tokens are readable one-hots, dim = num_keys + num_values + 3, laid out as [key | value | role], role one of
     fact (0), query (1), filler (2); a fact has a key and a value, a query only a key, a filler only its role.
@@ -235,11 +244,85 @@ class KeyValueRetrieval:
         return Batch(x=x, y=y, mask=torch.ones(B, N, dtype=torch.bool), role=role, target_mask=role == 1)
 
 
-def slot_memory_accuracy(num_facts: int, slots: int, num_values: int) -> float:
-    """Best expected query accuracy of a memory that holds ``slots`` of the ``num_facts`` facts.
+@dataclass
+class PositionalCopy:
+    """Each token must answer the value of the token at a given position: the first token (``source="first"``) or
+    the token ``offset`` places to its right (``source="ahead"``).
 
-    A query asks a uniformly chosen fact: with probability min(S, K)/K it is remembered (right for sure); otherwise
-    the best one can do is guess one of V uniformly drawn values (right with probability 1/V).
+    Tokens are one-hots of V random values with nothing else in them: the answer depends on *where* the source token
+    is. A model without positions sees only the values and how often each occurs; the best it can do is
+    :meth:`counts_only` (the most frequent value among the other tokens), a little above chance (1/V) — unlike the
+    other tasks, whose models need no positions. ``"first"`` asks every token for one distant detail (the same for
+    all of them); ``"ahead"`` asks each token for a different one. Scored: every token whose source exists and is not itself
+    (tokens 1 … N − 1 for ``"first"``, 0 … N − 1 − offset for ``"ahead"``).
+
+    Example: values 3 5 1 6 …, ``source="first"``: every token answers 3; ``source="ahead"``, offset 2: token 0
+    answers 1, token 1 answers 6.
+    """
+
+    seq_len: int = 128  # N
+    source: str = "first"  # "first": copy token 0; "ahead": copy the token `offset` places to the right
+    offset: int = 16  # k, for source="ahead"
+    num_values: int = 8  # V; chance accuracy is 1/V
+
+    shiftable: ClassVar[tuple[str, ...]] = ("seq_len",)
+    SOURCES: ClassVar[tuple[str, ...]] = ("first", "ahead")
+
+    def __post_init__(self) -> None:
+        if self.source not in self.SOURCES:
+            raise ValueError(f"source must be one of {self.SOURCES}, got {self.source!r}")
+        if self.num_values < 2 or self.offset < 1:
+            raise ValueError(
+                f"need num_values ≥ 2 and offset ≥ 1, got num_values={self.num_values}, offset={self.offset}"
+            )
+        need = 2 if self.source == "first" else self.offset + 1
+        if self.seq_len < need:
+            raise ValueError(
+                f"seq_len={self.seq_len} is too short: source={self.source!r} needs at least {need} tokens"
+            )
+
+    @property
+    def dim(self) -> int:
+        """Width of the raw tokens: a value one-hot."""
+        return self.num_values
+
+    @property
+    def num_classes(self) -> int:
+        """The answer is a value: V classes."""
+        return self.num_values
+
+    def counts_only(self, batch: Batch) -> Tensor:
+        """Answers of the best reference without positions, (B, N): each token names the most frequent value among
+        the *other* tokens (ties: the smallest value). Given only its own value and the counts of all values — all
+        that a model without positions sees — this is the most likely answer: the source is one of the other tokens,
+        each equally likely."""
+        onehot = torch.nn.functional.one_hot(batch.x.argmax(-1), self.num_values)  # (B, N, V)
+        others = onehot.sum(1, keepdim=True) - onehot  # (B, N, V): the counts among the other tokens
+        return others.argmax(-1)  # (B, N); argmax takes the first of tied maxima
+
+    def __call__(self, batch_size: int, generator: torch.Generator) -> Batch:
+        B, N = batch_size, self.seq_len
+        value = torch.randint(self.num_values, (B, N), generator=generator)  # (B, N)
+        scored = torch.zeros(B, N, dtype=torch.bool)
+        if self.source == "first":
+            y = value[:, :1].expand(B, N).clone()  # (B, N): every token answers token 0's value
+            scored[:, 1:] = True
+        else:
+            k = self.offset
+            y = torch.zeros_like(value)
+            y[:, : N - k] = value[:, k:]  # token p answers the value at p + k
+            scored[:, : N - k] = True
+        x = torch.nn.functional.one_hot(value, self.num_values).float()  # (B, N, V)
+        return Batch(x=x, y=y, mask=torch.ones(B, N, dtype=torch.bool), target_mask=scored)
+
+
+def slot_memory_accuracy(num_facts: int, slots: int, num_values: int) -> float:
+    """Expected query accuracy of an ideal clean-slot memory: ``slots`` slots, each storing one of the
+    ``num_facts`` facts exactly, the other facts unknown.
+
+    A query asks a uniformly chosen fact: with probability min(S, K)/K it is stored (right for sure); otherwise the
+    memory guesses one of V uniformly drawn values (right with probability 1/V). A reference model, not a bound on
+    other memories: a slot holding a weighted mix of several facts can answer more than one.
     Example: K=8 facts, S=4 slots, V=8 values → 4/8 + 4/8 · 1/8 = 0.5625.
     """
     if num_facts < 1 or slots < 0 or num_values < 1:
@@ -249,7 +332,7 @@ def slot_memory_accuracy(num_facts: int, slots: int, num_values: int) -> float:
 
 
 def slot_memory_oracle(task: KeyValueRetrieval, batch: Batch, slots: int, keep: str = "first") -> Tensor:
-    """Answers of an ideal memory with ``slots`` slots, read from the raw tokens ``batch.x`` (B, N, dim).
+    """Answers of an ideal clean-slot memory with ``slots`` slots, read from the raw tokens ``batch.x`` (B, N, dim).
 
     It stores ``slots`` facts of each sequence exactly — the first ones in the sequence (``keep="first"``, as good
     as any choice when all facts are asked equally) or the ones with the smallest keys (``keep="important"``, the
@@ -282,3 +365,13 @@ def shifted(task, **changes):
     if bad:
         raise ValueError(f"{type(task).__name__} can shift only {allowed}, not {bad}")
     return dataclasses.replace(task, **changes)
+
+
+TASKS = {"global": ClusterMajority, "retrieval": KeyValueRetrieval, "copy": PositionalCopy}  # names in result files
+
+
+def make_task(name: str, args: dict):
+    """The task called ``name`` (a key of :data:`TASKS`) with constructor arguments ``args``."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
+    return TASKS[name](**args)

@@ -437,3 +437,36 @@ def test_kv_cache_calculator_names_the_control_and_what_it_accepts():
     with pytest.raises(ValueError, match=r"preset must be one of 'DeepSeek-V2', .*'custom'; got 'GPT-4'"):
         calc.set(preset="GPT-4")
     assert calc.state["gb"]["MLA"] == pytest.approx(576 * 60 * 131_072 * 2 / 1e9)  # refused calls changed nothing
+
+
+# --- nb03: the copy task, the tagger's positions and dropout, the verdict helper, task names ----------------------
+
+
+def test_nb03_bad_inputs_name_the_argument():
+    from lattn.records import per_seed
+    from lattn.stats import compare, t_quantile
+    from lattn.tagger import NoMixer, Tagger, sinusoidal_positions
+    from lattn.tasks import PositionalCopy, make_task
+
+    with pytest.raises(ValueError, match=r"source must be one of \('first', 'ahead'\), got 'last'"):
+        PositionalCopy(source="last")
+    with pytest.raises(ValueError, match=r"need num_values ≥ 2 and offset ≥ 1, got num_values=8, offset=0"):
+        PositionalCopy(source="ahead", offset=0)
+    with pytest.raises(ValueError, match=r"seq_len=16 is too short: source='ahead' needs at least 17 tokens"):
+        PositionalCopy(seq_len=16, source="ahead", offset=16)
+    with pytest.raises(ValueError, match=r"positions must be one of \('none', 'sinusoidal'\), got 'rope'"):
+        Tagger(4, 8, 2, NoMixer(), positions="rope")
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
+        Tagger(4, 8, 2, NoMixer(), dropout=1.5)
+    with pytest.raises(ValueError, match="seq_len must be an integer ≥ 1, got 0"):
+        sinusoidal_positions(0, 8)
+    with pytest.raises(ValueError, match=r"compare needs at least 2 values per setting .* got 1 and 3; pass a fixed"):
+        compare([0.5], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"need 0 < p < 1 and df > 0, got p=1\.5, df=4"):
+        t_quantile(1.5, 4)
+    with pytest.raises(ValueError, match=r"unknown task 'sorting'; choose from \['copy', 'global', 'retrieval'\]"):
+        make_task("sorting", {})
+    with pytest.raises(
+        ValueError, match=r"where=\{'part': 'nowhere'\} must pick one setting trained from distinct seeds"
+    ):
+        per_seed([], part="nowhere")

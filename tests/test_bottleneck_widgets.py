@@ -104,7 +104,9 @@ def test_latent_share_checker(capsys):
     assert "sum to 1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["sweep", "ablation", "heads", "capacity", "distil", "generalisation", "length"])
+@pytest.mark.parametrize(
+    "name", ["sweep", "ablation", "heads", "capacity", "distil", "generalisation", "length", "position"]
+)
 def test_result_figures_draw_the_shipped_numbers(name):
     runs = bn.load()
     fig = vb.length_figure(runs, bn.load(bn.TIMING_FILE)) if name == "length" else getattr(vb, f"{name}_figure")(runs)
@@ -118,3 +120,70 @@ def test_result_figures_draw_the_shipped_numbers(name):
         heights = [p.get_height() for p in fig.axes[0].patches]
         _, stored = bn.curve(runs, "num_latents", part="distil", kind="latent")  # the mean over the seeds
         assert all(any(abs(h - a) < 1e-9 for h in heights) for a in stored)
+    if name == "position":  # one line per model and task: the stored mean per test length, training length included
+        first = fig.axes[0].lines[0]
+        runs_m = bn.select(runs, part="position", source="first", label="full")
+        acc = [r["accuracy"] for r in runs_m]
+        assert first.get_ydata()[0] == pytest.approx(sum(acc) / len(acc))
+    seeds = len({r["seed"] for r in bn.select(runs, part="sweep")})
+    texts = [fig.texts[0].get_text()] if fig.texts else []
+    texts += [ax.get_title() for ax in fig.axes]
+    if name not in ("capacity",):  # every figure with bands says over how many seeds
+        assert any(f"{seeds} seeds" in t for t in texts), texts
+
+
+def my_train_with(zero_grad=True, step=True, eval_mode=True, scored=True):
+    """The exercise's solution, with one usual slip switched on."""
+
+    def my_train(model, task, steps, batch_size, lr, seed):
+        g = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        losses = []
+        model.train()
+        for _ in range(steps):
+            batch = task(batch_size, g)
+            logits = model(batch.x, mask=batch.mask)
+            m = batch.scored if scored else batch.mask
+            loss = torch.nn.functional.cross_entropy(logits[m], batch.y[m])
+            if zero_grad:
+                opt.zero_grad()
+            loss.backward()
+            if step:
+                opt.step()
+            losses.append(loss.item())
+        if eval_mode:
+            model.eval()
+        held_out = task(256, torch.Generator().manual_seed(1234))
+        with torch.no_grad():
+            logits = model(held_out.x, mask=held_out.mask)
+        right = logits.argmax(-1)[held_out.scored] == held_out.y[held_out.scored]
+        return losses, right.float().mean().item()
+
+    return my_train
+
+
+@pytest.mark.parametrize(
+    ("slip", "hint"),
+    [
+        ({}, "✅ Correct: your loop matches lattn.train.fit step by step"),
+        ({"zero_grad": False}, "gradients add up across steps unless you clear them — call opt.zero_grad() every step"),
+        ({"step": False}, "the weights never changed: after loss.backward(), call opt.step()"),
+        ({"eval_mode": False}, "the model is still in training mode: call model.eval() before measuring"),
+        ({"scored": False}, "take the cross-entropy over the scored tokens only"),
+    ],
+    ids=["right", "no-zero-grad", "no-step", "train-mode", "all-tokens"],
+)
+def test_training_loop_checker_names_each_slip(slip, hint, capsys):
+    assert bool(ex.check_training_loop(my_train_with(**slip))) is (not slip)
+    assert hint in capsys.readouterr().out
+
+
+def test_training_loop_checker_other_answers(capsys):
+    assert not ex.check_training_loop(None)
+    assert "Your turn" in capsys.readouterr().out
+    assert not ex.check_training_loop(lambda *a, **k: [0.5])
+    assert "return two things" in capsys.readouterr().out
+    assert not ex.check_training_loop(lambda *a, **k: 1 / 0)
+    assert "ZeroDivisionError" in capsys.readouterr().out
+    _, model = ex.loop_model()
+    assert model.training and any(isinstance(m, torch.nn.Dropout) for m in model.modules())

@@ -1,6 +1,6 @@
-"""The pieces behind notebook 03's stage ablation and seed intervals: latent mixers with a subset of the stages,
-the distance of a map from uniform, seed bands and the plain within-noise rule, the heads × latents checker,
-and notebook 02's memory picture and roofline fraction."""
+"""The pieces behind notebook 03's stage ablation: latent mixers with a subset of the stages, the parameter-matched
+control, the distance of a map from uniform, the heads × latents checker, and notebook 02's memory picture and
+roofline fraction."""
 
 import json
 
@@ -53,30 +53,21 @@ def test_map_distances():
     assert bn.map_distances(model, task)["write_rows"] > 0.5
 
 
-def record(acc, seed, m=1, **extra):
-    return {"part": "sweep", "task": "global", "task_args": {"seq_len": 32}, "heads": 2, "seed": seed,
-            "mixer": {"kind": "latent", "num_latents": m, "layers": 1, "window": 0, "stages": list(STAGES)},
-            "accuracy": acc, "shifted": {"noise=1.2": acc - 0.1}, "map_tv": {"write": acc / 10}, **extra}  # fmt: skip
-
-
-def test_band_spread_and_within_noise():
-    runs = [record(0.9, 0), record(0.8, 1), record(0.7, 2), record(0.5, 0, m=4)]
-    xs, mean, lo, hi = bn.band(runs, "num_latents")
-    assert xs == [1, 4] and mean == pytest.approx([0.8, 0.5]) and lo == [0.7, 0.5] and hi == [0.9, 0.5]
-    assert bn.curve(runs, "num_latents", "noise=1.2")[1] == pytest.approx([0.7, 0.4])
-    assert bn.curve(runs, "num_latents", "map_tv.write")[1] == pytest.approx([0.08, 0.05])
-    assert bn.select(runs, stages=STAGES) == runs  # the JSON list matches the tuple
-    assert bn.spread([0.9, 0.8, 0.7]) == "0.80 (0.70–0.90)" and bn.spread([0.5]) == "0.50"
-    assert bn.within_noise([0.7, 0.9], [0.85, 0.95]) and not bn.within_noise([0.7, 0.8], [0.85, 0.95])
-
-
 def test_ablation_configs_match_parameters_and_stages():
-    configs = bn.configs(("ablation", "heads"))
+    configs = bn.configs(("ablation", "control", "heads"))
     ablation = [c for c in configs if c["part"] == "ablation"]
     assert len(ablation) == len(bn.SEEDS) * 2 * len(bn.ABLATION) * len(bn.ABLATION_LATENTS)
     assert {tuple(c["mixer"]["stages"]) for c in ablation} == set(bn.ABLATION)
     assert {c["heads"] for c in configs if c["part"] == "heads"} == {1, 4}
     json.dumps(configs)  # plain data
+    control = [c for c in configs if c["part"] == "control"]
+    assert [{**c, "part": "ablation", "dim": bn.DIM} for c in control] == ablation  # the same runs, wider
+    tasks = {"global": ClusterMajority(), "retrieval": KeyValueRetrieval(num_facts=8)}
+    for c in control:  # parameter-matched: within 2 % below the three-stage layer at D = 32, never above
+        task, m = tasks[c["task"]], c["mixer"]["num_latents"]
+        two = count_parameters(MixerSpec(**c["mixer"]).tagger(task, c["dim"], c["heads"]))
+        three = count_parameters(MixerSpec("latent", num_latents=m).tagger(task, bn.DIM, c["heads"]))
+        assert 0.98 * three <= two <= three, (c["task"], m, two, three)
 
 
 @pytest.mark.parametrize(

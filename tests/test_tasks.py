@@ -1,5 +1,5 @@
-"""lattn.tasks: shapes, determinism, labels recomputed independently, and the retrieval capacity statement checked
-by an oracle."""
+"""lattn.tasks: shapes, determinism, labels recomputed independently, the ideal clean-slot memory checked by an
+oracle (and beaten by an unequal mixture of two facts), and the copy task's targets recomputed by hand."""
 
 from collections import Counter
 
@@ -10,6 +10,8 @@ from lattn.tasks import (
     Batch,
     ClusterMajority,
     KeyValueRetrieval,
+    PositionalCopy,
+    make_task,
     shifted,
     slot_memory_accuracy,
     slot_memory_oracle,
@@ -215,6 +217,57 @@ def test_an_equal_mixture_of_two_facts_forgets_which_value_is_whose():
     assert torch.equal(a, b)
     w = torch.randn(task.dim, 32)
     assert torch.allclose(a @ w, b @ w)
+
+
+def test_an_unequal_mixture_of_two_facts_answers_both():
+    """Why the clean-slot memory is a reference, not a bound: 0.7 · (k1 → v0) + 0.3 · (k2 → v3) keeps which value is
+    whose — the key's weight names the value with the same weight — so one vector answers both facts."""
+    task = KeyValueRetrieval()
+    fact = lambda k, v: task.encode(torch.tensor(k), torch.tensor(v), torch.tensor(0))
+    key_w, value_w, _ = (0.7 * fact(1, 0) + 0.3 * fact(2, 3)).split([task.num_keys, task.num_values, 3])
+    for key, value in ((1, 0), (2, 3)):
+        gap = (value_w - key_w[key]).abs().masked_fill(value_w == 0, float("inf"))
+        assert gap.argmin().item() == value
+
+
+# --- positions: PositionalCopy ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["first", "ahead"])
+def test_positional_copy_targets_by_hand(source):
+    task = PositionalCopy(seq_len=20, source=source, offset=5, num_values=6)
+    b = task(3, gen(4))
+    assert b.x.shape == (3, 20, 6) and task.dim == task.num_classes == 6
+    values = b.x.argmax(-1)  # (B, N)
+    assert torch.equal(b.x.sum(-1), torch.ones(3, 20))  # one-hots
+    for i in range(3):
+        for p in range(20):
+            src = 0 if source == "first" else p + 5
+            scored = (p >= 1) if source == "first" else (p + 5 < 20)
+            assert bool(b.scored[i, p]) is scored
+            if scored:
+                assert b.y[i, p] == values[i, src]
+    again = task(3, gen(4))
+    assert torch.equal(again.x, b.x) and torch.equal(again.y, b.y) and torch.equal(again.target_mask, b.target_mask)
+    assert make_task("copy", {"seq_len": 20, "source": source}).source == source
+    assert shifted(task, seq_len=64)(1, gen(0)).x.shape == (1, 64, 6)
+
+
+def test_positional_copy_counts_only_reference():
+    """The best answer without positions, recomputed by hand: the most frequent value among the other tokens, a
+    little above chance (1/8) and far below what positions allow."""
+    task = PositionalCopy(seq_len=9, source="first", num_values=3)
+    b = task(1, gen(2))
+    values = b.x.argmax(-1)[0].tolist()
+    want = []
+    for p in range(9):
+        counts = Counter(v for q, v in enumerate(values) if q != p)
+        want.append(min(v for v in counts if counts[v] == max(counts.values())))  # ties: the smallest value
+    assert task.counts_only(b)[0].tolist() == want
+    big = PositionalCopy(seq_len=128, source="first")
+    b = big(400, gen(1))
+    acc = (big.counts_only(b) == b.y)[b.scored].float().mean().item()
+    assert 1 / 8 < acc < 0.25
 
 
 # --- generalisation: shifted --------------------------------------------------------------------------------------

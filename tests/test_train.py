@@ -1,5 +1,6 @@
-"""lattn.train: the one loop (fit) equals a hand-written one, learns and is deterministic, the loss counts only scored
-tokens, and the tagger and the baseline mixers agree with hand-written float64 forwards."""
+"""lattn.train and lattn.tagger: the one loop (fit) equals a hand-written AdamW + cosine + clipping loop, learns and
+is deterministic, the loss counts only scored tokens; the tagger with every mixer (the latent one stage by stage),
+with and without positions, equals a float64 forward written out from its copied weights."""
 
 import math
 
@@ -9,7 +10,7 @@ from conftest import assert_close
 from torch import nn
 
 from lattn.analysis import latent_roles
-from lattn.attention import MultiHeadAttention, scaled_dot_product
+from lattn.attention import MultiHeadAttention
 from lattn.latent import LatentAttention
 from lattn.tagger import MixerSpec, NoMixer, StackedAttention, Tagger, WindowAttention, count_parameters
 from lattn.tasks import Batch, ClusterMajority, KeyValueRetrieval
@@ -58,9 +59,23 @@ def test_tagger_seed_does_not_touch_the_global_random_state():
     assert all(torch.equal(a, b) for a, b in zip(tiny_tagger(5).parameters(), tiny_tagger(5).parameters()))
 
 
+def adamw_by_hand(params, grads, state, t, lr, wd=0.01, betas=(0.9, 0.999), eps=1e-8):
+    """One AdamW step written out (Loshchilov & Hutter; torch's defaults): decoupled decay, then Adam with bias
+    correction. ``state``: per-parameter (m, v); ``t``: the step number from 1."""
+    b1, b2 = betas
+    for i, (p, g) in enumerate(zip(params, grads)):
+        m, v = state.get(i, (torch.zeros_like(p), torch.zeros_like(p)))
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        state[i] = (m, v)
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        p.mul_(1 - lr * wd).sub_(lr * m_hat / (v_hat.sqrt() + eps))
+
+
 def test_fit_equals_a_hand_written_loop():
-    """AdamW (weight decay 0.01), cosine decay to min_lr, gradient clipping, validation: the loop written out."""
-    X, Y = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), torch.randn(64, 1)
+    """fit = AdamW (weight decay 0.01) + cosine decay from lr to min_lr + gradient-norm clipping + validation; the
+    reference writes out the update equations, the schedule and the clipping (autograd gives the gradients)."""
+    X = torch.randn(64, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    Y = X @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64) + 3.0
 
     def next_batch(g):
         return torch.randint(64, (8,), generator=g)
@@ -69,23 +84,27 @@ def test_fit_equals_a_hand_written_loop():
         return ((model(X[idx]) - Y[idx]) ** 2).mean(), None, len(idx)
 
     torch.manual_seed(0)
-    model, ref = nn.Linear(3, 1), nn.Linear(3, 1)
-    ref.load_state_dict(model.state_dict())
-    history = fit(model, next_batch, loss_fn, 7, lr=0.1, seed=4, min_lr=0.01, clip=0.5,
+    model = nn.Linear(3, 1).double()
+    params = [p.detach().clone() for p in model.parameters()]  # the reference's weight, bias
+    steps, lr, min_lr, clip = 7, 0.1, 0.01, 0.5
+    history = fit(model, next_batch, loss_fn, steps, lr=lr, seed=4, min_lr=min_lr, clip=clip,
                   validate=lambda: ((model(X) - Y) ** 2).mean().item(), eval_every=3, progress=False)  # fmt: skip
-    g, opt, losses = torch.Generator().manual_seed(4), torch.optim.AdamW(ref.parameters(), lr=0.1), []
-    for step in range(7):
-        for group in opt.param_groups:  # cosine from lr to min_lr, closed form
-            group["lr"] = 0.01 + (0.1 - 0.01) * (1 + math.cos(math.pi * step / 7)) / 2
+    g, state, losses, clipped = torch.Generator().manual_seed(4), {}, [], 0
+    for step in range(steps):
         idx = next_batch(g)
-        loss = ((ref(X[idx]) - Y[idx]) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
-        opt.step()
+        w, b = (p.clone().requires_grad_() for p in params)
+        loss = ((X[idx] @ w.T + b - Y[idx]) ** 2).mean()
+        grads = torch.autograd.grad(loss, [w, b])
+        norm = math.sqrt(sum((gr**2).sum().item() for gr in grads))
+        if norm > clip:  # scale every gradient by clip / norm (torch adds 1e-6 to the norm)
+            grads, clipped = [gr * (clip / (norm + 1e-6)) for gr in grads], clipped + 1
+        step_lr = min_lr + (lr - min_lr) * (1 + math.cos(math.pi * step / steps)) / 2  # cosine, closed form
+        adamw_by_hand(params, grads, state, step + 1, step_lr)
         losses.append(loss.item())
-    assert history.loss == pytest.approx(losses, rel=1e-6)
-    assert_close(model.weight, ref.weight, 1e-6, "weights")
+    assert clipped >= 3  # the clipping took part
+    assert history.loss == pytest.approx(losses, rel=1e-9)
+    assert_close(model.weight, params[0], 1e-9, "weights")
+    assert_close(model.bias, params[1], 1e-9, "bias")
     assert history.val_steps == [0, 3, 6, 7] and len(history.val_loss) == 4
     assert history.tokens == 7 * 8 and history.accuracy == [] and history.tokens_per_s > 0
     with pytest.raises(ValueError, match="validate"):
@@ -140,21 +159,20 @@ def test_window_attention_covering_everything_is_full_attention():
 
 
 def test_window_attention_band_against_a_reference():
+    """The band |i − j| ≤ w against the float64 attention written out from the copied weights."""
     torch.manual_seed(1)
-    win = WindowAttention(8, heads=2, window=1)
-    x = torch.randn(2, 6, 8)
+    win = WindowAttention(8, heads=2, window=1).double()
+    x = torch.randn(2, 6, 8, dtype=torch.float64)
     out, maps = win(x, return_maps=True)  # (2, 6, 8), (2, 2, 6, 6)
     i = torch.arange(6)
-    assert (maps[..., (i[:, None] - i[None, :]).abs() > 1] == 0).all()
-    q, k, v = win.project(x)
     band = (i[:, None] - i[None, :]).abs() <= 1
-    ref, _ = scaled_dot_product(q.double(), k.double(), v.double(), band)
-    ref = win.to_out(ref.transpose(1, 2).reshape(2, 6, 8).float())
-    assert_close(out, ref, 1e-5, "teaching path")
-    assert_close(win(x), out, 1e-5, "fast path")  # teaching path == fast path == reference
-    zero = WindowAttention(8, heads=2, window=0)
-    _, v0 = zero.project(x)[1:]
-    assert_close(zero(x), zero.to_out(v0.transpose(1, 2).reshape(2, 6, 8)), 1e-5)  # each token reads only itself
+    assert (maps[..., ~band] == 0).all()
+    with torch.no_grad():
+        assert_close(out, attention_by_hand(win, x, band), 1e-12, "teaching path")
+        assert_close(win(x), attention_by_hand(win, x, band), 1e-12, "fast path")
+        zero = WindowAttention(8, heads=2, window=0).double()
+        v = x @ zero.to_v.weight.T + zero.to_v.bias  # each token reads only its own value
+        assert_close(zero(x), v @ zero.to_out.weight.T + zero.to_out.bias, 1e-12, "window 0")
     with pytest.raises(ValueError, match="window"):
         WindowAttention(8, window=-1)
 
@@ -174,12 +192,13 @@ def test_stacked_attention_one_layer_is_mha_and_three_match_latent_parameters():
 
 
 def test_stacked_attention_by_hand():
+    """h₁ = x + A₁(x), output A₂(LN(h₁)) (LayerNorm without affine weights), every A written out in float64."""
     torch.manual_seed(3)
-    st = StackedAttention(8, heads=1, layers=2)
-    x = torch.randn(1, 4, 8)
-    h1 = x + st.layers[0](x)
-    expected = st.layers[1](nn.functional.layer_norm(h1, (8,)))
-    assert_close(st(x), expected, 1e-5)
+    st = StackedAttention(8, heads=2, layers=2).double()
+    x = torch.randn(1, 4, 8, dtype=torch.float64)
+    h1 = x + attention_by_hand(st.layers[0], x)
+    with torch.no_grad():
+        assert_close(st(x), attention_by_hand(st.layers[1], layer_norm(h1)), 1e-12)
 
 
 def test_no_mixer_gives_no_context():
@@ -223,16 +242,70 @@ def layer_norm(x, norm=None, eps=1e-5):
     return y if norm is None or norm.weight is None else y * norm.weight + norm.bias
 
 
-@pytest.mark.parametrize("kind", ["full", "full3", "window", "none"])
-def test_tagger_matches_a_hand_written_forward(kind):
-    """embed → LN → mixer (+ residual) → LN → Linear → GELU → Linear, float64, mixers written out too."""
-    spec = {"full": MixerSpec("full"), "full3": MixerSpec("full", layers=3), "window": MixerSpec("window", window=1),
-            "none": MixerSpec("none")}[kind]  # fmt: skip
-    model = spec.tagger(ClusterMajority(seq_len=6), dim=8, heads=2, seed=1).double()
+def latent_by_hand(la, x):
+    """LatentAttention written out in float64 from its copied weights: write (tokens query latents, softmax over
+    latents, each latent adds the weighted mean of the token values: its column renormalised over tokens), gather
+    (latents query tokens, softmax over tokens, added), broadcast (tokens query latents, softmax over latents)."""
+    B, N, D = x.shape
+    H, dh = la.heads, D // la.heads
+
+    def lin(layer, t):
+        return t @ layer.weight.T + layer.bias
+
+    def heads(t):  # (B, L, D) → (B, H, L, dh)
+        return t.reshape(B, t.shape[1], H, dh).transpose(1, 2)
+
+    def merge(t):  # (B, H, L, dh) → (B, L, D)
+        return t.transpose(1, 2).reshape(B, t.shape[2], D)
+
+    z = la.latents.expand(B, -1, -1)  # (B, M, D)
+    if "write" in la.stages:
+        p = la.proj["write"]
+        w = (heads(lin(p.to_q, x)) @ heads(lin(p.to_k, z)).transpose(-1, -2) / math.sqrt(dh)).softmax(-1)  # (B,H,N,M)
+        mean = (w / (w.sum(-2, keepdim=True) + la.eps)).transpose(-1, -2) @ heads(lin(p.to_v, x))  # (B, H, M, dh)
+        z = z + lin(p.to_out, merge(mean))
+    if "gather" in la.stages:
+        p = la.proj["gather"]
+        g = (heads(lin(p.to_q, z)) @ heads(lin(p.to_k, x)).transpose(-1, -2) / math.sqrt(dh)).softmax(-1)  # (B,H,M,N)
+        z = z + lin(p.to_out, merge(g @ heads(lin(p.to_v, x))))
+    p = la.proj["broadcast"]
+    r = (heads(lin(p.to_q, x)) @ heads(lin(p.to_k, z)).transpose(-1, -2) / math.sqrt(dh)).softmax(-1)  # (B, H, N, M)
+    return lin(p.to_out, merge(r @ heads(lin(p.to_v, z))))
+
+
+def positions_by_hand(n, d):
+    """PE[p, i] = sin(p / 10000^(2i/d)), PE[p, d/2 + i] = cos(p / 10000^(2i/d)), i < d/2; float64."""
+    pe = torch.zeros(n, d, dtype=torch.float64)
+    for pos in range(n):
+        for i in range(d // 2):
+            angle = pos / 10000 ** (2 * i / d)
+            pe[pos, i], pe[pos, d // 2 + i] = math.sin(angle), math.cos(angle)
+    return pe
+
+
+SPECS = {
+    "full": MixerSpec("full"),
+    "full3": MixerSpec("full", layers=3),
+    "window": MixerSpec("window", window=1),
+    "none": MixerSpec("none"),
+    "latent": MixerSpec("latent", num_latents=3),
+    "gather+broadcast": MixerSpec("latent", num_latents=3, stages=("gather", "broadcast")),
+    "write+broadcast": MixerSpec("latent", num_latents=3, stages=("write", "broadcast")),
+}
+
+
+@pytest.mark.parametrize("positions", ["none", "sinusoidal"])
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_tagger_matches_a_hand_written_forward(kind, positions):
+    """embed (+ sinusoidal positions) → LN → mixer (+ residual) → LN → Linear → GELU → Linear, float64, every mixer
+    written out too — the latent one stage by stage."""
+    model = SPECS[kind].tagger(ClusterMajority(seq_len=6), dim=8, heads=2, seed=1, positions=positions).double()
     for p in model.parameters():
         p.data += 0.1 * torch.randn_like(p)  # LayerNorm γ, β away from 1, 0
     x = torch.randn(2, 6, 16, dtype=torch.float64)
     h = x @ model.embed.weight.T + model.embed.bias
+    if positions == "sinusoidal":
+        h = h + positions_by_hand(6, 8)
     a, mixer = layer_norm(h, model.norm), model.mixer
     i = torch.arange(6)
     if kind == "full":
@@ -243,13 +316,39 @@ def test_tagger_matches_a_hand_written_forward(kind):
         r = a + attention_by_hand(mixer.layers[0], a)
         r = r + attention_by_hand(mixer.layers[1], layer_norm(r))
         mixed = attention_by_hand(mixer.layers[2], layer_norm(r))
-    else:
+    elif kind == "none":
         mixed = torch.zeros_like(a)
+    else:
+        mixed = latent_by_hand(mixer, a)
     t = layer_norm(h + mixed, model.head[0])
     t = nn.functional.gelu(t @ model.head[1].weight.T + model.head[1].bias)
     want = t @ model.head[3].weight.T + model.head[3].bias
     with torch.no_grad():
-        assert_close(model(x), want, 1e-12, kind)
+        assert_close(model(x), want, 1e-6 if positions == "sinusoidal" else 1e-12, kind)  # positions: float32 codes
+
+
+def test_positions_and_dropout():
+    """Sinusoidal codes are the written-out formula; positions change the output of a model without them only by
+    where the tokens are; dropout is a layer in the head, active in training mode only."""
+    from lattn.tagger import sinusoidal_positions
+
+    assert_close(sinusoidal_positions(50, 8).double(), positions_by_hand(50, 8), 1e-6)
+    task = ClusterMajority(seq_len=6)
+    plain, placed = (MixerSpec("full").tagger(task, 8, 2, seed=0, positions=p) for p in ("none", "sinusoidal"))
+    assert count_parameters(plain) == count_parameters(placed)  # the codes have no parameters
+    x, perm = torch.randn(1, 6, 16), torch.tensor([3, 1, 4, 0, 5, 2])
+    with torch.no_grad():
+        assert_close(plain(x[:, perm]), plain(x)[:, perm], 1e-5)  # without positions: order carries nothing
+        assert (placed(x[:, perm]) - placed(x)[:, perm]).abs().max() > 1e-3  # with them it does
+    model = Tagger(16, 8, 2, MixerSpec("full").build(8, 2), dropout=0.5)
+    assert isinstance(model.head[3], nn.Dropout) and len(model.head) == 5
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), model(x))
+        assert not torch.equal(model.train()(x), model(x))
+    with pytest.raises(ValueError, match="positions"):
+        Tagger(16, 8, 2, NoMixer(), positions="rope")
+    with pytest.raises(ValueError, match="dropout"):
+        Tagger(16, 8, 2, NoMixer(), dropout=1.0)
 
 
 def test_tagger_returns_the_mixer_maps():

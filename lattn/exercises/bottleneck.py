@@ -1,4 +1,6 @@
-"""Checkers for notebook 03 (what the bottleneck keeps and what it loses)."""
+"""Checkers for notebook 03 (what the bottleneck keeps and what it loses): the ideal clean-slot memory's accuracy
+(a reference the learner predicts trained models against), the latent tally of the explorer, and the learner's own
+training loop, checked against :func:`lattn.train.fit` with the same seed."""
 
 from __future__ import annotations
 
@@ -9,15 +11,18 @@ from typing import Any
 import torch
 
 from ..analysis import latent_roles
-from ..tasks import slot_memory_accuracy
+from ..tagger import MixerSpec, Tagger
+from ..tasks import KeyValueRetrieval, slot_memory_accuracy
+from ..train import evaluate, train
 from . import Verdict, run_check
 
-__all__ = ["check_capacity", "check_head_capacity", "check_latent_share", "check_min_slots"]
+__all__ = ["LOOP_SETTINGS", "check_capacity", "check_head_capacity", "check_latent_share", "check_min_slots",
+           "check_training_loop", "loop_model"]  # fmt: skip
 
 
-def _ceiling_check(expected: float, num_facts: int, slots: int, num_values: int, wrong: dict[float, str], other: str):
-    """A checker of an accuracy ceiling: right within 5e-3; a known wrong value gets its hint (``wrong``: value →
-    hint), as do "forgot the guesses" and a value outside [0, 1]; anything else gets ``other``."""
+def _reference_check(expected: float, num_facts: int, slots: int, num_values: int, wrong: dict[float, str], other: str):
+    """A checker of an ideal clean-slot memory's accuracy: right within 5e-3; a known wrong value gets its hint
+    (``wrong``: value → hint), as do "forgot the guesses" and a value outside [0, 1]; anything else gets ``other``."""
 
     def check(a):
         a = float(a)
@@ -37,9 +42,9 @@ def _ceiling_check(expected: float, num_facts: int, slots: int, num_values: int,
 
 
 def check_capacity(answer: Any, num_facts: int = 16, slots: int = 4, num_values: int = 8) -> Verdict:
-    """Expected query accuracy of an ideal memory holding ``slots`` of ``num_facts`` facts (values out of V)."""
+    """Expected query accuracy of an ideal clean-slot memory holding ``slots`` of ``num_facts`` facts (V values)."""
     expected = slot_memory_accuracy(num_facts, slots, num_values)
-    check = _ceiling_check(
+    check = _reference_check(
         expected, num_facts, slots, num_values,
         {1 / num_values: "that is pure guessing: the stored facts are answered for sure."},
         "a query asks a stored fact with probability S/K (then it is right), else the memory guesses.",
@@ -48,19 +53,21 @@ def check_capacity(answer: Any, num_facts: int = 16, slots: int = 4, num_values:
         answer,
         check,
         f"S/K + (1 − S/K)/V = {slots}/{num_facts} + {num_facts - slots}/{num_facts}·1/{num_values} = {expected:.4f}.",
-        f"set accuracy to the expected accuracy of a {slots}-slot memory on {num_facts} facts ({num_values} values).",
+        f"set accuracy to the expected accuracy of an ideal {slots}-slot memory on {num_facts} facts ({num_values} "
+        "values).",
     )
 
 
 def check_head_capacity(
     answer: Any, num_facts: int = 8, latents: int = 1, heads: int = 4, num_values: int = 8
 ) -> Verdict:
-    """Ceiling of a latent layer with ``latents`` latents of ``heads`` heads each on ``num_facts`` facts: an ideal
-    memory of heads × latents slots (each head of a latent keeps its own weighted mean, so up to one fact each)."""
+    """The H·M-slot reference of a latent layer with ``latents`` latents of ``heads`` heads each on ``num_facts``
+    facts: an ideal clean-slot memory of heads × latents slots (each head of a latent keeps its own weighted mean,
+    one clean fact each). A reference to compare trained models with, not a bound on them."""
     slots = heads * latents
     expected = slot_memory_accuracy(num_facts, slots, num_values)
     one_per_latent = slot_memory_accuracy(num_facts, latents, num_values)
-    check = _ceiling_check(
+    check = _reference_check(
         expected, num_facts, slots, num_values,
         {one_per_latent: f"that counts one fact per latent; each of the {heads} heads keeps its own weighted mean."},
         "count the slots (heads × latents), then use S/K + (1 − S/K)/V.",
@@ -71,8 +78,8 @@ def check_head_capacity(
         check,
         f"{heads} heads × {latents} latent(s) = {slots} slots: {kept}/{num_facts} + "
         f"{num_facts - kept}/{num_facts}·1/{num_values} = {expected:.4f}.",
-        f"set ceiling to the accuracy ceiling of {latents} latent(s) with {heads} heads on {num_facts} facts "
-        f"({num_values} values).",
+        f"set reference to the accuracy of an ideal clean-slot memory with one slot per head of {latents} latent(s) "
+        f"with {heads} heads, on {num_facts} facts ({num_values} values).",
     )
 
 
@@ -88,7 +95,7 @@ def check_min_slots(answer: Any, num_facts: int = 8, target: float = 0.9, num_va
             return True, ""
         acc = slot_memory_accuracy(num_facts, max(a, 0), num_values)
         if a < need:
-            return False, f"with {a} slots the ceiling is {acc:.3f} < {target}: more room is needed."
+            return False, f"with {a} slots the ideal memory scores {acc:.3f} < {target}: more room is needed."
         return False, f"{a} slots work ({acc:.3f}), but fewer would too: find the smallest."
 
     return run_check(
@@ -122,4 +129,95 @@ def check_latent_share(fn: Callable[..., torch.Tensor] | None) -> Verdict:
         check,
         "your tally matches lattn.analysis.latent_roles.",
         "write latent_share(write, groups, num_groups), then call check_latent_share(latent_share).",
+    )
+
+
+# --- the learner's training loop --------------------------------------------------------------------------------------
+
+LOOP_SETTINGS = {"steps": 12, "batch_size": 8, "lr": 3e-3, "seed": 3}  # what check_training_loop passes
+_DROPOUT_SEED = 0  # the global random state the dropout masks come from, the same for both runs
+
+
+def loop_model() -> tuple[KeyValueRetrieval, Tagger]:
+    """The small task and tagger of the training-loop exercise: retrieval at N = 12 (2 facts, 4 scored queries), a
+    latent tagger (M = 2, width 16, 2 heads) with dropout 0.1 in its head — so training mode and evaluation mode
+    give different outputs."""
+    task = KeyValueRetrieval(seq_len=12, num_facts=2, num_queries=4)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Tagger(task.dim, 16, task.num_classes, MixerSpec("latent", num_latents=2).build(16, 2), dropout=0.1)
+    return task, model
+
+
+def _run(fn, model: Tagger, task) -> Any:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_DROPOUT_SEED)
+        return fn(model, task, **LOOP_SETTINGS)
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def check_training_loop(fn: Callable[..., Any] | None) -> Verdict:
+    """``fn(model, task, steps, batch_size, lr, seed) → (losses, accuracy)``: the learner's training loop (AdamW,
+    weight decay 0.01, constant learning rate, data drawn from a generator seeded with ``seed``) followed by the
+    held-out accuracy on ``task(256, Generator().manual_seed(1234))`` in evaluation mode.
+
+    Compared with :func:`lattn.train.train` (which runs :func:`lattn.train.fit`) and :func:`lattn.train.evaluate`
+    on the same fresh model (:func:`loop_model`), the same seed and the same dropout masks: the losses step by step,
+    the final weights and the accuracy. Each usual slip gets its own hint.
+    """
+
+    def check(fn):
+        task, ref = loop_model()
+        _, model = loop_model()
+        start = [p.detach().clone() for p in model.parameters()]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_DROPOUT_SEED)
+            s = LOOP_SETTINGS
+            want = train(ref, task, s["steps"], s["batch_size"], s["lr"], s["seed"], progress=False).loss
+        want_acc = evaluate(ref, task, batch_size=256, seed=1234)[1]
+        out = _run(fn, model, task)
+        if not isinstance(out, tuple) or len(out) != 2:
+            return False, "return two things: the list of losses (one per step) and the held-out accuracy."
+        losses, acc = [float(v) for v in out[0]], float(out[1])
+        if len(losses) != len(want):
+            return False, f"expected one loss per step ({len(want)}), got {len(losses)}."
+        unchanged = all(torch.equal(p, q) for p, q in zip(model.parameters(), start))
+        if unchanged and all(p.grad is None for p in model.parameters()):
+            return False, ("no gradients reached opt.step(): call loss.backward() before opt.step(), and "
+                           "opt.zero_grad() before loss.backward() (not between it and the step).")  # fmt: skip
+        if unchanged:
+            return False, "the weights never changed: after loss.backward(), call opt.step() to apply the gradients."
+        if not _close(losses[0], want[0]):
+            return False, (f"the first loss is {losses[0]:.4f}, fit's is {want[0]:.4f}: take the cross-entropy over the "
+                           "scored tokens only, logits[batch.scored] against batch.y[batch.scored].")  # fmt: skip
+        first_off = next((i for i, (a, b) in enumerate(zip(losses, want)) if not _close(a, b)), None)
+        if first_off == 1:
+            return False, ("the first loss agrees, the second does not: the first update differs from fit's — use "
+                           "AdamW(model.parameters(), lr=lr, weight_decay=0.01) and call opt.zero_grad() before "
+                           "loss.backward(), not between it and opt.step().")  # fmt: skip
+        if first_off is not None:
+            return False, (f"the losses agree for {first_off} steps, then drift ({losses[first_off]:.4f} vs "
+                           f"{want[first_off]:.4f}): gradients add up across steps unless you clear them — call "
+                           "opt.zero_grad() every step.")  # fmt: skip
+        if not all(torch.allclose(p, q, rtol=1e-4, atol=1e-6) for p, q in zip(model.parameters(), ref.parameters())):
+            return False, "the losses match fit's, but the final weights do not: make the last step like the others."
+        if model.training:
+            return False, ("the model is still in training mode: call model.eval() before measuring (this tagger has "
+                           "dropout, which switches units off at random in training mode, so the accuracy comes out "
+                           f"wrong: {acc:.3f} instead of {want_acc:.3f}).")  # fmt: skip
+        if not _close(acc, want_acc):
+            return False, (f"training matches fit, but the accuracy is {acc:.3f}, not {want_acc:.3f}: compare "
+                           "logits.argmax(-1) with y on the scored tokens of the held-out batch.")  # fmt: skip
+        return True, ""
+
+    s = LOOP_SETTINGS
+    return run_check(
+        fn,
+        check,
+        f"your loop matches lattn.train.fit step by step ({s['steps']} steps, seed {s['seed']}: same losses, same "
+        "weights) and measures the held-out accuracy in evaluation mode.",
+        "write my_train(model, task, steps, batch_size, lr, seed), then call check_training_loop(my_train).",
     )

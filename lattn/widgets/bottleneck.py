@@ -2,7 +2,7 @@
 
 Thin shell: the models are :class:`~lattn.tagger.Tagger` s, the tallies come from :func:`lattn.analysis.latent_profile`
 and :func:`lattn.analysis.token_rows`, the token groups from each task's ``groups(batch)``, the figure from
-:class:`lattn.viz.bottleneck.LatentMapsView`. The static figures of the shipped results live in
+:class:`lattn.viz.bottleneck_maps.LatentMapsView`. The static figures of the shipped results live in
 :mod:`lattn.viz.bottleneck`.
 """
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from ..analysis import latent_profile, token_rows
 from ..viz import as_array
-from ..viz.bottleneck import STAGE_VIEWS, LatentMapsView
+from ..viz.bottleneck_maps import STAGE_VIEWS, LatentMapsView
 from .base import Explorer
 
 __all__ = ["TrainedLatentExplorer"]
@@ -43,7 +43,7 @@ class TrainedLatentExplorer(Explorer):
             ``groups(batch) → (labels (B, N), names)``, and is callable ``(batch_size, generator) → Batch``.
         heads: number of heads of the models.  profile_size: sequences over which the specialisation is tallied.
     Controls: ``task``, ``example`` (seed of the sequence), ``head``, ``stage`` (write / gather / broadcast /
-    effective). The figure (:class:`~lattn.viz.bottleneck.LatentMapsView`, ``self.view``): token groups and
+    effective). The figure (:class:`~lattn.viz.bottleneck_maps.LatentMapsView`, ``self.view``): token groups and
     right/wrong strips, the map, and each latent's weight per token of each group (this stage, this head, over
     ``profile_size`` sequences).
     """
