@@ -11,12 +11,14 @@ The map of the house (data flows one way: tasks → mechanisms → models → vi
     analysis.py     singular values, best rank-M approximations, token→token dependence, latent roles        nb 01, 03
     complexity/     cost formulas (FLOPs, bytes) on one shape dataclass; measuring instruments               nb 02
     bench/          `python -m lattn.bench`: timings, reported as ratios, never asserted                     nb 02, 05
-    tasks.py        seeded synthetic tasks (cluster majority, key-value retrieval)                           nb 03
+    tasks.py        seeded synthetic tasks (cluster majority, key-value retrieval, positional copy)          nb 03
     tagger.py       the Tagger and its mixers (latent, full, stacked full, window, none)                      nb 03
     train.py        the one training loop `fit`, its History, `train` and `evaluate`                          nb 03, 06
+    stats.py        verdicts from a few seeds: means, a 95 % Welch interval, "A beats B" / "within noise"   nb 03
+    records.py      queries over result records (select, per-seed values, bands)                            nb 03
     experiments/    `python -m lattn.experiments`: longer runs whose small results ship in lattn/data        nb 03, 06
     family/         Perceiver (IO, AR), Set Transformer (MAB, ISAB, PMA), Luna (+ causal), Slot, Linformer,  nb 04
-                    causal linear attention, window + global tokens; the registry and the comparison
+                    Nyströmformer, causal linear attention, window + global tokens; the registry and the comparison
     mla/            DeepSeek's Multi-head Latent Attention: config + presets, cache + accounting, the layer    nb 05
                     (modes auto = expanded prefill + absorbed decode, naive, absorbed), absorption_gap
     rope.py         RoPE application, frequencies, YaRN scaling as DeepSeek ships it, pair layouts          nb 05
