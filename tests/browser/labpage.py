@@ -270,7 +270,7 @@ class NotebookPage:
         )
 
     def explorers(self, expected: int, timeout_s: float = 60.0) -> list[Explorer]:
-        """The explorers on the page, once as many status labels as the kernel has explorers have appeared."""
+        """The explorers on the page, once at least ``expected`` status labels have appeared (or after the timeout)."""
         selector = f"{self.notebook} .lattn-status"
         try:
             self.page.wait_for_function(

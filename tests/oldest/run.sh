@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The oldest supported versions, proven: Python 3.10 and torch 2.4 (what pyproject.toml declares), PyPI's default
-# torch build. Builds .venv-oldest when it is missing or its inputs changed, then runs the unit tests there (no
-# notebooks, no browser, no runs of make or of the notebook executor in scratch copies: what the library does).
+# torch build. Builds .venv-oldest when it is missing or its inputs changed, then runs the unit tests there, as
+# `make test-fast` selects them (no notebooks, no browser, no slow tests: no runs of make or of the notebook executor
+# in scratch copies, and of the shipped experiments only the quick slices): what the library does.
 # Usage, from anywhere:
 #   bash tests/oldest/run.sh               # build if needed, then the unit tests
 #   bash tests/oldest/run.sh --build-only  # only (re)build the venv (CI builds it while `make test` runs)
@@ -48,5 +49,5 @@ fi
 
 start=$SECONDS
 OMP_WAIT_POLICY=PASSIVE "$venv/bin/python" -m pytest tests -q -p no:nbval -p no:cacheprovider -o addopts="-ra" \
-  -m "not browser and not scratch" --ignore=tests/browser --ignore=tests/colab --ignore=tests/oldest
+  -m "not browser and not scratch and not slow" --ignore=tests/browser --ignore=tests/colab --ignore=tests/oldest
 echo "oldest supported versions ($("$venv/bin/python" --version), torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')): unit tests in $((SECONDS - start)) s"
