@@ -64,7 +64,7 @@ class LatentMapsView:
         self.map_im = heatmap(np.zeros((2, 2)), ax_map, colorbar=False)
         self.prof_im = heatmap(np.zeros((2, 2)), ax_prof, vmax=1.0, ylabel="latent", colorbar=False)
         # NOTE: the layout is solved once (on the first picture), so every text that sits beside another keeps its
-        # width: short fixed colour-bar labels, ticks with two decimals; the map's scale goes into the suptitle
+        # width: short fixed colour-bar labels, ticks with fixed decimals; the map's scale goes into the suptitle
         for im, ax, label, fmt in ((self.map_im, ax_map, "weight", "%.3f"), (self.prof_im, ax_prof, "share", "%.2f")):
             fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, label=label, format=FormatStrFormatter(fmt))
         ax_map.set_yticks([])
