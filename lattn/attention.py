@@ -11,10 +11,10 @@ is built from it, except where its maths differs — each of these keeps its own
   latent takes a column-renormalised weighted mean — not a softmax over keys. (Gather and broadcast are
   ``Attention.forward``.)
 * **Linformer**: keys and values are mixed along the sequence axis (E·K, F·V) between the split and the core.
+* **Nyströmformer**: three softmax kernels through segment-mean landmarks, joined by an iterative pseudo-inverse.
 * **causal Luna**: positive packing weights and running sums divided by t instead of a softmax over tokens.
 * **Slot Attention**: one head, softmax over the slots, eps-renormalised weighted means and a GRU update.
-* **MLA** (:mod:`lattn.mla`): decoupled RoPE; its absorbed path scores the queries, W_UK folded in, against the
-  cached latents.
+* **MLA** (:mod:`lattn.mla`): decoupled RoPE; the absorbed path scores queries (W_UK folded in) against cached latents.
 
 Conventions shared by the whole package: boolean masks with ``True`` = may attend; the softmax runs in float32 even
 for half-precision inputs; a large finite negative value (not ``-inf``) masks scores, and a query with nothing to

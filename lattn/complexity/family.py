@@ -128,22 +128,22 @@ def luna_causal_cost(n: int, l: int, *, path: str = "fast", **sizes: Any) -> Cos
 
     fast path (running sums): core 6·B·N·l·D — packing scores, logits and read-out, each N·l·D multiply-adds; the
     outer products φ_j ⊗ k_j, φ_j ⊗ v_j and the cumulative sums are elementwise (N·l·D each, not counted), and
-    they are the memory: two (B, H, N, l, dh) running sums.
+    they are the memory: two (B, H, N, l, d_head) running sums.
     teaching path (explicit N×N): core 2·B·N·l·D + 4·B·N²·D + 4·B·H·N²·l — quadratic, as it shows every pair.
     """
     shape = _shape(sizes, n=n, l=l)
     _check_path(path)
     B, H, D, s = shape.batch, shape.heads, shape.dim, shape.itemsize
     proj = 2 * B * D * D * (5 * n + l)
-    inputs = {"q, k, v (B,H,N,dh)": 3 * B * n * D * s}
+    inputs = {"q, k, v (B,H,N,d_head)": 3 * B * n * D * s}
     tensors = {f"packing weights (B,H,N,{l})": B * H * n * l * s}
     if path == "fast":
         core = 6 * B * n * l * D
-        tensors[f"running sums 2×(B,H,N,{l},dh)"] = 2 * B * n * l * D * s
+        tensors[f"running sums 2×(B,H,N,{l},d_head)"] = 2 * B * n * l * D * s
     else:
         core = 2 * B * n * l * D + 4 * B * n * n * D + 4 * B * H * n * n * l
         tensors["scores and effective map 2×(B,H,N,N)"] = 2 * matrix_bytes(n, n, batch=B, heads=H, dtype=shape.dtype)
-    tensors["output (B,H,N,dh)"] = B * n * D * s
+    tensors["output (B,H,N,d_head)"] = B * n * D * s
     return Cost(core_flops=core, projection_flops=proj, inputs=inputs, tensors=tensors)
 
 
@@ -174,11 +174,11 @@ def linformer_cost(n: int, k: int, *, path: str = "fast", **sizes: Any) -> Cost:
     shape = _shape(sizes, n=n, k=k)
     _check_path(path)
     B, H, D, s = shape.batch, shape.heads, shape.dim, shape.itemsize
-    inputs = {"q, k, v (B,H,N,dh)": 3 * B * n * D * s}
-    tensors = {f"projected k, v (B,H,{k},dh)": 2 * B * k * D * s}
+    inputs = {"q, k, v (B,H,N,d_head)": 3 * B * n * D * s}
+    tensors = {f"projected k, v (B,H,{k},d_head)": 2 * B * k * D * s}
     if path == "teaching":
         tensors[f"weights (B,H,N,{k}) float32"] = matrix_bytes(n, k, batch=B, heads=H)
-    tensors["output (B,H,N,dh)"] = B * n * D * s
+    tensors["output (B,H,N,d_head)"] = B * n * D * s
     return Cost(core_flops=8 * B * n * k * D, projection_flops=8 * B * n * D * D, inputs=inputs, tensors=tensors)
 
 
@@ -197,15 +197,15 @@ def nystrom_cost(n: int, m: int, *, iterations: int = 6, path: str = "fast", **s
     m = min(n, m)
     B, H, D, s = shape.batch, shape.heads, shape.dim, shape.itemsize
     core = 12 * B * n * m * D + 4 * B * m * m * D + 8 * iterations * B * H * m**3
-    inputs = {"q, k, v (B,H,N,dh)": 3 * B * n * D * s}
+    inputs = {"q, k, v (B,H,N,d_head)": 3 * B * n * D * s}
     tensors = {
-        f"landmarks Q̃, K̃ 2×(B,H,{m},dh)": 2 * B * m * D * s,
+        f"landmarks Q̃, K̃ 2×(B,H,{m},d_head)": 2 * B * m * D * s,
         f"kernel, Z 2×(B,H,{m},{m})": 2 * matrix_bytes(m, m, batch=B, heads=H, dtype=shape.map_dtype),
-        f"B̃·V (B,H,{m},dh)": B * m * D * s,
+        f"B̃·V (B,H,{m},d_head)": B * m * D * s,
     }
     if path == "teaching":
         core += 2 * B * H * n * m * m + 2 * B * H * n * n * m
         tensors[f"F̃, B̃ 2×(B,H,N,{m})"] = 2 * matrix_bytes(n, m, batch=B, heads=H, dtype=shape.map_dtype)
         tensors["approximated map (B,H,N,N)"] = matrix_bytes(n, n, batch=B, heads=H, dtype=shape.map_dtype)
-    tensors["output (B,H,N,dh)"] = B * n * D * s
+    tensors["output (B,H,N,d_head)"] = B * n * D * s
     return Cost(core_flops=core, projection_flops=8 * B * n * D * D, inputs=inputs, tensors=tensors)

@@ -100,7 +100,7 @@ def luna_step_inputs(m: LunaCausal, x: Tensor) -> tuple[Tensor, Tensor, Tensor, 
 def _run_steps(step: LunaStep, phi: Tensor, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Call ``step`` once per token from empty sums; stack its reads → (B, H, N, d_head)."""
     B, H, N, slots = phi.shape
-    key_sum = torch.zeros(B, H, slots, q.shape[-1], dtype=q.dtype)  # (B, H, l, dh)
+    key_sum = torch.zeros(B, H, slots, q.shape[-1], dtype=q.dtype)  # (B, H, l, d_head)
     value_sum = torch.zeros_like(key_sum)
     reads = []
     for t in range(N):
@@ -110,7 +110,7 @@ def _run_steps(step: LunaStep, phi: Tensor, q: Tensor, k: Tensor, v: Tensor) -> 
 
 
 def check_luna_step(step: LunaStep | None) -> Verdict:
-    """``step(phi (B, H, l), q, k, v (B, H, dh), key_sum, value_sum (B, H, l, dh), t) → (read (B, H, dh),
+    """``step(phi (B, H, l), q, k, v (B, H, d_head), key_sum, value_sum (B, H, l, d_head), t) → (read (B, H, d_head),
     key_sum, value_sum)``: one causal Luna decoding step from running sums (t = 1, 2, … counts the tokens so far).
 
     Add φ_t ⊗ k_t and φ_t ⊗ v_t to the sums; logits = q_t · key_sum / t (l,); a = softmax over the l slots;
@@ -128,8 +128,8 @@ def check_luna_step(step: LunaStep | None) -> Verdict:
                 want = m(x)
                 got = _run_steps(step, phi, q, k, v)
                 if not isinstance(got, Tensor) or tuple(got.shape) != tuple(q.shape):
-                    B, H, _, dh = q.shape
-                    return False, f"read must be one vector per head, shape (B, H, d_head) = {(B, H, dh)}."
+                    B, H, _, d_head = q.shape
+                    return False, f"read must be one vector per head, shape (B, H, d_head) = {(B, H, d_head)}."
                 out = m.to_out(merge_heads(got))  # (B, N, D)
             diff = (out - want).abs().amax(dim=(0, 2))  # (N,): the error at each position
             if diff.max() < 1e-8:

@@ -2,7 +2,8 @@
 
 Every member returns its maps as :class:`lattn.latent.LatentMaps`. Every attention inside the family is
 :class:`lattn.attention.Attention` (cross-attention via ``context=``) except where the maths differs; those members
-(Linformer, causal Luna, Slot Attention) keep their own core, for the reasons listed in :mod:`lattn.attention`.
+(Linformer, Nyströmformer, causal Luna, Slot Attention) keep their own core, for the reasons listed in
+:mod:`lattn.attention`.
 """
 
 from __future__ import annotations

@@ -234,10 +234,10 @@ def _cache_box(ax: Axes, x0: float, y0: float, x1: float, y1: float, text: str) 
 
 
 def _draw_dataflow(ax: Axes, c: MLAConfig, mode: str) -> None:
-    H, dh, dc, dr = c.heads, c.d_head, c.d_c, c.d_rope
+    H, d_head, dc, dr = c.heads, c.d_head, c.d_c, c.d_rope
     h = _node(ax, (0.0, 0.0), f"h\n{c.dim}", "input")
     # the query side: the same in both modes
-    q_c = _node(ax, (2.45, 2.05), f"q_C\n{H}×{dh}", "query")
+    q_c = _node(ax, (2.45, 2.05), f"q_C\n{H}×{d_head}", "query")
     q_r = _node(ax, (2.45, 0.95), f"q_R\n{H}×{dr}", "rotary")
     if c.d_cq:  # query compression: c_Q = RMSNorm(W_DQ h) (eq. 12)
         c_q = _node(ax, (0.95, 1.5), f"c_Q\n{c.d_cq}", "query")
@@ -256,15 +256,15 @@ def _draw_dataflow(ax: Axes, c: MLAConfig, mode: str) -> None:
     _arrow(ax, h, k_r, "bottom left", "W_KR, RoPE", (0.38, -1.05), ha="right")
     att_y = 0.55
     if mode == "naive":  # every token's keys and values re-created per head and cached
-        k_c = _node(ax, (3.0, -0.15), f"k_C\n{H}×{dh}", "kv")
-        v_c = _node(ax, (3.0, -1.05), f"v_C\n{H}×{dh}", "kv")
+        k_c = _node(ax, (3.0, -0.15), f"k_C\n{H}×{d_head}", "kv")
+        v_c = _node(ax, (3.0, -1.05), f"v_C\n{H}×{d_head}", "kv")
         k_rh = _node(ax, (3.0, -1.95), f"k_R ×{H}\n{H}×{dr}", "rotary")
         _arrow(ax, c_kv, k_c, "right left", "W_UK", (2.05, -0.2), ha="center")
         _arrow(ax, c_kv, v_c, "right left", "W_UV", (2.15, -0.9), ha="center", va="top")
         _arrow(ax, k_r, k_rh, "right left", "copy to\nall heads", (2.02, -1.86), ha="center", va="bottom")
         n = c.kv_elements_per_token("MLA naive")
-        _cache_box(ax, box_x[0], -2.3, box_x[1], 0.2, f"cached per token: {H}·(2·{dh} + {dr}) = {n:,}")
-        att = _node(ax, (4.5, att_y), f"attention\nper head\nscores {dh}+{dr}", "input")
+        _cache_box(ax, box_x[0], -2.3, box_x[1], 0.2, f"cached per token: {H}·(2·{d_head} + {dr}) = {n:,}")
+        att = _node(ax, (4.5, att_y), f"attention\nper head\nscores {d_head}+{dr}", "input")
         _arrow(ax, q_c, att, "right top")
         reads_at, reads_va = (4.15, -0.75), "center"
     else:  # W_UK folded into the query, W_UV applied after attention: the cache holds [c_KV; k_R]
@@ -345,13 +345,17 @@ def absorption_shapes_figure(d_head: int = 128, d_c: int = 512) -> Figure:
     about DeepSeek's ratio): expanded — rebuild the keys K = c_KV·W_UKᵀ (L×d_head), then q·Kᵀ; absorbed — fold W_UK into
     the query, q_lat = q·W_UK (1×d_c), then q_lat·c_KVᵀ. The same 1×L scores (associativity); the softmax runs along
     them. ``d_head``, ``d_c``: the sizes written under the title."""
-    dh, dc = r"$d_\mathrm{head}$", r"$d_\mathrm{c}$"  # mathtext: the subscripts keep the row labels narrow
-    sizes = {"L": 10, dc: 8, dh: 2.5}
+    sym_h, sym_c = r"$d_\mathrm{head}$", r"$d_\mathrm{c}$"  # mathtext symbols: subscripts keep the row labels narrow
+    sizes = {"L": 10, sym_c: 8, sym_h: 2.5}
     lines = [
-        [Box("c_KV", "L", dc, note="the cache"), Box("W_UKᵀ", dc, dh), Box("K", "L", dh, note="every step")],
-        [Box("q", "1", dh), Box("Kᵀ", dh, "L"), Box("s", "1", "L", softmax="cols")],
-        [Box("q", "1", dh), Box("W_UK", dh, dc), Box("q_lat", "1", dc, note="once per query")],
-        [Box("q_lat", "1", dc), Box("c_KVᵀ", dc, "L", note="the cache"), Box("s", "1", "L", softmax="cols")],
+        [
+            Box("c_KV", "L", sym_c, note="the cache"),
+            Box("W_UKᵀ", sym_c, sym_h),
+            Box("K", "L", sym_h, note="every step"),
+        ],
+        [Box("q", "1", sym_h), Box("Kᵀ", sym_h, "L"), Box("s", "1", "L", softmax="cols")],
+        [Box("q", "1", sym_h), Box("W_UK", sym_h, sym_c), Box("q_lat", "1", sym_c, note="once per query")],
+        [Box("q_lat", "1", sym_c), Box("c_KVᵀ", sym_c, "L", note="the cache"), Box("s", "1", "L", softmax="cols")],
     ]
     titles = ["expanded 1: rebuild\nevery cached key", "expanded 2: score", "absorbed 1: move\nW_UK to the query",
               "absorbed 2: score\nthe cache directly"]  # fmt: skip
