@@ -11,6 +11,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest
 import torch
 
+from lattn.notebooks import pin_cpu_kernels
+
+pin_cpu_kernels()  # torch's AVX2 kernels here and in every kernel the tests start: the stored outputs' rounding
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

@@ -144,6 +144,21 @@ def _picture(png: str, text: str = "interactive explorer: run the notebook to mo
     return {"output_type": "execute_result", "execution_count": 1, "data": data, "metadata": {}}
 
 
+def _png(shift: int, width: int = 8) -> str:
+    """A small RGBA picture as a notebook stores it (base64 PNG); ``shift`` raises one pixel's red level."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.full((6, width, 4), 120, dtype=np.uint8)
+    pixels[2, 3, 0] += shift
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(buffer, format="png")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 @pytest.mark.parametrize(
     ("source", "stored", "new", "kept"),
     [  # the rule in lattn.notebooks' docstring, case by case
@@ -154,6 +169,10 @@ def _picture(png: str, text: str = "interactive explorer: run the notebook to mo
         ("# NBVAL_IGNORE_OUTPUT\nt()", _picture("AAAA", "43 ms"), _picture("BBBB", "41 ms"), True),
         ("# NBVAL_IGNORE_OUTPUT\nexplorer", _picture("AAAA"), _picture("BBBB"), False),
         ("print(x)", _stream("x = 3\n"), _stream("x = 4\n"), False),
+        ("show(fig)", _picture(_png(0), "fig"), _picture(_png(4), "fig"), True),  # last bits: within 4/255
+        ("show(fig)", _picture(_png(0), "fig"), _picture(_png(5), "fig"), False),  # a visible change
+        ("show(fig)", _picture(_png(0), "fig"), _picture(_png(0, width=9), "fig"), False),  # another size
+        ("show(fig)", _picture(_png(0), "fig"), _picture(_png(4), "other"), False),  # the text changed too
     ],
 )
 def test_executor_keeps_stored_outputs_that_differ_only_in_timings(source, stored, new, kept):

@@ -286,13 +286,15 @@ def dependence_figure(dependence: Any, effective: Any, *, role: Any = None) -> F
 
 def sensitivity_figure(moves: dict[str, Any], *, token: int = 0, window: int | None = None) -> Figure:
     """How far token ``token``'s output moves when token j changes, against j: one line per layer ``{name: (N,)}``,
-    on a log scale (an exact 0 is drawn at the bottom edge); the window's edge marked when given."""
+    on a log scale (0, and rounding noise below 1e-6 of the largest move, drawn at the bottom edge); the window's edge
+    marked when given."""
     fig = Figure(figsize=(7.5, 3.4), layout="constrained")
     ax = fig.add_subplot()
     values = {name: as_array(m) for name, m in moves.items()}
-    floor = min(float(v[v > 0].min()) for v in values.values() if (v > 0).any()) / 10
+    noise = 1e-6 * max(float(v.max()) for v in values.values())  # float32 rounding, not a move (differs by CPU)
+    floor = min(float(v[v > noise].min()) for v in values.values() if (v > noise).any()) / 10
     for (name, v), color, marker in zip(values.items(), OKABE_ITO[4:] + OKABE_ITO, "os^Dv"):
-        ax.semilogy(np.arange(len(v)), np.maximum(v, floor), marker=marker, ms=4, color=color, label=name)
+        ax.semilogy(np.arange(len(v)), np.where(v > noise, v, floor), marker=marker, ms=4, color=color, label=name)
     if window is not None:
         ax.axvspan(token + window + 0.5, max(len(v) for v in values.values()) - 0.5, color="0.9", zorder=0,
                    label=f"beyond ±{window} of token {token}")  # fmt: skip
@@ -300,6 +302,12 @@ def sensitivity_figure(moves: dict[str, Any], *, token: int = 0, window: int | N
     ax.set_xlabel("changed token j")
     ax.set_ylabel(f"‖Δ output of token {token}‖ (log)")
     ax.set_title(f"change one token j: how far does token {token}'s output move?", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="exact 0: bottom edge", title_fontsize=8)
+    ax.legend(
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        title="0 or rounding noise: bottom edge",
+        title_fontsize=8,
+    )
     ax.grid(alpha=0.3, which="both")
     return fig
