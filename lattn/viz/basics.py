@@ -286,19 +286,21 @@ def dependence_figure(dependence: Any, effective: Any, *, role: Any = None) -> F
 
 def sensitivity_figure(moves: dict[str, Any], *, token: int = 0, window: int | None = None) -> Figure:
     """How far token ``token``'s output moves when token j changes, against j: one line per layer ``{name: (N,)}``,
-    on a log scale (0, and rounding noise below 1e-6 of the largest move, drawn at the bottom edge); the window's edge
-    marked when given."""
+    on a log scale from a decade below the smallest move to the decade above the largest (0, and rounding noise below
+    1e-6 of the largest move, drawn at the bottom edge); the window's edge marked when given."""
     fig = Figure(figsize=(7.5, 3.4), layout="constrained")
     ax = fig.add_subplot()
     values = {name: as_array(m) for name, m in moves.items()}
     noise = 1e-6 * max(float(v.max()) for v in values.values())  # float32 rounding, not a move (differs by CPU)
-    floor = min(float(v[v > noise].min()) for v in values.values() if (v > noise).any()) / 10
+    smallest = min(float(v[v > noise].min()) for v in values.values() if (v > noise).any())
+    floor = 10.0 ** np.floor(np.log10(smallest) - 1)  # a decade: the axis does not move with the last bits
+    top = 10.0 ** np.ceil(np.log10(max(float(v.max()) for v in values.values())))
     for (name, v), color, marker in zip(values.items(), OKABE_ITO[4:] + OKABE_ITO, "os^Dv"):
         ax.semilogy(np.arange(len(v)), np.where(v > noise, v, floor), marker=marker, ms=4, color=color, label=name)
     if window is not None:
         ax.axvspan(token + window + 0.5, max(len(v) for v in values.values()) - 0.5, color="0.9", zorder=0,
                    label=f"beyond ±{window} of token {token}")  # fmt: skip
-    ax.set_ylim(bottom=floor * 0.8)
+    ax.set_ylim(floor * 0.8, top)
     ax.set_xlabel("changed token j")
     ax.set_ylabel(f"‖Δ output of token {token}‖ (log)")
     ax.set_title(f"change one token j: how far does token {token}'s output move?", fontsize=10)
