@@ -72,16 +72,18 @@ def latent_module(slip: str = ""):
             upd = p.to_out(merge(share.transpose(-1, -2) @ split(p.to_v(x))))
             z = upd if slip == "residual" else z + upd
             p = self.proj["gather"]
-            g = (split(p.to_q(z)) @ split(p.to_k(x)).transpose(-1, -2) / scale).softmax(
+            zq = self.latents.expand(B, -1, -1) if slip == "stale gather" else z
+            g = (split(p.to_q(zq)) @ split(p.to_k(x)).transpose(-1, -2) / scale).softmax(
                 -2 if slip == "gather axis" else -1
             )  # (B, H, M, N)
             read = p.to_out(merge(g @ split(p.to_v(x))))
-            z = read if slip == "gather residual" else z + read
+            zw, z = z, (read if slip == "gather residual" else z + read)
             p = self.proj["broadcast"]
-            b = (split(p.to_q(x)) @ split(p.to_k(z)).transpose(-1, -2) / scale).softmax(
+            zkv = zw if slip == "stale broadcast" else z
+            b = (split(p.to_q(x)) @ split(p.to_k(zkv)).transpose(-1, -2) / scale).softmax(
                 -2 if slip == "broadcast axis" else -1
             )  # (B, H, N, M)
-            out = p.to_out(merge(b @ split(p.to_v(z))))
+            out = p.to_out(merge(b @ split(p.to_v(zkv))))
             maps = {"write": share if slip == "share map" else w, "gather": g, "broadcast": b}
             return (out + x if slip == "token residual" else out), maps
 
@@ -104,6 +106,8 @@ def latent_module(slip: str = ""):
         ("token residual", False, "no residual on the tokens"),
         ("share map", False, "you returned it with its columns renormalised"),
         ("wide scale", False, "not by √D"),
+        ("stale gather", False, "gather: its queries come from the latents AFTER write"),
+        ("stale broadcast", False, "broadcast: its keys and values come from the latents AFTER gather"),
     ],
 )
 def test_check_latent_attention_names_the_slip(slip, ok, hint, capsys):

@@ -45,13 +45,16 @@ def write_update(token_q: Tensor, latent_k: Tensor, token_v: Tensor, *, axis: st
 
 def reference(la: LatentAttention, x: Tensor, *, write_axis: str = "latents", renormalise: bool = True,
               residual: tuple[str, ...] = ("write", "gather"), scale: str = "d_head", merge_transpose: bool = True,
-              axes: dict[str, int] | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+              axes: dict[str, int] | None = None,
+              stale: tuple[str, ...] = ()) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     """An independent forward of ``la`` (all three stages) on x (B, N, D), in x's dtype, with einsum per head.
     Returns (out (B, N, D), {stage: map}). The keyword arguments reproduce the usual slips: ``write_axis="tokens"``,
     ``renormalise=False``, the stages whose latent update forgets the residual (left out of ``residual``),
     ``scale`` ("D": scores divided by √D instead of √(D/H); "none": not divided), ``merge_transpose=False`` (heads
     (B, H, L, d_head) reshaped to (B, L, D) without transposing back) and ``axes`` ({"gather": -2} or
-    {"broadcast": -2}: that stage's softmax over the queries instead of the keys)."""
+    {"broadcast": -2}: that stage's softmax over the queries instead of the keys), ``stale`` (the stages that read
+    the latents as they were before the stage in front of them: gather's queries from the original latents,
+    broadcast's keys and values from the latents before gather)."""
     B, N, D = x.shape
     H = la.heads
     factor = {"d_head": 1 / math.sqrt(D // H), "D": 1 / math.sqrt(D), "none": 1.0}[scale]
@@ -73,12 +76,16 @@ def reference(la: LatentAttention, x: Tensor, *, write_axis: str = "latents", re
     p = P["write"]
     upd, maps["write"] = write_update(heads(p["to_q"](x)), heads(p["to_k"](z)), heads(p["to_v"](x)),
                                       axis=write_axis, renormalise=renormalise, eps=la.eps, factor=factor)  # fmt: skip
-    z = (z if "write" in residual else 0) + p["to_out"](merge(upd))  # (B, M, D)
+    z0, z = z, (z if "write" in residual else 0) + p["to_out"](merge(upd))  # (B, M, D)
     p = P["gather"]
-    read, maps["gather"] = softmax_read("gather", heads(p["to_q"](z)), heads(p["to_k"](x)), heads(p["to_v"](x)))
-    z = (z if "gather" in residual else 0) + p["to_out"](merge(read))  # (B, M, D)
+    zq = z0 if "gather" in stale else z
+    read, maps["gather"] = softmax_read("gather", heads(p["to_q"](zq)), heads(p["to_k"](x)), heads(p["to_v"](x)))
+    zw, z = z, (z if "gather" in residual else 0) + p["to_out"](merge(read))  # (B, M, D)
     p = P["broadcast"]
-    read, maps["broadcast"] = softmax_read("broadcast", heads(p["to_q"](x)), heads(p["to_k"](z)), heads(p["to_v"](z)))
+    zkv = zw if "broadcast" in stale else z
+    read, maps["broadcast"] = softmax_read(
+        "broadcast", heads(p["to_q"](x)), heads(p["to_k"](zkv)), heads(p["to_v"](zkv))
+    )
     return p["to_out"](merge(read)), maps  # (B, N, D)
 
 
@@ -138,6 +145,10 @@ _SLIPS = {  # the slip, the keyword arguments of reference() that reproduce it, 
                     "LAST axis of the (B, H, M, N) scores (dim=-2 normalises over the latents)."),
     "broadcast axis": ({"axes": {"broadcast": -2}}, "broadcast: the tokens are the queries — softmax over the "
                        "latents, the LAST axis of the (B, H, N, M) scores (dim=-2 normalises over the tokens)."),
+    "stale gather": ({"stale": ("gather",)}, "gather: its queries come from the latents AFTER write (z = z + the "
+                     "write update), not from self.latents as they were."),
+    "stale broadcast": ({"stale": ("broadcast",)}, "broadcast: its keys and values come from the latents AFTER "
+                        "gather — the summary they just read — not from the latents before gather."),
     "no scale": ({"scale": "none"}, "divide the scores by √d_head = √(D/H) before each softmax."),
     "wide scale": ({"scale": "D"}, "scale the scores by √d_head = √(D/H), the width of one head, not by √D."),
 }  # fmt: skip

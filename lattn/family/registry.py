@@ -13,8 +13,8 @@ A new member touches exactly these files: its module ``lattn/family/<name>.py`` 
 ``lattn/family/__init__.py`` (the export and a row of the table in its docstring); ``lattn/complexity/family.py``
 (the cost formula the entry's ``price`` calls); ``lattn/viz/diagram_data.py`` (its schematic: the family explorer
 draws one for every key) with that preset's edge count in ``tests/test_diagram.py``; a causal member also joins
-the causal set asserted in ``tests/test_family_costs.py``, and so does a member whose teaching path does more work
-than its fast path (the FLOP test names those). Optionally, ``CAUSAL_CANDIDATES`` in ``lattn/exercises/family.py``
+the causal set asserted in ``tests/test_family_costs.py``, whose FLOP test also names each member whose teaching
+path does more work than its fast path. Optionally, ``CAUSAL_CANDIDATES`` in ``lattn/exercises/family.py``
 (the members notebook 04's causal exercise offers). ``compare.py``, the explorer and the tests that walk the
 registry pick it up unchanged.
 """
