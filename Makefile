@@ -2,7 +2,7 @@
 #   make lab        — create .venv, install lattn + JupyterLab, open the course
 #   make test       — create .venv, install lattn + test tools, run the full test suite (what CI runs)
 # For developers:
-#   make test-fast  — the unit tests only (no notebooks, no browser): about 3 minutes on 2 cores
+#   make test-fast  — the unit tests only (no notebooks, no browser): 2 to 3 minutes on 2 cores
 #   make venv       — only make .venv, or repair it (a Python that does not start, is older than 3.10 or has no pip)
 # TORCH picks how torch is installed (default: the small CPU-only build; if that fails, pip's error is shown and PyPI's
 # default build is installed). On a machine that already has a torch wheel at hand, e.g.:  make test TORCH="torch==2.13.0"
