@@ -144,6 +144,22 @@ def _picture(png: str, text: str = "interactive explorer: run the notebook to mo
     return {"output_type": "execute_result", "execution_count": 1, "data": data, "metadata": {}}
 
 
+def test_pin_cpu_kernels_asks_for_avx2_on_x86_and_keeps_a_value_already_set(monkeypatch):
+    import platform
+
+    from lattn.notebooks import pin_cpu_kernels
+
+    for machine, preset, expected in [("x86_64", None, "avx2"), ("AMD64", None, "avx2"), ("aarch64", None, None),
+                                      ("x86_64", "default", "default")]:  # fmt: skip
+        monkeypatch.setattr(platform, "machine", lambda machine=machine: machine)
+        if preset is None:
+            monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+        else:
+            monkeypatch.setenv("ATEN_CPU_CAPABILITY", preset)
+        pin_cpu_kernels()
+        assert os.environ.get("ATEN_CPU_CAPABILITY") == expected, machine
+
+
 def _png(shift: int, width: int = 8) -> str:
     """A small RGBA picture as a notebook stores it (base64 PNG); ``shift`` raises one pixel's red level."""
     import base64
